@@ -1,0 +1,98 @@
+// Config: the daemon's whole configuration, from one TOML file or the built-in default.
+//
+// load_config() reads and validates a file; every error names the file, line and key:
+//   "metronome.toml:12: feeds[0].every: invalid duration '2x' (unknown unit 'x'); ..."
+// Unknown keys are errors (a typo must not silently become a default). Relative paths are
+// resolved against the file's folder (for the built-in default: the working directory).
+// The result is an immutable value; share it by const reference.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/ids.h"
+#include "common/result.h"
+#include "common/time.h"
+#include "schedule/schedule.h"
+
+namespace metronome {
+
+struct ServiceConfig {
+  std::filesystem::path data_dir;  // default "./var"
+  std::string listen = "127.0.0.1:8080";
+  std::string log_level = "info";   // trace|debug|info|warn|error
+  std::string log_format = "text";  // text|json
+};
+
+struct StoreConfig {
+  std::string kind = "sqlite";
+  std::filesystem::path path;      // default data_dir/metronome.db
+  std::filesystem::path dlq_path;  // default: path with ".db" replaced by ".dlq.db"
+};
+
+// Where one named secret lives: exactly one of file / env.
+struct SecretConfig {
+  SecretName name;
+  std::optional<std::filesystem::path> file;
+  std::optional<std::string> env;
+};
+
+struct RandomIntSourceConfig {
+  int64_t min = 0;
+  int64_t max = 1000;
+};
+// One alternative per source kind; later kinds (http_json, command, ...) are added here.
+using SourceConfig = std::variant<RandomIntSourceConfig>;
+
+struct FeedConfig {
+  FeedId id;
+  Schedule schedule = Schedule::every(Millis(2000));
+  std::string schedule_text;   // as written: "2s" or the cron expression
+  Millis window{60'000};
+  std::optional<Millis> deadline;  // default: the interval (cron: up to the next slot)
+  int retries = 3;
+  SecretName secret;           // may be empty: the feed uses no secret
+  SourceConfig source = RandomIntSourceConfig{};
+  int decimals = 0;
+};
+
+struct AlarmConfig {
+  int64_t dlq_depth = 1;
+  int64_t missed_slots = 1;
+  Millis missed_window{10 * 60'000};
+  std::vector<std::string> command;  // argv; empty: no command action
+  std::string webhook;               // URL; empty: no webhook action
+  Millis action_timeout{10'000};     // for command and each webhook attempt
+  int webhook_retries = 3;
+};
+
+struct Config {
+  std::filesystem::path file;  // empty for the built-in default
+  ServiceConfig service;
+  StoreConfig store;
+  std::map<SecretName, SecretConfig> secrets;
+  std::vector<FeedConfig> feeds;
+  AlarmConfig alarms;
+
+  const FeedConfig* find_feed(const FeedId& id) const;
+  bool is_builtin_default() const { return file.empty(); }
+};
+
+// Reads and validates `path`. InvalidArgument with "FILE:LINE: KEY: what" on any error;
+// NotFound / IOError when the file cannot be read.
+Result<Config> load_config(const std::filesystem::path& path);
+// Parses TOML text as if it were the file `path` (for messages and relative paths).
+Result<Config> parse_config(std::string_view toml_text, const std::filesystem::path& path);
+// The built-in default: the replaced system (feed random_int, every 2s, window 1m, 0..1000,
+// secret oracle_key in ./var/secrets/oracle_key, SQLite at ./var/metronome.db), with relative
+// paths resolved against `base_dir`.
+Config builtin_default_config(const std::filesystem::path& base_dir);
+// The effective configuration as TOML (all defaults filled in; no secret values, only where each
+// secret lives).
+std::string dump_config(const Config& config);
+
+}  // namespace metronome

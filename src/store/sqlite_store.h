@@ -1,0 +1,69 @@
+// SqliteStore: the embedded default Store, on SQLite (WAL mode, synchronous=FULL so a commit is
+// durable when it returns).
+//
+// Two files: `path` holds values, executions and slot outcomes; `dlq_path` holds the dead-letter
+// queue and alarm states, so the DLQ stays writable when the values database cannot be written
+// (docs/adr/0001-dlq-in-its-own-file.md). Each has a versioned schema (PRAGMA user_version) that
+// open() migrates forward; a file from a newer Metronome is refused with its version.
+//
+// Thread-safety: all methods are safe to call concurrently (one connection per file, each behind
+// its own mutex). Other processes may read (and the CLI may write the DLQ) at the same time; a
+// busy database is waited for up to `busy_timeout`.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+
+#include "store/store.h"
+
+namespace metronome {
+
+struct SqliteStoreOptions {
+  std::filesystem::path path;      // values database
+  std::filesystem::path dlq_path;  // DLQ + alarms database
+  bool read_only = false;          // for CLI reading commands: never creates or migrates
+  std::chrono::milliseconds busy_timeout{5000};
+};
+
+class SqliteStore final : public Store {
+ public:
+  // Opens (creating parent folders and files unless read_only) and migrates both databases.
+  // Errors name the file.
+  static Result<std::unique_ptr<SqliteStore>> open(const SqliteStoreOptions& options);
+  ~SqliteStore() override;
+
+  // The schema version this build writes.
+  static constexpr int kSchemaVersion = 1;
+
+  Status create_execution(const Execution& execution) override;
+  Result<std::optional<Execution>> get_execution(const ExecutionId& id) override;
+  Result<std::vector<Execution>> list_executions(const ExecutionQuery& query) override;
+  Result<std::vector<Execution>> unfinished_executions() override;
+  Status set_execution_state(const ExecutionId& id, ExecutionState state,
+                             std::optional<WallTime> finished_at) override;
+
+  Result<std::vector<bool>> commit_slots(std::span<const SlotCommit> commits) override;
+  Result<std::vector<ValueRecord>> list_values(const ValueQuery& query) override;
+  Result<std::optional<ValueRecord>> get_value(const FeedId& feed, SlotTime slot) override;
+  Result<std::optional<ValueRecord>> latest_value(const FeedId& feed) override;
+  Result<int64_t> count_outcomes(SlotOutcome outcome, SlotTime since) override;
+
+  Result<int64_t> dlq_push(const DlqMessage& message) override;
+  Result<std::vector<DlqMessage>> dlq_list(int limit) override;
+  Result<std::optional<DlqMessage>> dlq_get(int64_t id) override;
+  Status dlq_delete(int64_t id) override;
+  Result<int64_t> dlq_depth() override;
+
+  Result<std::vector<AlarmState>> alarm_states() override;
+  Result<std::optional<AlarmState>> alarm_state(const std::string& name) override;
+  Status put_alarm_state(const AlarmState& state) override;
+
+  Status ping() override;
+
+ private:
+  struct Impl;
+  explicit SqliteStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace metronome
