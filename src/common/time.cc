@@ -19,10 +19,13 @@ struct Civil {
   int64_t subsec_ns;
 };
 
-Civil to_civil(WallTime t) {
+// Templated on the precision so that a SlotTime (milliseconds) is never converted to WallTime
+// (nanoseconds): that conversion overflows outside about 1678..2261.
+template <typename Duration>
+Civil to_civil(std::chrono::sys_time<Duration> t) {
   auto day_point = floor<days>(t);
   std::chrono::year_month_day ymd{day_point};
-  Nanos rest = t - day_point;
+  Nanos rest = std::chrono::duration_cast<Nanos>(t - day_point);  // [0, 1 day): fits
   Civil c{};
   c.year = static_cast<int>(ymd.year());
   c.month = static_cast<unsigned>(ymd.month());
@@ -38,7 +41,7 @@ Civil to_civil(WallTime t) {
 }  // namespace
 
 std::string format_iso_ms(SlotTime t) {
-  Civil c = to_civil(WallTime(t));
+  Civil c = to_civil(t);
   return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", c.year, c.month, c.day, c.hour,
                      c.minute, c.second, c.subsec_ns / 1'000'000);
 }
@@ -50,7 +53,7 @@ std::string format_iso_us(WallTime t) {
 }
 
 std::string format_iso_s(SlotTime t) {
-  Civil c = to_civil(WallTime(t));
+  Civil c = to_civil(t);
   return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", c.year, c.month, c.day, c.hour,
                      c.minute, c.second);
 }
@@ -102,9 +105,10 @@ Result<WallTime> parse_iso(std::string_view text) {
   if (!c.done()) {
     if (!c.eat('T') && !c.eat('t') && !c.eat(' ')) return bad("expected 'T' after the date");
     if (!c.digits(2, h) || !c.eat(':') || !c.digits(2, mi)) return bad("time must be HH:MM[:SS]");
-    if (c.eat(':') && !c.digits(2, s)) return bad("seconds must be two digits");
+    const bool has_seconds = c.eat(':');
+    if (has_seconds && !c.digits(2, s)) return bad("seconds must be two digits");
     if (h > 23 || mi > 59 || s > 59) return bad("hour, minute or second out of range");
-    if (c.eat('.')) {
+    if (has_seconds && c.eat('.')) {
       int n = 0;
       while (std::isdigit(static_cast<unsigned char>(c.peek()))) {
         int64_t digit;
@@ -129,9 +133,13 @@ Result<WallTime> parse_iso(std::string_view text) {
     }
     if (!c.done()) return bad("unexpected text after the time");
   }
-  WallTime t = std::chrono::sys_days(ymd) + std::chrono::hours(h) + std::chrono::minutes(mi) +
-               Seconds(s) + Nanos(frac_ns) - Seconds(offset_s);
-  return t;
+  // Computed in seconds first: WallTime (int64 nanoseconds) only spans about 1678..2261.
+  std::chrono::sys_seconds secs = std::chrono::sys_days(ymd) + std::chrono::hours(h) +
+                                  std::chrono::minutes(mi) + Seconds(s) - Seconds(offset_s);
+  constexpr auto kMin = std::chrono::ceil<Seconds>(WallTime::min());
+  constexpr auto kMax = std::chrono::floor<Seconds>(WallTime::max()) - Seconds(1);
+  if (secs < kMin || secs > kMax) return bad("outside the supported years 1678 to 2261");
+  return WallTime(secs) + Nanos(frac_ns);
 }
 
 Result<Nanos> parse_duration(std::string_view text) {

@@ -113,6 +113,8 @@ struct AlarmState {
   AlarmStatus status = AlarmStatus::kOk;
   WallTime since;      // last transition
   std::string reason;  // why it is in this state, e.g. "DLQ depth 3 >= 1"
+  AlarmStatus previous = AlarmStatus::kOk;  // the state before the last transition
+  bool actions_pending = false;  // the last transition's actions have not all run yet
 
   friend bool operator==(const AlarmState&, const AlarmState&) = default;
 };

@@ -1,0 +1,338 @@
+#include "app/cli.h"
+
+#include <curl/curl.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "app/daemon.h"
+#include "app/logging.h"
+#include "app/views.h"
+#include "clock/system_clock.h"
+#include "config/config.h"
+#include "dlq/dead_letter_queue.h"
+#include "schedule/window.h"
+#include "store/sqlite_store.h"
+
+namespace metronome {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitRuntime = 1;
+constexpr int kExitUsage = 2;
+
+int fail(const Status& status, int code) {
+  std::fprintf(stderr, "metronome: %s\n", status.message().c_str());
+  return code;
+}
+
+bool is_config_error(const Status& s) {
+  using C = Status::Code;
+  return s.code() == C::kInvalidArgument || s.code() == C::kPermissionDenied ||
+         s.code() == C::kNotFound || s.code() == C::kAlreadyExists;
+}
+
+struct Common {
+  std::string config_path;
+  std::string format = "table";
+};
+
+Result<Config> load(const Common& common) {
+  if (common.config_path.empty()) {
+    return builtin_default_config(std::filesystem::current_path());
+  }
+  return load_config(common.config_path);
+}
+
+Result<std::unique_ptr<SqliteStore>> open_store(const Config& config, bool read_only) {
+  SqliteStoreOptions options;
+  options.path = config.store.path;
+  options.dlq_path = config.store.dlq_path;
+  options.read_only = read_only;
+  return SqliteStore::open(options);
+}
+
+std::string slot_text(SlotTime t) {
+  return to_unix_ms(t) % 1000 == 0 ? format_iso_s(t) : format_iso_ms(t);
+}
+
+int cmd_run(const Common& common) {
+  auto config = load(common);
+  if (!config.ok()) return fail(config.status(), kExitUsage);
+  Status logging = setup_logging(config->service.log_level, config->service.log_format);
+  if (!logging.ok()) return fail(logging, kExitUsage);
+
+  // Signals are taken by sigwait() on this thread only: block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);  // the daemon thread ended on its own
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  SystemClock clock;
+  spdlog::info("metronome {} starting with {}", METRONOME_VERSION,
+               config->is_builtin_default() ? std::string("the built-in default config")
+                                            : config->file.string());
+  auto daemon = Daemon::create(*config, clock);
+  if (!daemon.ok()) {
+    spdlog::error("cannot start: {}", daemon.status().message());
+    return is_config_error(daemon.status()) ? kExitUsage : kExitRuntime;
+  }
+
+  std::stop_source stop;
+  Status result;
+  std::thread worker([&] {
+    result = (*daemon)->run(stop.get_token());
+    kill(getpid(), SIGUSR1);
+  });
+  int sig = 0;
+  for (;;) {
+    sigwait(&signals, &sig);
+    if (sig == SIGUSR1) break;
+    spdlog::info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    stop.request_stop();
+  }
+  worker.join();
+  if (!result.ok()) {
+    spdlog::error("{}", result.message());
+    return kExitRuntime;
+  }
+  return kExitOk;
+}
+
+int cmd_plan(const Common& common, const std::string& feed) {
+  auto config = load(common);
+  if (!config.ok()) return fail(config.status(), kExitUsage);
+  SystemClock clock;
+  const WallTime now = clock.now();
+  bool found = false;
+  for (const auto& f : config->feeds) {
+    if (!feed.empty() && f.id.str() != feed) continue;
+    found = true;
+    WindowPlan plan = plan_window(f.schedule, f.window, now);
+    nlohmann::json times = nlohmann::json::array();
+    for (SlotTime s : plan.slots) times.push_back(slot_text(s));
+    nlohmann::json out = {{"feed", f.id.str()},
+                          {"next_minute", slot_text(plan.start)},
+                          {"invocation_times", std::move(times)}};
+    std::cout << out.dump() << "\n";
+  }
+  if (!found) return fail(Status::NotFound("no feed '" + feed + "' in the config"), kExitUsage);
+  return kExitOk;
+}
+
+int cmd_values(const Common& common, const std::string& feed, const std::string& since,
+               int limit) {
+  auto config = load(common);
+  if (!config.ok()) return fail(config.status(), kExitUsage);
+  ValueQuery q;
+  if (!feed.empty()) {
+    if (!config->find_feed(FeedId(feed))) {
+      return fail(Status::NotFound("no feed '" + feed + "' in the config"), kExitUsage);
+    }
+    q.feed = FeedId(feed);
+  }
+  if (!since.empty()) {
+    auto t = parse_iso(since);
+    if (!t.ok()) return fail(t.status().With("--since"), kExitUsage);
+    q.since = std::chrono::ceil<Millis>(*t);
+  }
+  q.limit = limit;
+  auto store = open_store(*config, true);
+  if (!store.ok()) return fail(store.status(), kExitRuntime);
+  auto values = (*store)->list_values(q);
+  if (!values.ok()) return fail(values.status(), kExitRuntime);
+  if (common.format == "json") {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& v : *values) out.push_back(to_json(v));
+    std::cout << out.dump(2) << "\n";
+  } else {
+    std::cout << values_table(*values);
+  }
+  return kExitOk;
+}
+
+int cmd_executions(const Common& common, const std::string& feed, int limit) {
+  auto config = load(common);
+  if (!config.ok()) return fail(config.status(), kExitUsage);
+  ExecutionQuery q;
+  if (!feed.empty()) q.feed = FeedId(feed);
+  q.limit = limit;
+  auto store = open_store(*config, true);
+  if (!store.ok()) return fail(store.status(), kExitRuntime);
+  auto executions = (*store)->list_executions(q);
+  if (!executions.ok()) return fail(executions.status(), kExitRuntime);
+  if (common.format == "json") {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& e : *executions) out.push_back(to_json(e));
+    std::cout << out.dump(2) << "\n";
+  } else {
+    std::cout << executions_table(*executions);
+  }
+  return kExitOk;
+}
+
+struct DlqArgs {
+  std::string action;  // list | show | redrive | purge
+  int64_t id = -1;
+  bool all = false;
+};
+
+int cmd_dlq(const Common& common, const DlqArgs& args) {
+  auto config = load(common);
+  if (!config.ok()) return fail(config.status(), kExitUsage);
+  bool writes = args.action == "redrive" || args.action == "purge";
+  if (writes && (args.id < 0) == !args.all) {
+    return fail(Status::InvalidArgument("dlq " + args.action + " takes a message ID or --all"),
+                kExitUsage);
+  }
+  auto store = open_store(*config, !writes);
+  if (!store.ok()) return fail(store.status(), kExitRuntime);
+  SystemClock clock;
+  DeadLetterQueue dlq(**store, clock);
+  if (args.action == "list") {
+    auto messages = dlq.list(1000);
+    if (!messages.ok()) return fail(messages.status(), kExitRuntime);
+    if (common.format == "json") {
+      nlohmann::json out = nlohmann::json::array();
+      for (const auto& m : *messages) out.push_back(to_json(m));
+      std::cout << out.dump(2) << "\n";
+    } else {
+      std::cout << dlq_table(*messages);
+    }
+    return kExitOk;
+  }
+  if (args.action == "show") {
+    auto m = dlq.get(args.id);
+    if (!m.ok()) return fail(m.status(), kExitRuntime);
+    std::cout << to_json(*m).dump(2) << "\n";
+    return kExitOk;
+  }
+  if (args.action == "redrive") {
+    if (args.all) {
+      RedriveSummary s = dlq.redrive_all();
+      for (const auto& e : s.errors) std::fprintf(stderr, "metronome: %s\n", e.c_str());
+      std::printf("redriven %d, not redrivable %d, failed %d\n", s.redriven, s.not_redrivable,
+                  s.failed);
+      return s.failed == 0 && s.not_redrivable == 0 ? kExitOk : kExitRuntime;
+    }
+    Status st = dlq.redrive(args.id);
+    if (!st.ok()) return fail(st, kExitRuntime);
+    std::printf("redriven %lld\n", static_cast<long long>(args.id));
+    return kExitOk;
+  }
+  // purge
+  if (args.all) {
+    auto n = dlq.purge_all();
+    if (!n.ok()) return fail(n.status(), kExitRuntime);
+    std::printf("purged %d\n", *n);
+    return kExitOk;
+  }
+  Status st = dlq.purge(args.id);
+  if (!st.ok()) return fail(st, kExitRuntime);
+  std::printf("purged %lld\n", static_cast<long long>(args.id));
+  return kExitOk;
+}
+
+int cmd_config_check(const Common& common) {
+  auto config = load(common);
+  if (!config.ok()) return fail(config.status(), kExitUsage);
+  std::cout << dump_config(*config);
+  std::fprintf(stderr, "metronome: config %s is valid\n",
+               config->is_builtin_default() ? "(built-in default)" : config->file.c_str());
+  return kExitOk;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  CLI::App app{"metronome: publishes a signed value for every slot, on the beat, exactly once",
+               "metronome"};
+  app.set_version_flag("--version", std::string("metronome ") + METRONOME_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough();
+  Common common;
+  app.add_option("--config", common.config_path,
+                 "TOML config file (default: the built-in default: feed random_int every 2s)");
+
+  auto add_format = [&](CLI::App* cmd) {
+    cmd->add_option("--format", common.format, "table or json")
+        ->check(CLI::IsMember({"table", "json"}));
+  };
+
+  auto* run = app.add_subcommand("run", "Run the daemon: publish every feed's slots");
+  std::string plan_feed;
+  auto* plan = app.add_subcommand("plan", "Print each feed's next window and its slot times (JSON)");
+  plan->add_option("--feed", plan_feed, "Only this feed");
+
+  std::string values_feed, values_since;
+  int values_limit = 20;
+  auto* values = app.add_subcommand("values", "Published values, newest first");
+  values->add_option("--feed", values_feed, "Only this feed");
+  values->add_option("--since", values_since, "Only slots at or after this time (ISO 8601, UTC)");
+  values->add_option("--limit", values_limit, "At most this many")->check(CLI::Range(1, 100000));
+  add_format(values);
+
+  std::string exec_feed;
+  int exec_limit = 10;
+  auto* executions =
+      app.add_subcommand("executions", "Executions (one per feed per window), newest first");
+  executions->add_option("--feed", exec_feed, "Only this feed");
+  executions->add_option("--limit", exec_limit, "At most this many")->check(CLI::Range(1, 10000));
+  add_format(executions);
+
+  DlqArgs dlq_args;
+  auto* dlq = app.add_subcommand("dlq", "The dead-letter queue: list, show, redrive, purge");
+  dlq->require_subcommand(1);
+  auto* dlq_list = dlq->add_subcommand("list", "Messages, oldest first");
+  add_format(dlq_list);
+  auto* dlq_show = dlq->add_subcommand("show", "One message as JSON");
+  dlq_show->add_option("id", dlq_args.id, "Message id")->required();
+  auto* dlq_redrive =
+      dlq->add_subcommand("redrive", "Deliver a message's stored record again (idempotent)");
+  dlq_redrive->add_option("id", dlq_args.id, "Message id");
+  dlq_redrive->add_flag("--all", dlq_args.all, "Every message");
+  auto* dlq_purge = dlq->add_subcommand("purge", "Delete a message");
+  dlq_purge->add_option("id", dlq_args.id, "Message id");
+  dlq_purge->add_flag("--all", dlq_args.all, "Every message");
+
+  auto* config = app.add_subcommand("config", "Configuration");
+  config->require_subcommand(1);
+  auto* check = config->add_subcommand("check", "Validate and print the effective config");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+
+  if (run->parsed()) return cmd_run(common);
+  if (plan->parsed()) return cmd_plan(common, plan_feed);
+  if (values->parsed()) return cmd_values(common, values_feed, values_since, values_limit);
+  if (executions->parsed()) return cmd_executions(common, exec_feed, exec_limit);
+  if (dlq->parsed()) {
+    dlq_args.action = dlq_list->parsed()      ? "list"
+                      : dlq_show->parsed()    ? "show"
+                      : dlq_redrive->parsed() ? "redrive"
+                                              : "purge";
+    return cmd_dlq(common, dlq_args);
+  }
+  if (check->parsed()) return cmd_config_check(common);
+  return kExitUsage;
+}
+
+}  // namespace metronome

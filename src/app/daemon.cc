@@ -1,0 +1,131 @@
+#include "app/daemon.h"
+
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+
+#include "dlq/alarms.h"
+#include "dlq/dead_letter_queue.h"
+#include "publish/publisher.h"
+#include "secret/file_secret.h"
+#include "secret/secret_registry.h"
+#include "source/random_int_source.h"
+#include "store/sqlite_store.h"
+#include "workflow/scheduler.h"
+
+namespace metronome {
+namespace {
+
+std::unique_ptr<Source> make_source(const SourceConfig& config) {
+  return std::visit(
+      [](const auto& c) -> std::unique_ptr<Source> {
+        using T = std::decay_t<decltype(c)>;
+        if constexpr (std::is_same_v<T, RandomIntSourceConfig>) {
+          return std::make_unique<RandomIntSource>(c.min, c.max);
+        }
+      },
+      config);
+}
+
+}  // namespace
+
+struct Daemon::Parts {
+  Clock* clock = nullptr;
+  std::unique_ptr<SqliteStore> store;
+  SecretRegistry secrets;
+  std::vector<std::unique_ptr<FeedRuntime>> feeds;
+  std::unique_ptr<DeadLetterQueue> dlq;
+  std::unique_ptr<Publisher> publisher;
+  std::unique_ptr<AlarmManager> alarms;
+  std::unique_ptr<Scheduler> scheduler;
+};
+
+Status ensure_default_secret(const Config& config) {
+  if (!config.is_builtin_default()) return Status::Ok();
+  for (const auto& [name, secret] : config.secrets) {
+    if (!secret.file || std::filesystem::exists(*secret.file)) continue;
+    METRONOME_RETURN_IF_ERROR(FileSecret::create_random(*secret.file));
+    spdlog::info("created secret {} at {} (mode 0600)", name, secret.file->string());
+  }
+  return Status::Ok();
+}
+
+Daemon::Daemon(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
+Daemon::~Daemon() = default;
+
+Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& clock) {
+  auto parts = std::make_unique<Parts>();
+  parts->clock = &clock;
+  METRONOME_RETURN_IF_ERROR(ensure_default_secret(config));
+
+  SqliteStoreOptions store_options;
+  store_options.path = config.store.path;
+  store_options.dlq_path = config.store.dlq_path;
+  // A slot waits for a busy database only a little: its deadline bounds it anyway.
+  store_options.busy_timeout = std::chrono::milliseconds(250);
+  METRONOME_ASSIGN_OR_RETURN(parts->store, SqliteStore::open(store_options));
+
+  METRONOME_ASSIGN_OR_RETURN(parts->secrets, SecretRegistry::from_config(config.secrets));
+  for (const auto& feed : config.feeds) {
+    if (feed.secret.empty()) continue;
+    auto value = parts->secrets.read(feed.secret);
+    if (!value.ok()) return value.status().With(fmt::format("feed {}", feed.id));
+  }
+
+  std::vector<const FeedRuntime*> runtimes;
+  for (const auto& feed : config.feeds) {
+    auto rt = std::make_unique<FeedRuntime>();
+    rt->id = feed.id;
+    rt->schedule = feed.schedule;
+    rt->window = feed.window;
+    rt->deadline = feed.deadline;
+    rt->retries = feed.retries;
+    rt->decimals = feed.decimals;
+    rt->secret = feed.secret;
+    rt->source = make_source(feed.source);
+    runtimes.push_back(rt.get());
+    parts->feeds.push_back(std::move(rt));
+  }
+
+  parts->dlq = std::make_unique<DeadLetterQueue>(*parts->store, clock);
+  parts->publisher =
+      std::make_unique<Publisher>(*parts->store, *parts->dlq, parts->secrets, clock);
+  parts->alarms = std::make_unique<AlarmManager>(*parts->store, clock, config.alarms,
+                                                 make_alarm_actions(config.alarms, clock));
+  parts->scheduler = std::make_unique<Scheduler>(clock, *parts->store, *parts->dlq,
+                                                 *parts->publisher, runtimes);
+  AlarmManager* alarms = parts->alarms.get();
+  parts->dlq->set_on_change([alarms] { alarms->poke(); });
+  parts->publisher->set_on_outcome([alarms](SlotOutcome o) {
+    if (o != SlotOutcome::kPublished) alarms->poke();
+  });
+  return std::unique_ptr<Daemon>(new Daemon(std::move(parts)));
+}
+
+Status Daemon::run(std::stop_token stop) {
+  Parts& p = *parts_;
+  for (const auto& feed : p.feeds) {
+    spdlog::info("feed={} {} window={} source={}", feed->id, feed->schedule.describe(),
+                 format_duration(feed->window), feed->source->describe());
+  }
+  METRONOME_RETURN_IF_ERROR(p.scheduler->start());
+  p.alarms->start();
+  p.alarms->poke();  // missed slots recorded by recovery
+  spdlog::info("metronome running");
+
+  std::mutex mu;
+  std::condition_variable_any cv;
+  std::unique_lock lock(mu);
+  cv.wait(lock, stop, [] { return false; });
+
+  spdlog::info("stopping: no new slots; waiting for slots in flight");
+  p.scheduler->stop();
+  (void)p.alarms->evaluate_once();
+  p.alarms.reset();
+  spdlog::info("stopped");
+  return Status::Ok();
+}
+
+}  // namespace metronome

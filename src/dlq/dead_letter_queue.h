@@ -1,0 +1,57 @@
+// DeadLetterQueue: what failed after its retries, kept durably until a person redrives or purges it.
+//
+// A message carries the failure (feed, slot, execution, stage, error, attempts, first and last
+// failure) and, when one was produced, the record. redrive() re-delivers that exact record to the
+// store (idempotently: a slot that already has a value keeps it) and never re-observes a past slot;
+// a message without a record can only be purged (the slot stays failed in the history).
+//
+// Thread-safety: all methods may be called concurrently (the Store serialises).
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "clock/clock.h"
+#include "store/store.h"
+
+namespace metronome {
+
+struct RedriveSummary {
+  int redriven = 0;     // delivered (or found already delivered) and removed
+  int not_redrivable = 0;  // no record: left on the queue, purge them
+  int failed = 0;       // delivery failed again: left on the queue
+  std::vector<std::string> errors;  // one line per message not redriven
+};
+
+class DeadLetterQueue {
+ public:
+  DeadLetterQueue(Store& store, Clock& clock);
+
+  // Appends a message; logs one warning line with its context. Returns its id.
+  Result<int64_t> push(DlqMessage message);
+  // Oldest first.
+  Result<std::vector<DlqMessage>> list(int limit = 1000);
+  Result<DlqMessage> get(int64_t id);  // NotFound naming the id
+  // InvalidArgument when the message has no record; NotFound for an unknown id; the store's
+  // error (the message stays) when delivery fails.
+  Status redrive(int64_t id);
+  RedriveSummary redrive_all();
+  Status purge(int64_t id);
+  Result<int> purge_all();
+  Result<int64_t> depth();
+
+  // Called after every successful change (push, redrive, purge), e.g. to re-evaluate alarms;
+  // once per redrive_all()/purge_all() that changed anything. REQUIRES: set before the queue is
+  // shared between threads.
+  void set_on_change(std::function<void()> callback) { on_change_ = std::move(callback); }
+
+ private:
+  // Delivers one message's record and removes it; no on_change_ call (callers batch it).
+  Status redrive_message(const DlqMessage& message);
+
+  Store& store_;
+  Clock& clock_;
+  std::function<void()> on_change_;
+};
+
+}  // namespace metronome

@@ -1,0 +1,219 @@
+#include "publish/publisher.h"
+
+#include <spdlog/spdlog.h>
+
+namespace metronome {
+namespace {
+
+int64_t micros_between(WallTime from, WallTime to) {
+  return std::chrono::duration_cast<Micros>(to - from).count();
+}
+
+}  // namespace
+
+WallTime FeedRuntime::deadline_of(SlotTime slot) const {
+  if (deadline) return WallTime(slot) + *deadline;
+  if (schedule.is_interval()) return WallTime(slot) + schedule.interval();
+  auto next = schedule.next_after(WallTime(slot));
+  return next ? WallTime(*next) : WallTime(slot) + window;
+}
+
+Publisher::Publisher(Store& store, DeadLetterQueue& dlq, const SecretRegistry& secrets,
+                     Clock& clock, BackoffPolicy backoff)
+    : store_(store),
+      dlq_(dlq),
+      secrets_(secrets),
+      clock_(clock),
+      backoff_(backoff),
+      jitter_engine_(std::random_device{}()) {}
+
+double Publisher::draw_jitter() {
+  std::lock_guard lock(jitter_mu_);
+  return std::uniform_real_distribution<double>(0.0, 1.0)(jitter_engine_);
+}
+
+SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
+                                   std::stop_token stop) {
+  SlotResult result;
+  result.slot.slot = job.slot;
+  result.slot.fired_at = job.fired_at;
+  result.slot.lateness_us = std::max<int64_t>(0, micros_between(WallTime(job.slot), job.fired_at));
+
+  std::optional<WallTime> first_failure;
+  std::string stage;
+  Status failure;
+  int attempts = 0;
+  // Retries keep going through a shutdown: the slot in flight finishes within its deadline.
+  const std::stop_token no_stop;
+
+  // Observe (and read the secret, as the replaced function did on every invocation).
+  std::optional<Observation> observation;
+  for (;;) {
+    ++attempts;
+    Status status;
+    if (!feed.secret.empty()) {
+      auto secret = secrets_.read(feed.secret);
+      if (!secret.ok()) {
+        status = secret.status();
+        stage = "secret";
+      }
+    }
+    if (status.ok()) {
+      auto observed = feed.source->observe(
+          ObserveContext{feed.id, job.slot, job.deadline, stop});
+      if (observed.ok()) {
+        observation = std::move(*observed);
+        break;
+      }
+      status = observed.status().With(feed.source->describe());
+      stage = "observe";
+    }
+    if (!first_failure) first_failure = clock_.now();
+    failure = status;
+    if (!status.retryable() || attempts > feed.retries) break;
+    Nanos delay = backoff_delay(backoff_, attempts, draw_jitter());
+    if (!retry_fits(clock_.now(), delay, Nanos(0), job.deadline)) {
+      failure = Status::DeadlineExceeded(
+          fmt::format("deadline_exceeded: {} (after {} attempts)", status.ToString(), attempts));
+      break;
+    }
+    clock_.sleep_for(delay, no_stop);
+  }
+
+  if (observation) {
+    ValueRecord record;
+    record.feed = feed.id;
+    record.round = feed.schedule.round_of(job.slot);
+    record.slot = job.slot;
+    record.value = std::move(observation->value);
+    record.decimals = feed.decimals;
+    record.observed_at = clock_.now();
+    record.execution = job.execution;
+    result.record = std::move(record);
+
+    // Write: the same record on every attempt, so a retry after an ambiguous failure stores
+    // exactly the observed value (the store keeps the first one if the slot already has it).
+    int commit_attempts = 0;
+    for (;;) {
+      ++commit_attempts;
+      result.record->published_at = clock_.now();
+      result.slot.outcome = SlotOutcome::kPublished;
+      result.slot.attempts = attempts + commit_attempts - 1;
+      SlotCommit commit{job.execution, feed.id, result.slot, result.record};
+      auto committed = store_.commit_slots(std::span<const SlotCommit>(&commit, 1));
+      if (committed.ok()) {
+        result.inserted = (*committed)[0];
+        result.outcome_persisted = true;
+        failure = Status::Ok();
+        break;
+      }
+      if (!first_failure) first_failure = clock_.now();
+      stage = "publish";
+      failure = committed.status();
+      if (!failure.retryable() || commit_attempts > feed.retries) break;
+      Nanos delay = backoff_delay(backoff_, commit_attempts, draw_jitter());
+      if (!retry_fits(clock_.now(), delay, Nanos(0), job.deadline)) {
+        failure = Status::DeadlineExceeded(fmt::format("deadline_exceeded: {} (after {} attempts)",
+                                                       failure.ToString(), commit_attempts));
+        break;
+      }
+      clock_.sleep_for(delay, no_stop);
+    }
+    attempts += commit_attempts - 1;
+  }
+
+  if (failure.ok()) {
+    if (result.inserted) {
+      spdlog::info("published feed={} slot={} round={} value={} lateness_us={}", feed.id,
+                   format_iso_ms(job.slot), result.record->round, result.record->value,
+                   *result.slot.lateness_us);
+    } else {
+      spdlog::warn("feed={} slot={} already had a value; kept it (exactly once)", feed.id,
+                   format_iso_ms(job.slot));
+    }
+    flush_pending();
+    if (on_outcome_) on_outcome_(SlotOutcome::kPublished);
+    return result;
+  }
+
+  // Failed: record the outcome, and put what we have on the dead-letter queue.
+  result.slot.outcome = SlotOutcome::kFailed;
+  result.slot.attempts = attempts;
+  result.slot.error = failure.ToString();
+  spdlog::error("failed feed={} slot={} stage={} attempts={} error={}", feed.id,
+                format_iso_ms(job.slot), stage, attempts, result.slot.error);
+  SlotCommit outcome{job.execution, feed.id, result.slot, std::nullopt};
+  auto committed = store_.commit_slots(std::span<const SlotCommit>(&outcome, 1));
+  if (committed.ok()) {
+    result.outcome_persisted = true;
+  } else {
+    keep_pending(std::move(outcome));
+  }
+
+  DlqMessage message;
+  message.feed = feed.id;
+  message.slot = job.slot;
+  message.execution = job.execution;
+  message.stage = stage;
+  message.error = result.slot.error;
+  message.attempts = attempts;
+  message.first_failure = first_failure.value_or(clock_.now());
+  message.last_failure = clock_.now();
+  message.record = result.record;
+  auto pushed = dlq_.push(std::move(message));
+  if (!pushed.ok()) {
+    // Nowhere durable is left: the log line is the last trace of this slot's value.
+    spdlog::critical("feed={} slot={} could not be put on the DLQ: {}; value was {}", feed.id,
+                     format_iso_ms(job.slot), pushed.status().ToString(),
+                     result.record ? result.record->value : std::string("(none observed)"));
+  }
+  if (on_outcome_) on_outcome_(SlotOutcome::kFailed);
+  return result;
+}
+
+void Publisher::record_outcome(const FeedId& feed, const ExecutionId& execution,
+                               const SlotRecord& slot) {
+  SlotCommit commit{execution, feed, slot, std::nullopt};
+  auto committed = store_.commit_slots(std::span<const SlotCommit>(&commit, 1));
+  if (!committed.ok()) {
+    spdlog::warn("feed={} slot={}: could not record outcome {} yet: {}", feed,
+                 format_iso_ms(slot.slot), slot.outcome, committed.status().ToString());
+    keep_pending(std::move(commit));
+  }
+  if (on_outcome_) on_outcome_(slot.outcome);
+}
+
+void Publisher::keep_pending(SlotCommit commit) {
+  std::lock_guard lock(pending_mu_);
+  // Bounded: a store that stays down for long loses the oldest outcomes from memory only; the
+  // DLQ and the log still hold them, and a restart marks unrecorded past slots missed.
+  constexpr size_t kMaxPending = 100'000;
+  if (pending_.size() >= kMaxPending) pending_.erase(pending_.begin());
+  pending_.push_back(std::move(commit));
+}
+
+size_t Publisher::flush_pending() {
+  std::vector<SlotCommit> batch;
+  {
+    std::lock_guard lock(pending_mu_);
+    if (pending_.empty()) return 0;
+    batch.swap(pending_);
+  }
+  auto committed = store_.commit_slots(batch);
+  std::lock_guard lock(pending_mu_);
+  if (!committed.ok()) {
+    batch.insert(batch.end(), std::make_move_iterator(pending_.begin()),
+                 std::make_move_iterator(pending_.end()));
+    pending_.swap(batch);
+  } else {
+    spdlog::info("recorded {} slot outcomes that had been waiting for the store", batch.size());
+  }
+  return pending_.size();
+}
+
+size_t Publisher::pending_outcomes() const {
+  std::lock_guard lock(pending_mu_);
+  return pending_.size();
+}
+
+}  // namespace metronome

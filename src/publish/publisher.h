@@ -1,0 +1,97 @@
+// Publisher: the replaced system's "publishing function", for one slot of one feed:
+// observe the value (source) → read the feed's secret → write the record to the store in one
+// durable transaction, retrying retryable errors with backoff inside the slot's deadline.
+// A slot not published by its deadline is failed, and goes to the dead-letter queue with the
+// record if one was produced, so a redrive delivers exactly the value observed at that slot.
+//
+// Thread-safety: publish_slot() may run concurrently for different feeds. The caller guarantees
+// that one feed never has two slots in publish_slot() at once.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <stop_token>
+#include <vector>
+
+#include "clock/clock.h"
+#include "common/ids.h"
+#include "dlq/dead_letter_queue.h"
+#include "publish/backoff.h"
+#include "schedule/schedule.h"
+#include "secret/secret_registry.h"
+#include "source/source.h"
+#include "store/store.h"
+
+namespace metronome {
+
+// What the publisher needs to know about a feed; built once from its config.
+struct FeedRuntime {
+  FeedId id;
+  Schedule schedule = Schedule::every(Millis(2000));
+  Millis window{60'000};
+  std::optional<Millis> deadline;  // default: until the next slot
+  int retries = 3;
+  int decimals = 0;
+  SecretName secret;  // empty: none
+  std::unique_ptr<Source> source;
+
+  // When the slot must be published by: slot + deadline, or the next slot.
+  WallTime deadline_of(SlotTime slot) const;
+};
+
+struct SlotJob {
+  ExecutionId execution;
+  SlotTime slot;
+  WallTime fired_at;  // when the task started; >= slot
+  WallTime deadline;
+};
+
+struct SlotResult {
+  SlotRecord slot;                    // the outcome as recorded (or to be recorded)
+  std::optional<ValueRecord> record;  // the record, when one was produced
+  bool inserted = false;              // this call stored the value (false: it was there already)
+  bool outcome_persisted = false;     // the outcome is in the store
+};
+
+class Publisher {
+ public:
+  Publisher(Store& store, DeadLetterQueue& dlq, const SecretRegistry& secrets, Clock& clock,
+            BackoffPolicy backoff = {});
+
+  SlotResult publish_slot(const FeedRuntime& feed, const SlotJob& job, std::stop_token stop);
+
+  // Records an outcome that needs no publishing (skipped, missed). If the store cannot be written
+  // the commit is kept and retried by the next successful commit (flush_pending()).
+  void record_outcome(const FeedId& feed, const ExecutionId& execution, const SlotRecord& slot);
+
+  // Retries outcomes that could not be written earlier. Returns how many are still pending.
+  size_t flush_pending();
+  size_t pending_outcomes() const;
+
+  // Called after each slot outcome (e.g. to evaluate alarms).
+  void set_on_outcome(std::function<void(SlotOutcome)> callback) {
+    on_outcome_ = std::move(callback);
+  }
+
+ private:
+  double draw_jitter();
+  void keep_pending(SlotCommit commit);
+
+  Store& store_;
+  DeadLetterQueue& dlq_;
+  const SecretRegistry& secrets_;
+  Clock& clock_;
+  BackoffPolicy backoff_;
+  std::function<void(SlotOutcome)> on_outcome_;
+
+  std::mutex jitter_mu_;
+  std::mt19937_64 jitter_engine_;  // guarded by jitter_mu_
+
+  mutable std::mutex pending_mu_;
+  std::vector<SlotCommit> pending_;  // guarded by pending_mu_: outcomes not yet in the store
+};
+
+}  // namespace metronome

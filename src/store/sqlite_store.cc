@@ -1,0 +1,918 @@
+#include "store/sqlite_store.h"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <sqlite3.h>
+
+#include <iterator>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+// Schema notes (both files use STRICT tables, so a wrong type is an error, not a silent cast):
+// - Times are integers: slot times in Unix milliseconds (*_ms), wall times in Unix nanoseconds
+//   (*_ns), so every record round-trips exactly.
+// - slots has no foreign key to executions on purpose: commit_slots() may record an outcome for an
+//   execution that was never created (or was pruned), and a redrive must never fail for that.
+//   get_execution()/list_executions() only show slots of executions that exist.
+// - The values table is named "values", a keyword, so it is always quoted.
+// - PRAGMA application_id tells a values file from a DLQ file, so swapping the two paths in the
+//   configuration is refused instead of silently opening the wrong schema.
+
+namespace metronome {
+namespace {
+
+constexpr int64_t kMinInt = std::numeric_limits<int64_t>::min();
+constexpr int64_t kMaxInt = std::numeric_limits<int64_t>::max();
+
+// One step of a file's schema history. Steps are applied in order, each in its own transaction
+// that also sets PRAGMA user_version to the step's version. Never edit a released step: append.
+struct Migration {
+  int version;
+  const char* sql;
+};
+
+constexpr int kValuesApplicationId = 0x4D544E56;  // "MTNV"
+constexpr int kDlqApplicationId = 0x4D544E44;     // "MTND"
+
+constexpr Migration kValuesMigrations[] = {
+    {1, R"sql(
+CREATE TABLE "values" (
+  feed TEXT NOT NULL,
+  slot_ms INTEGER NOT NULL,
+  round INTEGER NOT NULL,
+  value TEXT NOT NULL,
+  decimals INTEGER NOT NULL,
+  observed_at_ns INTEGER NOT NULL,
+  published_at_ns INTEGER NOT NULL,
+  execution TEXT NOT NULL,
+  signer TEXT NOT NULL,
+  signature TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  PRIMARY KEY (feed, slot_ms)
+) WITHOUT ROWID, STRICT;
+-- list_values() without a feed: newest first across feeds.
+CREATE INDEX values_by_slot ON "values"(slot_ms);
+
+CREATE TABLE executions (
+  id TEXT PRIMARY KEY NOT NULL,
+  feed TEXT NOT NULL,
+  window_start_ms INTEGER NOT NULL,
+  window_end_ms INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  created_at_ns INTEGER NOT NULL,
+  finished_at_ns INTEGER
+) STRICT;
+CREATE INDEX executions_by_window ON executions(window_start_ms);
+CREATE INDEX executions_by_feed_window ON executions(feed, window_start_ms);
+-- unfinished_executions() at start-up must not scan the whole history.
+CREATE INDEX executions_unfinished ON executions(window_start_ms)
+  WHERE state IN ('planned', 'running');
+
+CREATE TABLE slots (
+  execution TEXT NOT NULL,
+  slot_ms INTEGER NOT NULL,
+  feed TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  fired_at_ns INTEGER,
+  lateness_us INTEGER,
+  error TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  PRIMARY KEY (execution, slot_ms)
+) STRICT;
+CREATE INDEX slots_by_outcome ON slots(outcome, slot_ms);
+
+PRAGMA application_id = 1297370710;
+)sql"},
+};
+
+constexpr Migration kDlqMigrations[] = {
+    {1, R"sql(
+CREATE TABLE dlq (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  feed TEXT NOT NULL,
+  slot_ms INTEGER,
+  execution TEXT NOT NULL,
+  stage TEXT NOT NULL,
+  error TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  first_failure_ns INTEGER NOT NULL,
+  last_failure_ns INTEGER NOT NULL,
+  record_json TEXT
+) STRICT;
+
+CREATE TABLE alarms (
+  name TEXT PRIMARY KEY NOT NULL,
+  status TEXT NOT NULL,
+  since_ns INTEGER NOT NULL,
+  reason TEXT NOT NULL
+) STRICT;
+
+PRAGMA application_id = 1297370692;
+)sql"},
+};
+
+static_assert(kValuesApplicationId == 1297370710 && kDlqApplicationId == 1297370692,
+              "the application ids in the migrations must match the constants");
+static_assert(std::size(kValuesMigrations) > 0 &&
+                  kValuesMigrations[std::size(kValuesMigrations) - 1].version ==
+                      SqliteStore::kSchemaVersion,
+              "the last values migration must be kSchemaVersion");
+static_assert(std::size(kDlqMigrations) > 0 &&
+                  kDlqMigrations[std::size(kDlqMigrations) - 1].version ==
+                      SqliteStore::kSchemaVersion,
+              "the last DLQ migration must be kSchemaVersion");
+
+// ---- SQL of the cached statements ----
+
+constexpr const char* kInsertValue = R"sql(
+INSERT INTO "values"(feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns,
+                     execution, signer, signature, digest)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+ON CONFLICT (feed, slot_ms) DO NOTHING)sql";
+
+// A published slot is final: a later commit for the same slot (a retry whose first attempt did
+// land, a second replica) must not turn it back into failed, since the value exists.
+constexpr const char* kUpsertSlot = R"sql(
+INSERT INTO slots(execution, slot_ms, feed, outcome, fired_at_ns, lateness_us, error, attempts)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+ON CONFLICT (execution, slot_ms) DO UPDATE SET
+  feed = excluded.feed, outcome = excluded.outcome, fired_at_ns = excluded.fired_at_ns,
+  lateness_us = excluded.lateness_us, error = excluded.error, attempts = excluded.attempts
+WHERE slots.outcome <> 'published')sql";
+
+constexpr const char* kInsertPlannedSlot = R"sql(
+INSERT INTO slots(execution, slot_ms, feed, outcome, fired_at_ns, lateness_us, error, attempts)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+ON CONFLICT (execution, slot_ms) DO NOTHING)sql";
+
+constexpr const char* kInsertExecution = R"sql(
+INSERT INTO executions(id, feed, window_start_ms, window_end_ms, state, created_at_ns,
+                       finished_at_ns)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+ON CONFLICT (id) DO NOTHING)sql";
+
+#define METRONOME_EXECUTION_COLUMNS \
+  "id, feed, window_start_ms, window_end_ms, state, created_at_ns, finished_at_ns"
+
+constexpr const char* kGetExecution =
+    "SELECT " METRONOME_EXECUTION_COLUMNS " FROM executions WHERE id = ?1";
+constexpr const char* kListExecutions = "SELECT " METRONOME_EXECUTION_COLUMNS
+                                        " FROM executions WHERE window_start_ms < ?1"
+                                        " ORDER BY window_start_ms DESC, id ASC LIMIT ?2";
+constexpr const char* kListExecutionsOfFeed =
+    "SELECT " METRONOME_EXECUTION_COLUMNS
+    " FROM executions WHERE feed = ?1 AND window_start_ms < ?2"
+    " ORDER BY window_start_ms DESC, id ASC LIMIT ?3";
+constexpr const char* kUnfinishedExecutions =
+    "SELECT " METRONOME_EXECUTION_COLUMNS
+    " FROM executions WHERE state IN ('planned', 'running') ORDER BY window_start_ms ASC, id ASC";
+constexpr const char* kSlotsOfExecution =
+    "SELECT slot_ms, outcome, fired_at_ns, lateness_us, error, attempts FROM slots"
+    " WHERE execution = ?1 ORDER BY slot_ms ASC";
+constexpr const char* kSetExecutionState =
+    "UPDATE executions SET state = ?1, finished_at_ns = ?2 WHERE id = ?3";
+
+#define METRONOME_VALUE_COLUMNS                                                       \
+  "feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns, execution, " \
+  "signer, signature, digest"
+
+constexpr const char* kListValues = "SELECT " METRONOME_VALUE_COLUMNS
+                                    " FROM \"values\" WHERE slot_ms >= ?1 AND slot_ms < ?2"
+                                    " ORDER BY slot_ms DESC, feed ASC LIMIT ?3";
+constexpr const char* kListValuesOfFeed =
+    "SELECT " METRONOME_VALUE_COLUMNS
+    " FROM \"values\" WHERE feed = ?1 AND slot_ms >= ?2 AND slot_ms < ?3"
+    " ORDER BY slot_ms DESC LIMIT ?4";
+constexpr const char* kGetValue =
+    "SELECT " METRONOME_VALUE_COLUMNS " FROM \"values\" WHERE feed = ?1 AND slot_ms = ?2";
+constexpr const char* kLatestValue = "SELECT " METRONOME_VALUE_COLUMNS
+                                     " FROM \"values\" WHERE feed = ?1"
+                                     " ORDER BY slot_ms DESC LIMIT 1";
+constexpr const char* kCountOutcomes =
+    "SELECT count(*) FROM slots WHERE outcome = ?1 AND slot_ms >= ?2";
+
+#define METRONOME_DLQ_COLUMNS                                                               \
+  "id, feed, slot_ms, execution, stage, error, attempts, first_failure_ns, last_failure_ns, " \
+  "record_json"
+
+constexpr const char* kDlqPush = R"sql(
+INSERT INTO dlq(feed, slot_ms, execution, stage, error, attempts, first_failure_ns,
+                last_failure_ns, record_json)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9))sql";
+constexpr const char* kDlqList =
+    "SELECT " METRONOME_DLQ_COLUMNS " FROM dlq ORDER BY id ASC LIMIT ?1";
+constexpr const char* kDlqGet = "SELECT " METRONOME_DLQ_COLUMNS " FROM dlq WHERE id = ?1";
+constexpr const char* kDlqDelete = "DELETE FROM dlq WHERE id = ?1";
+constexpr const char* kDlqDepth = "SELECT count(*) FROM dlq";
+
+constexpr const char* kAlarmStates =
+    "SELECT name, status, since_ns, reason FROM alarms ORDER BY name ASC";
+constexpr const char* kAlarmState =
+    "SELECT name, status, since_ns, reason FROM alarms WHERE name = ?1";
+constexpr const char* kPutAlarmState = R"sql(
+INSERT INTO alarms(name, status, since_ns, reason) VALUES (?1, ?2, ?3, ?4)
+ON CONFLICT (name) DO UPDATE SET
+  status = excluded.status, since_ns = excluded.since_ns, reason = excluded.reason)sql";
+
+// Reads the header page, so it proves the file answers (SELECT 1 would not touch it).
+constexpr const char* kPing = "PRAGMA user_version";
+
+// ---- conversions ----
+
+int64_t to_ns(WallTime t) { return t.time_since_epoch().count(); }
+WallTime wall_from_ns(int64_t ns) { return WallTime(Nanos(ns)); }
+
+// A row this build cannot read (an unknown enum text, a malformed record): the file was written
+// by something else. Thrown inside the adapter only; becomes Status::Internal.
+class UnreadableRow : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+template <typename T>
+T value_or_throw(Result<T> result) {
+  if (!result.ok()) throw UnreadableRow(result.status().message());
+  return std::move(result).value();
+}
+
+AlarmStatus parse_alarm_status(const std::string& text) {
+  if (text == to_string(AlarmStatus::kOk)) return AlarmStatus::kOk;
+  if (text == to_string(AlarmStatus::kAlarm)) return AlarmStatus::kAlarm;
+  throw UnreadableRow(fmt::format("unknown alarm status '{}'", text));
+}
+
+nlohmann::json record_to_json(const ValueRecord& r) {
+  return nlohmann::json{
+      {"feed", r.feed.str()},
+      {"round", r.round},
+      {"slot_ms", to_unix_ms(r.slot)},
+      {"value", r.value},
+      {"decimals", r.decimals},
+      {"observed_at_ns", to_ns(r.observed_at)},
+      {"published_at_ns", to_ns(r.published_at)},
+      {"execution", r.execution.str()},
+      {"signer", r.signer},
+      {"signature", r.signature},
+      {"digest", r.digest},
+  };
+}
+
+ValueRecord record_from_json(const std::string& text) {
+  try {
+    nlohmann::json j = nlohmann::json::parse(text);
+    ValueRecord r;
+    r.feed = FeedId(j.at("feed").get<std::string>());
+    r.round = j.at("round").get<int64_t>();
+    r.slot = slot_from_unix_ms(j.at("slot_ms").get<int64_t>());
+    r.value = j.at("value").get<std::string>();
+    r.decimals = j.at("decimals").get<int>();
+    r.observed_at = wall_from_ns(j.at("observed_at_ns").get<int64_t>());
+    r.published_at = wall_from_ns(j.at("published_at_ns").get<int64_t>());
+    r.execution = ExecutionId(j.at("execution").get<std::string>());
+    r.signer = j.at("signer").get<std::string>();
+    r.signature = j.at("signature").get<std::string>();
+    r.digest = j.at("digest").get<std::string>();
+    return r;
+  } catch (const nlohmann::json::exception& e) {
+    throw UnreadableRow(fmt::format("unreadable DLQ record: {}", e.what()));
+  }
+}
+
+void bind_optional(SQLite::Statement& s, int index, const std::optional<int64_t>& v) {
+  if (v) {
+    s.bind(index, *v);
+  } else {
+    s.bind(index);
+  }
+}
+
+std::optional<int64_t> optional_int64(const SQLite::Column& c) {
+  if (c.isNull()) return std::nullopt;
+  return c.getInt64();
+}
+
+// Reads a row of METRONOME_VALUE_COLUMNS.
+ValueRecord read_value(const SQLite::Statement& s) {
+  ValueRecord r;
+  r.feed = FeedId(s.getColumn(0).getString());
+  r.slot = slot_from_unix_ms(s.getColumn(1).getInt64());
+  r.round = s.getColumn(2).getInt64();
+  r.value = s.getColumn(3).getString();
+  r.decimals = s.getColumn(4).getInt();
+  r.observed_at = wall_from_ns(s.getColumn(5).getInt64());
+  r.published_at = wall_from_ns(s.getColumn(6).getInt64());
+  r.execution = ExecutionId(s.getColumn(7).getString());
+  r.signer = s.getColumn(8).getString();
+  r.signature = s.getColumn(9).getString();
+  r.digest = s.getColumn(10).getString();
+  return r;
+}
+
+// Reads a row of METRONOME_EXECUTION_COLUMNS (without its slots).
+Execution read_execution(const SQLite::Statement& s) {
+  Execution e;
+  e.id = ExecutionId(s.getColumn(0).getString());
+  e.feed = FeedId(s.getColumn(1).getString());
+  e.window_start = slot_from_unix_ms(s.getColumn(2).getInt64());
+  e.window_end = slot_from_unix_ms(s.getColumn(3).getInt64());
+  e.state = value_or_throw(parse_execution_state(s.getColumn(4).getString()));
+  e.created_at = wall_from_ns(s.getColumn(5).getInt64());
+  if (auto ns = optional_int64(s.getColumn(6))) e.finished_at = wall_from_ns(*ns);
+  return e;
+}
+
+// Reads a row of METRONOME_DLQ_COLUMNS.
+DlqMessage read_dlq(const SQLite::Statement& s) {
+  DlqMessage m;
+  m.id = s.getColumn(0).getInt64();
+  m.feed = FeedId(s.getColumn(1).getString());
+  if (auto ms = optional_int64(s.getColumn(2))) m.slot = slot_from_unix_ms(*ms);
+  m.execution = ExecutionId(s.getColumn(3).getString());
+  m.stage = s.getColumn(4).getString();
+  m.error = s.getColumn(5).getString();
+  m.attempts = s.getColumn(6).getInt();
+  m.first_failure = wall_from_ns(s.getColumn(7).getInt64());
+  m.last_failure = wall_from_ns(s.getColumn(8).getInt64());
+  if (!s.getColumn(9).isNull()) m.record = record_from_json(s.getColumn(9).getString());
+  return m;
+}
+
+AlarmState read_alarm(const SQLite::Statement& s) {
+  AlarmState a;
+  a.name = s.getColumn(0).getString();
+  a.status = parse_alarm_status(s.getColumn(1).getString());
+  a.since = wall_from_ns(s.getColumn(2).getInt64());
+  a.reason = s.getColumn(3).getString();
+  return a;
+}
+
+// Maps an exception thrown inside the adapter to a Status naming the file. Busy and I/O
+// conditions are retryable; everything else needs a person or is a bug.
+Status to_status(const std::filesystem::path& path, const std::exception& e) {
+  std::string message = fmt::format("store {}: {}", path.string(), e.what());
+  if (const auto* se = dynamic_cast<const SQLite::Exception*>(&e)) {
+    switch (se->getErrorCode() & 0xff) {
+      case SQLITE_BUSY:
+      case SQLITE_LOCKED:
+        return Status::Unavailable(std::move(message));
+      case SQLITE_IOERR:
+      case SQLITE_FULL:
+      case SQLITE_READONLY:
+      case SQLITE_CANTOPEN:
+      case SQLITE_PROTOCOL:
+        return Status::IOError(std::move(message));
+      case SQLITE_PERM:
+      case SQLITE_AUTH:
+        return Status::PermissionDenied(std::move(message));
+      default:  // CONSTRAINT, MISUSE, NOTADB, CORRUPT, SCHEMA, ...: retrying will not help
+        return Status::Internal(std::move(message));
+    }
+  }
+  return Status::Internal(std::move(message));
+}
+
+// One SQLite connection with its cached prepared statements.
+//
+// Thread-safety: callers hold mu() for the whole of an operation (statement use included); the
+// connection is never used by two threads at once, which is what SQLiteCpp requires.
+class Connection {
+ public:
+  Connection(std::filesystem::path path, std::unique_ptr<SQLite::Database> db)
+      : path_(std::move(path)), db_(std::move(db)) {}
+
+  const std::filesystem::path& path() const { return path_; }
+  SQLite::Database& db() { return *db_; }
+
+  // Runs f() under the connection's mutex, turning every exception into a Status.
+  template <typename F>
+  auto run(F&& f) -> decltype(f()) {
+    std::lock_guard lock(mu_);
+    try {
+      return f();
+    } catch (const std::exception& e) {
+      return to_status(path_, e);
+    } catch (...) {
+      return Status::Internal(fmt::format("store {}: unknown exception", path_.string()));
+    }
+  }
+
+  // A cached statement for `sql`, ready to bind; reset again (ending its implicit read
+  // transaction, which would otherwise pin the WAL) when the returned handle goes away.
+  // REQUIRES: inside run(). `sql` is one of the static strings above (the cache is keyed by it).
+  class Use {
+   public:
+    explicit Use(SQLite::Statement& s) : s_(s) {}
+    Use(const Use&) = delete;
+    Use& operator=(const Use&) = delete;
+    ~Use() { s_.tryReset(); }
+    SQLite::Statement& operator*() { return s_; }
+    SQLite::Statement* operator->() { return &s_; }
+
+   private:
+    SQLite::Statement& s_;
+  };
+  Use statement(const char* sql) {
+    auto& slot = statements_[sql];
+    if (!slot) slot = std::make_unique<SQLite::Statement>(*db_, sql);
+    slot->tryReset();
+    slot->clearBindings();
+    return Use(*slot);
+  }
+
+ private:
+  std::mutex mu_;
+  const std::filesystem::path path_;
+  std::unique_ptr<SQLite::Database> db_;
+  // Declared after db_ so that statements are finalized before the connection closes.
+  std::unordered_map<const char*, std::unique_ptr<SQLite::Statement>> statements_;
+};
+
+// Opens (and unless read-only, configures and migrates) one database file.
+Result<std::unique_ptr<Connection>> open_connection(const std::filesystem::path& path,
+                                                    std::string_view kind, int application_id,
+                                                    std::span<const Migration> migrations,
+                                                    const SqliteStoreOptions& options) {
+  if (path.empty()) {
+    return Status::InvalidArgument(fmt::format("store: no path configured for the {} database",
+                                               kind));
+  }
+  std::error_code ec;
+  if (options.read_only) {
+    if (!std::filesystem::exists(path, ec)) {
+      return Status::NotFound(fmt::format("no database at {}; has the daemon run?", path.string()));
+    }
+  } else if (path.has_parent_path()) {
+    std::filesystem::create_directories(path.parent_path(), ec);
+    if (ec) {
+      return Status::IOError(fmt::format("store {}: cannot create folder {}: {}", path.string(),
+                                         path.parent_path().string(), ec.message()));
+    }
+  }
+
+  try {
+    const int flags = options.read_only ? SQLite::OPEN_READONLY
+                                        : (SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    auto db = std::make_unique<SQLite::Database>(
+        path.string(), flags, static_cast<int>(options.busy_timeout.count()));
+    // Reading user_version first also proves the file is a database ("file is not a database").
+    int version = db->execAndGet("PRAGMA user_version").getInt();
+    int app_id = db->execAndGet("PRAGMA application_id").getInt();
+    if (app_id != application_id && !(app_id == 0 && version == 0)) {
+      return Status::InvalidArgument(fmt::format(
+          "store {}: not a Metronome {} database (application_id {:#x}, expected {:#x})",
+          path.string(), kind, app_id, application_id));
+    }
+    const int latest = migrations.back().version;
+    if (version > latest) {
+      return Status::InvalidArgument(fmt::format(
+          "store {}: schema version {} is newer than this build's version {}; "
+          "upgrade Metronome or use another file",
+          path.string(), version, latest));
+    }
+    db->exec("PRAGMA foreign_keys = ON");
+    if (options.read_only) {
+      if (version < latest) {
+        return Status::InvalidArgument(
+            fmt::format("store {}: schema version {} is older than this build's version {}; "
+                        "start the daemon once to migrate it",
+                        path.string(), version, latest));
+      }
+      return std::make_unique<Connection>(path, std::move(db));
+    }
+
+    const bool writable = sqlite3_db_readonly(db->getHandle(), "main") == 0;
+    if (!writable) {
+      // SQLite falls back to read-only when the file cannot be opened for writing. Keep going so
+      // that the other file (the DLQ) still works; every write here will fail with a clear error.
+      spdlog::warn("store {}: the {} database is not writable; opened read-only", path.string(),
+                   kind);
+    } else {
+      std::string mode = db->execAndGet("PRAGMA journal_mode = WAL").getString();
+      if (mode != "wal") {
+        return Status::IOError(fmt::format("store {}: cannot switch to WAL mode (mode is '{}')",
+                                           path.string(), mode));
+      }
+    }
+    // FULL: a commit is durable (the WAL is synced) when it returns.
+    db->exec("PRAGMA synchronous = FULL");
+
+    for (const Migration& m : migrations) {
+      if (m.version <= version) continue;
+      // IMMEDIATE takes the write lock before reading the version again, so two processes
+      // opening a new file at once apply each step exactly once.
+      SQLite::Transaction txn(*db, SQLite::TransactionBehavior::IMMEDIATE);
+      version = db->execAndGet("PRAGMA user_version").getInt();
+      if (m.version <= version) continue;
+      db->exec(m.sql);
+      db->exec(fmt::format("PRAGMA user_version = {}", m.version));
+      txn.commit();
+      version = m.version;
+      spdlog::info("store {}: migrated the {} database to schema version {}", path.string(), kind,
+                   m.version);
+    }
+    return std::make_unique<Connection>(path, std::move(db));
+  } catch (const std::exception& e) {
+    return to_status(path, e);
+  }
+}
+
+}  // namespace
+
+struct SqliteStore::Impl {
+  std::unique_ptr<Connection> values;  // values, executions, slots
+  std::unique_ptr<Connection> dlq;     // dlq, alarms
+
+  // REQUIRES: inside values->run(). Fills e.slots from the slots table.
+  void load_slots(Execution& e) {
+    auto s = values->statement(kSlotsOfExecution);
+    s->bind(1, e.id.str());
+    while (s->executeStep()) {
+      SlotRecord slot;
+      slot.slot = slot_from_unix_ms(s->getColumn(0).getInt64());
+      slot.outcome = value_or_throw(parse_slot_outcome(s->getColumn(1).getString()));
+      if (auto ns = optional_int64(s->getColumn(2))) slot.fired_at = wall_from_ns(*ns);
+      slot.lateness_us = optional_int64(s->getColumn(3));
+      slot.error = s->getColumn(4).getString();
+      slot.attempts = s->getColumn(5).getInt();
+      e.slots.push_back(std::move(slot));
+    }
+  }
+
+  // REQUIRES: inside values->run(). Runs `s` (already bound) and loads each execution's slots,
+  // all within one read transaction so that the result is one consistent snapshot.
+  std::vector<Execution> read_executions(Connection::Use& s) {
+    std::vector<Execution> out;
+    while (s->executeStep()) out.push_back(read_execution(*s));
+    s->tryReset();
+    for (Execution& e : out) load_slots(e);
+    return out;
+  }
+
+  static void bind_slot(SQLite::Statement& s, const ExecutionId& execution, const FeedId& feed,
+                        const SlotRecord& slot) {
+    s.bind(1, execution.str());
+    s.bind(2, to_unix_ms(slot.slot));
+    s.bind(3, feed.str());
+    s.bind(4, std::string(to_string(slot.outcome)));
+    bind_optional(s, 5, slot.fired_at ? std::optional<int64_t>(to_ns(*slot.fired_at)) : std::nullopt);
+    bind_optional(s, 6, slot.lateness_us);
+    s.bind(7, slot.error);
+    s.bind(8, slot.attempts);
+  }
+};
+
+SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SqliteStore::~SqliteStore() = default;
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteStoreOptions& options) {
+  if (!options.path.empty() && options.path == options.dlq_path) {
+    return Status::InvalidArgument(fmt::format(
+        "store {}: the values and DLQ databases must be different files", options.path.string()));
+  }
+  auto impl = std::make_unique<Impl>();
+  METRONOME_ASSIGN_OR_RETURN(impl->values, open_connection(options.path, "values",
+                                                           kValuesApplicationId,
+                                                           kValuesMigrations, options));
+  METRONOME_ASSIGN_OR_RETURN(
+      impl->dlq, open_connection(options.dlq_path, "DLQ", kDlqApplicationId, kDlqMigrations,
+                                 options));
+  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
+}
+
+// ---- executions ----
+
+Status SqliteStore::create_execution(const Execution& execution) {
+  if (execution.id.empty() || execution.feed.empty()) {
+    return Status::InvalidArgument("create_execution: an execution needs an id and a feed");
+  }
+  Connection& c = *impl_->values;
+  return c.run([&]() -> Status {
+    SQLite::Transaction txn(c.db(), SQLite::TransactionBehavior::IMMEDIATE);
+    int inserted;
+    {
+      auto s = c.statement(kInsertExecution);
+      s->bind(1, execution.id.str());
+      s->bind(2, execution.feed.str());
+      s->bind(3, to_unix_ms(execution.window_start));
+      s->bind(4, to_unix_ms(execution.window_end));
+      s->bind(5, std::string(to_string(execution.state)));
+      s->bind(6, to_ns(execution.created_at));
+      bind_optional(*s, 7,
+                    execution.finished_at ? std::optional<int64_t>(to_ns(*execution.finished_at))
+                                          : std::nullopt);
+      inserted = s->exec();
+    }
+    // An existing execution is left exactly as it is (its slots may have outcomes by now).
+    if (inserted == 0) return Status::Ok();
+    for (const SlotRecord& slot : execution.slots) {
+      auto s = c.statement(kInsertPlannedSlot);
+      Impl::bind_slot(*s, execution.id, execution.feed, slot);
+      s->exec();
+    }
+    txn.commit();
+    return Status::Ok();
+  });
+}
+
+Result<std::optional<Execution>> SqliteStore::get_execution(const ExecutionId& id) {
+  Connection& c = *impl_->values;
+  return c.run([&]() -> Result<std::optional<Execution>> {
+    SQLite::Transaction txn(c.db());  // one snapshot for the execution and its slots
+    auto s = c.statement(kGetExecution);
+    s->bind(1, id.str());
+    std::vector<Execution> found = impl_->read_executions(s);
+    txn.commit();
+    if (found.empty()) return std::optional<Execution>();
+    return std::optional<Execution>(std::move(found.front()));
+  });
+}
+
+Result<std::vector<Execution>> SqliteStore::list_executions(const ExecutionQuery& query) {
+  if (query.limit <= 0) {
+    return Status::InvalidArgument(
+        fmt::format("list_executions: limit must be positive, not {}", query.limit));
+  }
+  Connection& c = *impl_->values;
+  return c.run([&]() -> Result<std::vector<Execution>> {
+    const int64_t before = query.before ? to_unix_ms(*query.before) : kMaxInt;
+    SQLite::Transaction txn(c.db());
+    auto s = c.statement(query.feed ? kListExecutionsOfFeed : kListExecutions);
+    int i = 1;
+    if (query.feed) s->bind(i++, query.feed->str());
+    s->bind(i++, before);
+    s->bind(i++, query.limit);
+    std::vector<Execution> out = impl_->read_executions(s);
+    txn.commit();
+    return out;
+  });
+}
+
+Result<std::vector<Execution>> SqliteStore::unfinished_executions() {
+  Connection& c = *impl_->values;
+  return c.run([&]() -> Result<std::vector<Execution>> {
+    SQLite::Transaction txn(c.db());
+    auto s = c.statement(kUnfinishedExecutions);
+    std::vector<Execution> out = impl_->read_executions(s);
+    txn.commit();
+    return out;
+  });
+}
+
+Status SqliteStore::set_execution_state(const ExecutionId& id, ExecutionState state,
+                                        std::optional<WallTime> finished_at) {
+  Connection& c = *impl_->values;
+  return c.run([&]() -> Status {
+    auto s = c.statement(kSetExecutionState);
+    s->bind(1, std::string(to_string(state)));
+    bind_optional(*s, 2, finished_at ? std::optional<int64_t>(to_ns(*finished_at)) : std::nullopt);
+    s->bind(3, id.str());
+    if (s->exec() == 0) {
+      return Status::NotFound(
+          fmt::format("store {}: no execution {}", c.path().string(), id.str()));
+    }
+    return Status::Ok();
+  });
+}
+
+// ---- slots and values ----
+
+Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> commits) {
+  // Validate the whole batch first: a bad commit rejects the batch before anything is written.
+  for (const SlotCommit& commit : commits) {
+    auto what = [&] {
+      return fmt::format("commit_slots: {} slot {}", commit.feed.str(),
+                         format_iso_ms(commit.slot.slot));
+    };
+    if (commit.execution.empty() || commit.feed.empty()) {
+      return Status::InvalidArgument(fmt::format("{}: needs an execution and a feed", what()));
+    }
+    const bool published = commit.slot.outcome == SlotOutcome::kPublished;
+    if (published != commit.record.has_value()) {
+      return Status::InvalidArgument(fmt::format(
+          "{}: outcome {} {} a record", what(), to_string(commit.slot.outcome),
+          published ? "needs" : "must not carry"));
+    }
+    if (commit.record &&
+        (commit.record->feed != commit.feed || commit.record->slot != commit.slot.slot)) {
+      return Status::InvalidArgument(
+          fmt::format("{}: the record is for {} slot {}", what(), commit.record->feed.str(),
+                      format_iso_ms(commit.record->slot)));
+    }
+  }
+  if (commits.empty()) return std::vector<bool>();
+
+  Connection& c = *impl_->values;
+  return c.run([&]() -> Result<std::vector<bool>> {
+    std::vector<bool> inserted;
+    inserted.reserve(commits.size());
+    SQLite::Transaction txn(c.db(), SQLite::TransactionBehavior::IMMEDIATE);
+    for (const SlotCommit& commit : commits) {
+      bool this_inserted = false;
+      if (commit.record) {
+        const ValueRecord& r = *commit.record;
+        auto s = c.statement(kInsertValue);
+        s->bind(1, r.feed.str());
+        s->bind(2, to_unix_ms(r.slot));
+        s->bind(3, r.round);
+        s->bind(4, r.value);
+        s->bind(5, r.decimals);
+        s->bind(6, to_ns(r.observed_at));
+        s->bind(7, to_ns(r.published_at));
+        s->bind(8, r.execution.str());
+        s->bind(9, r.signer);
+        s->bind(10, r.signature);
+        s->bind(11, r.digest);
+        // ON CONFLICT DO NOTHING changes no row when the slot already has its value.
+        this_inserted = s->exec() == 1;
+      }
+      {
+        auto s = c.statement(kUpsertSlot);
+        Impl::bind_slot(*s, commit.execution, commit.feed, commit.slot);
+        s->exec();
+      }
+      inserted.push_back(this_inserted);
+    }
+    txn.commit();
+    return inserted;
+  });
+}
+
+Result<std::vector<ValueRecord>> SqliteStore::list_values(const ValueQuery& query) {
+  if (query.limit <= 0) {
+    return Status::InvalidArgument(
+        fmt::format("list_values: limit must be positive, not {}", query.limit));
+  }
+  Connection& c = *impl_->values;
+  return c.run([&]() -> Result<std::vector<ValueRecord>> {
+    auto s = c.statement(query.feed ? kListValuesOfFeed : kListValues);
+    int i = 1;
+    if (query.feed) s->bind(i++, query.feed->str());
+    s->bind(i++, query.since ? to_unix_ms(*query.since) : kMinInt);
+    s->bind(i++, query.before ? to_unix_ms(*query.before) : kMaxInt);
+    s->bind(i++, query.limit);
+    std::vector<ValueRecord> out;
+    while (s->executeStep()) out.push_back(read_value(*s));
+    return out;
+  });
+}
+
+Result<std::optional<ValueRecord>> SqliteStore::get_value(const FeedId& feed, SlotTime slot) {
+  Connection& c = *impl_->values;
+  return c.run([&]() -> Result<std::optional<ValueRecord>> {
+    auto s = c.statement(kGetValue);
+    s->bind(1, feed.str());
+    s->bind(2, to_unix_ms(slot));
+    if (!s->executeStep()) return std::optional<ValueRecord>();
+    return std::optional<ValueRecord>(read_value(*s));
+  });
+}
+
+Result<std::optional<ValueRecord>> SqliteStore::latest_value(const FeedId& feed) {
+  Connection& c = *impl_->values;
+  return c.run([&]() -> Result<std::optional<ValueRecord>> {
+    auto s = c.statement(kLatestValue);
+    s->bind(1, feed.str());
+    if (!s->executeStep()) return std::optional<ValueRecord>();
+    return std::optional<ValueRecord>(read_value(*s));
+  });
+}
+
+Result<int64_t> SqliteStore::count_outcomes(SlotOutcome outcome, SlotTime since) {
+  Connection& c = *impl_->values;
+  return c.run([&]() -> Result<int64_t> {
+    auto s = c.statement(kCountOutcomes);
+    s->bind(1, std::string(to_string(outcome)));
+    s->bind(2, to_unix_ms(since));
+    s->executeStep();
+    return s->getColumn(0).getInt64();
+  });
+}
+
+// ---- dead-letter queue ----
+
+Result<int64_t> SqliteStore::dlq_push(const DlqMessage& message) {
+  std::optional<std::string> record_json;
+  if (message.record) record_json = record_to_json(*message.record).dump();
+  Connection& c = *impl_->dlq;
+  return c.run([&]() -> Result<int64_t> {
+    auto s = c.statement(kDlqPush);
+    s->bind(1, message.feed.str());
+    bind_optional(*s, 2,
+                  message.slot ? std::optional<int64_t>(to_unix_ms(*message.slot)) : std::nullopt);
+    s->bind(3, message.execution.str());
+    s->bind(4, message.stage);
+    s->bind(5, message.error);
+    s->bind(6, message.attempts);
+    s->bind(7, to_ns(message.first_failure));
+    s->bind(8, to_ns(message.last_failure));
+    if (record_json) {
+      s->bind(9, *record_json);
+    } else {
+      s->bind(9);
+    }
+    s->exec();
+    return c.db().getLastInsertRowid();
+  });
+}
+
+Result<std::vector<DlqMessage>> SqliteStore::dlq_list(int limit) {
+  if (limit <= 0) {
+    return Status::InvalidArgument(fmt::format("dlq_list: limit must be positive, not {}", limit));
+  }
+  Connection& c = *impl_->dlq;
+  return c.run([&]() -> Result<std::vector<DlqMessage>> {
+    auto s = c.statement(kDlqList);
+    s->bind(1, limit);
+    std::vector<DlqMessage> out;
+    while (s->executeStep()) out.push_back(read_dlq(*s));
+    return out;
+  });
+}
+
+Result<std::optional<DlqMessage>> SqliteStore::dlq_get(int64_t id) {
+  Connection& c = *impl_->dlq;
+  return c.run([&]() -> Result<std::optional<DlqMessage>> {
+    auto s = c.statement(kDlqGet);
+    s->bind(1, id);
+    if (!s->executeStep()) return std::optional<DlqMessage>();
+    return std::optional<DlqMessage>(read_dlq(*s));
+  });
+}
+
+Status SqliteStore::dlq_delete(int64_t id) {
+  Connection& c = *impl_->dlq;
+  return c.run([&]() -> Status {
+    auto s = c.statement(kDlqDelete);
+    s->bind(1, id);
+    if (s->exec() == 0) {
+      return Status::NotFound(fmt::format("store {}: no DLQ message {}", c.path().string(), id));
+    }
+    return Status::Ok();
+  });
+}
+
+Result<int64_t> SqliteStore::dlq_depth() {
+  Connection& c = *impl_->dlq;
+  return c.run([&]() -> Result<int64_t> {
+    auto s = c.statement(kDlqDepth);
+    s->executeStep();
+    return s->getColumn(0).getInt64();
+  });
+}
+
+// ---- alarms ----
+
+Result<std::vector<AlarmState>> SqliteStore::alarm_states() {
+  Connection& c = *impl_->dlq;
+  return c.run([&]() -> Result<std::vector<AlarmState>> {
+    auto s = c.statement(kAlarmStates);
+    std::vector<AlarmState> out;
+    while (s->executeStep()) out.push_back(read_alarm(*s));
+    return out;
+  });
+}
+
+Result<std::optional<AlarmState>> SqliteStore::alarm_state(const std::string& name) {
+  Connection& c = *impl_->dlq;
+  return c.run([&]() -> Result<std::optional<AlarmState>> {
+    auto s = c.statement(kAlarmState);
+    s->bind(1, name);
+    if (!s->executeStep()) return std::optional<AlarmState>();
+    return std::optional<AlarmState>(read_alarm(*s));
+  });
+}
+
+Status SqliteStore::put_alarm_state(const AlarmState& state) {
+  if (state.name.empty()) return Status::InvalidArgument("put_alarm_state: an alarm needs a name");
+  Connection& c = *impl_->dlq;
+  return c.run([&]() -> Status {
+    auto s = c.statement(kPutAlarmState);
+    s->bind(1, state.name);
+    s->bind(2, std::string(to_string(state.status)));
+    s->bind(3, to_ns(state.since));
+    s->bind(4, state.reason);
+    s->exec();
+    return Status::Ok();
+  });
+}
+
+// ---- health ----
+
+Status SqliteStore::ping() {
+  for (Connection* c : {impl_->values.get(), impl_->dlq.get()}) {
+    METRONOME_RETURN_IF_ERROR(c->run([&]() -> Status {
+      auto s = c->statement(kPing);
+      s->executeStep();
+      return Status::Ok();
+    }));
+  }
+  return Status::Ok();
+}
+
+}  // namespace metronome

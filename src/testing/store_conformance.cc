@@ -1,0 +1,691 @@
+#include "testing/store_conformance.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <latch>
+#include <random>
+#include <set>
+#include <thread>
+#include <vector>
+
+namespace metronome::testing {
+
+// ---- TempDir ----
+
+TempDir::TempDir(std::string_view prefix) {
+  static std::atomic<uint64_t> counter{0};
+  std::random_device random;
+  const auto base = std::filesystem::temp_directory_path();
+  for (int attempt = 0;; ++attempt) {
+    path_ = base / fmt::format("{}-{}-{}-{:08x}", prefix, ::getpid(), counter++, random());
+    std::error_code ec;
+    if (std::filesystem::create_directory(path_, ec)) return;
+    if (attempt == 100) {
+      ADD_FAILURE() << "cannot create a temp folder under " << base << ": " << ec.message();
+      return;
+    }
+  }
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+// ---- fixture ----
+
+std::string StoreFactoryName(const ::testing::TestParamInfo<StoreFactory>& info) {
+  return info.param.name;
+}
+
+void PrintTo(const StoreFactory& factory, std::ostream* os) { *os << factory.name; }
+
+void StoreConformanceTest::SetUp() {
+  dir_ = std::make_unique<TempDir>("metronome-store-" + GetParam().name);
+  store_ = GetParam().make(dir_->path());
+  ASSERT_NE(store_, nullptr) << "the " << GetParam().name << " factory opened no store in "
+                             << dir_->path();
+}
+
+void StoreConformanceTest::TearDown() {
+  store_.reset();
+  dir_.reset();
+}
+
+// A backend linked into a binary that does not instantiate the suite is not an error.
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(StoreConformanceTest);
+
+namespace {
+
+std::string describe(const Status& s) { return s.ToString(); }
+template <typename T>
+std::string describe(const Result<T>& r) {
+  return r.ok() ? "ok" : r.status().ToString();
+}
+
+#define CONFORMANCE_ASSERT_OK(expr)             \
+  do {                                          \
+    const auto& _st = (expr);                   \
+    ASSERT_TRUE(_st.ok()) << describe(_st);     \
+  } while (0)
+#define CONFORMANCE_ASSERT_OK_AND_ASSIGN(decl, expr) \
+  CONFORMANCE_ASSIGN_IMPL(METRONOME_CONCAT(_result_, __LINE__), decl, expr)
+#define CONFORMANCE_ASSIGN_IMPL(tmp, decl, expr)    \
+  auto tmp = (expr);                                \
+  ASSERT_TRUE(tmp.ok()) << tmp.status().ToString(); \
+  decl = std::move(tmp).value()
+
+// A minute-aligned window start, and a wall time with every nanosecond digit set, so that a
+// backend that rounds times fails.
+const SlotTime kWindow = slot_from_unix_ms(1'795'000'020'000);
+const WallTime kT0 = WallTime(Nanos(1'795'000'019'123'456'789));
+constexpr Millis kInterval{2000};
+constexpr Millis kWindowLength{60'000};
+
+Execution make_execution(const std::string& feed, SlotTime window_start, int slots = 30) {
+  Execution e;
+  e.feed = FeedId(feed);
+  e.id = make_execution_id(e.feed, window_start);
+  e.window_start = window_start;
+  e.window_end = window_start + kWindowLength;
+  e.state = ExecutionState::kPlanned;
+  e.created_at = kT0;
+  for (int i = 0; i < slots; ++i) {
+    SlotRecord s;
+    s.slot = window_start + i * kInterval;
+    e.slots.push_back(s);
+  }
+  return e;
+}
+
+ValueRecord make_record(const std::string& feed, SlotTime slot, std::string value) {
+  ValueRecord r;
+  r.feed = FeedId(feed);
+  r.round = to_unix_ms(slot) / kInterval.count();
+  r.slot = slot;
+  r.value = std::move(value);
+  r.decimals = 2;
+  r.observed_at = WallTime(slot) + Nanos(1'234'567);
+  r.published_at = WallTime(slot) + Nanos(2'345'678);
+  r.execution = make_execution_id(r.feed, std::chrono::floor<std::chrono::minutes>(slot));
+  r.signer = "0x2c7536e3605d9c16a7a3d7b1898e529396a65c23";
+  r.signature = "0x" + std::string(130, 'a');
+  r.digest = "0x" + std::string(64, 'd');
+  return r;
+}
+
+SlotCommit published(const ValueRecord& record) {
+  SlotCommit c;
+  c.execution = record.execution;
+  c.feed = record.feed;
+  c.slot.slot = record.slot;
+  c.slot.outcome = SlotOutcome::kPublished;
+  c.slot.fired_at = WallTime(record.slot) + Nanos(345'678);
+  c.slot.lateness_us = 345;
+  c.slot.attempts = 1;
+  c.record = record;
+  return c;
+}
+
+SlotCommit not_published(const std::string& feed, SlotTime slot, SlotOutcome outcome,
+                         std::string error = "source timed out") {
+  SlotCommit c;
+  c.feed = FeedId(feed);
+  c.execution = make_execution_id(c.feed, std::chrono::floor<std::chrono::minutes>(slot));
+  c.slot.slot = slot;
+  c.slot.outcome = outcome;
+  if (outcome == SlotOutcome::kFailed) {
+    c.slot.fired_at = WallTime(slot) + Nanos(1'000);
+    c.slot.lateness_us = 1;
+    c.slot.attempts = 3;
+  }
+  c.slot.error = std::move(error);
+  return c;
+}
+
+SlotTime slot_at(int i) { return kWindow + i * kInterval; }
+
+// The slot record of `slot` in `execution`, or a failure.
+const SlotRecord* find_slot(const Execution& e, SlotTime slot) {
+  for (const SlotRecord& s : e.slots) {
+    if (s.slot == slot) return &s;
+  }
+  return nullptr;
+}
+
+std::vector<int64_t> slots_ms(const std::vector<ValueRecord>& values) {
+  std::vector<int64_t> out;
+  for (const auto& v : values) out.push_back(to_unix_ms(v.slot));
+  return out;
+}
+
+DlqMessage make_dlq(const std::string& feed, std::optional<SlotTime> slot, bool with_record) {
+  DlqMessage m;
+  m.feed = FeedId(feed);
+  m.slot = slot;
+  m.execution = make_execution_id(m.feed, kWindow);
+  m.stage = "publish";
+  m.error = "unavailable: source http://127.0.0.1:1/ refused the connection";
+  m.attempts = 4;
+  m.first_failure = kT0 + Nanos(1);
+  m.last_failure = kT0 + Nanos(999'999'999);
+  if (with_record) m.record = make_record(feed, slot.value_or(kWindow), "-12.5");
+  return m;
+}
+
+}  // namespace
+
+// ---- executions ----
+
+TEST_P(StoreConformanceTest, CreatedExecutionReadsBackWithSlotsAscending) {
+  Execution e = make_execution("random_int", kWindow);
+  CONFORMANCE_ASSERT_OK(store().create_execution(e));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got, store().get_execution(e.id));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(*got, e);
+  ASSERT_EQ(got->slots.size(), 30u);
+  for (size_t i = 1; i < got->slots.size(); ++i) {
+    EXPECT_LT(got->slots[i - 1].slot, got->slots[i].slot);
+  }
+}
+
+TEST_P(StoreConformanceTest, GetUnknownExecutionIsEmpty) {
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got,
+                                   store().get_execution(ExecutionId("nope@2026-01-01T00:00:00Z")));
+  EXPECT_FALSE(got.has_value());
+}
+
+TEST_P(StoreConformanceTest, CreateExecutionIsIdempotentAndChangesNothing) {
+  Execution e = make_execution("random_int", kWindow);
+  CONFORMANCE_ASSERT_OK(store().create_execution(e));
+  CONFORMANCE_ASSERT_OK(store().set_execution_state(e.id, ExecutionState::kRunning, std::nullopt));
+  CONFORMANCE_ASSERT_OK(store().commit_slots(
+      std::vector{published(make_record("random_int", slot_at(0), "537"))}));
+
+  // A restart re-plans the same window: nothing of the first run is lost or duplicated.
+  Execution again = make_execution("random_int", kWindow);
+  again.created_at = kT0 + Seconds(90);
+  CONFORMANCE_ASSERT_OK(store().create_execution(again));
+
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got, store().get_execution(e.id));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->state, ExecutionState::kRunning);
+  EXPECT_EQ(got->created_at, e.created_at);
+  ASSERT_EQ(got->slots.size(), 30u);
+  EXPECT_EQ(got->slots[0].outcome, SlotOutcome::kPublished);
+  EXPECT_EQ(got->slots[1].outcome, SlotOutcome::kPlanned);
+}
+
+TEST_P(StoreConformanceTest, SetExecutionStateRecordsFinishTime) {
+  Execution e = make_execution("random_int", kWindow);
+  CONFORMANCE_ASSERT_OK(store().create_execution(e));
+  const WallTime finished = kT0 + Seconds(61) + Nanos(7);
+  CONFORMANCE_ASSERT_OK(store().set_execution_state(e.id, ExecutionState::kFailed, finished));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got, store().get_execution(e.id));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->state, ExecutionState::kFailed);
+  EXPECT_EQ(got->finished_at, finished);
+
+  Status missing = store().set_execution_state(ExecutionId("nope@2026-01-01T00:00:00Z"),
+                                               ExecutionState::kSucceeded, finished);
+  EXPECT_EQ(missing.code(), Status::Code::kNotFound) << missing.ToString();
+}
+
+TEST_P(StoreConformanceTest, ListExecutionsNewestFirstFilteredAndPaged) {
+  for (int i = 0; i < 5; ++i) {
+    CONFORMANCE_ASSERT_OK(store().create_execution(make_execution("a", kWindow + i * kWindowLength, 3)));
+  }
+  for (int i = 0; i < 3; ++i) {
+    CONFORMANCE_ASSERT_OK(store().create_execution(make_execution("b", kWindow + i * kWindowLength, 3)));
+  }
+
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto all, store().list_executions({.limit = 100}));
+  ASSERT_EQ(all.size(), 8u);
+  for (size_t i = 1; i < all.size(); ++i) {
+    ASSERT_TRUE(all[i - 1].window_start > all[i].window_start ||
+                (all[i - 1].window_start == all[i].window_start && all[i - 1].id < all[i].id))
+        << i;
+  }
+  EXPECT_EQ(all[0].id, make_execution_id(FeedId("a"), kWindow + 4 * kWindowLength));
+  for (const Execution& e : all) EXPECT_EQ(e.slots.size(), 3u) << e.id;
+
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto page1,
+                                   store().list_executions({.feed = FeedId("a"), .limit = 2}));
+  ASSERT_EQ(page1.size(), 2u);
+  EXPECT_EQ(page1[0].window_start, kWindow + 4 * kWindowLength);
+  EXPECT_EQ(page1[1].window_start, kWindow + 3 * kWindowLength);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(
+      auto page2, store().list_executions(
+                      {.feed = FeedId("a"), .before = page1.back().window_start, .limit = 2}));
+  ASSERT_EQ(page2.size(), 2u);
+  EXPECT_EQ(page2[0].window_start, kWindow + 2 * kWindowLength);
+  EXPECT_EQ(page2[1].window_start, kWindow + 1 * kWindowLength);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(
+      auto page3, store().list_executions(
+                      {.feed = FeedId("a"), .before = page2.back().window_start, .limit = 2}));
+  ASSERT_EQ(page3.size(), 1u);
+  EXPECT_EQ(page3[0].window_start, kWindow);
+
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto b, store().list_executions({.feed = FeedId("b")}));
+  ASSERT_EQ(b.size(), 3u);
+  for (const Execution& e : b) EXPECT_EQ(e.feed, FeedId("b"));
+}
+
+TEST_P(StoreConformanceTest, UnfinishedExecutionsAreOldestFirstAndNotFinal) {
+  const ExecutionState states[] = {ExecutionState::kSucceeded, ExecutionState::kRunning,
+                                   ExecutionState::kFailed, ExecutionState::kPlanned,
+                                   ExecutionState::kInterrupted};
+  for (int i = 0; i < 5; ++i) {
+    Execution e = make_execution("a", kWindow + i * kWindowLength, 2);
+    CONFORMANCE_ASSERT_OK(store().create_execution(e));
+    if (states[i] != ExecutionState::kPlanned) {
+      std::optional<WallTime> finished;
+      if (is_final(states[i])) finished = kT0 + Seconds(60 * (i + 1));
+      CONFORMANCE_ASSERT_OK(store().set_execution_state(e.id, states[i], finished));
+    }
+  }
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto unfinished, store().unfinished_executions());
+  ASSERT_EQ(unfinished.size(), 2u);
+  EXPECT_EQ(unfinished[0].window_start, kWindow + 1 * kWindowLength);
+  EXPECT_EQ(unfinished[0].state, ExecutionState::kRunning);
+  EXPECT_EQ(unfinished[1].window_start, kWindow + 3 * kWindowLength);
+  EXPECT_EQ(unfinished[1].state, ExecutionState::kPlanned);
+  EXPECT_EQ(unfinished[0].slots.size(), 2u);
+}
+
+// ---- commits ----
+
+TEST_P(StoreConformanceTest, CommitIsExactlyOncePerFeedAndSlot) {
+  Execution e = make_execution("random_int", kWindow);
+  CONFORMANCE_ASSERT_OK(store().create_execution(e));
+  ValueRecord first = make_record("random_int", slot_at(1), "537");
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto r1, store().commit_slots(std::vector{published(first)}));
+  EXPECT_EQ(r1, std::vector<bool>{true});
+
+  // A retry after an ambiguous failure, a redrive or a second replica: the first value stays.
+  ValueRecord second = make_record("random_int", slot_at(1), "999");
+  second.signature = "0x" + std::string(130, 'b');
+  SlotCommit again = published(second);
+  again.slot.attempts = 2;
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto r2, store().commit_slots(std::vector{again}));
+  EXPECT_EQ(r2, std::vector<bool>{false});
+
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto value, store().get_value(first.feed, first.slot));
+  ASSERT_TRUE(value.has_value());
+  EXPECT_EQ(*value, first);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got, store().get_execution(e.id));
+  ASSERT_TRUE(got.has_value());
+  const SlotRecord* slot = find_slot(*got, first.slot);
+  ASSERT_NE(slot, nullptr);
+  EXPECT_EQ(slot->outcome, SlotOutcome::kPublished);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto values, store().list_values({}));
+  EXPECT_EQ(values.size(), 1u);
+}
+
+TEST_P(StoreConformanceTest, CommittedSlotRecordsEveryField) {
+  Execution e = make_execution("random_int", kWindow);
+  CONFORMANCE_ASSERT_OK(store().create_execution(e));
+  SlotCommit c = published(make_record("random_int", slot_at(2), "537"));
+  CONFORMANCE_ASSERT_OK(store().commit_slots(std::vector{c}));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got, store().get_execution(e.id));
+  ASSERT_TRUE(got.has_value());
+  const SlotRecord* slot = find_slot(*got, c.slot.slot);
+  ASSERT_NE(slot, nullptr);
+  EXPECT_EQ(*slot, c.slot);
+}
+
+TEST_P(StoreConformanceTest, PublishedSlotStaysPublished) {
+  Execution e = make_execution("random_int", kWindow);
+  CONFORMANCE_ASSERT_OK(store().create_execution(e));
+  CONFORMANCE_ASSERT_OK(store().commit_slots(
+      std::vector{published(make_record("random_int", slot_at(0), "1"))}));
+  // E.g. the caller saw an error for a commit that did land, retried until the deadline and
+  // then recorded a failure: the value exists, so the slot is published.
+  CONFORMANCE_ASSERT_OK(store().commit_slots(
+      std::vector{not_published("random_int", slot_at(0), SlotOutcome::kFailed)}));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got, store().get_execution(e.id));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->slots[0].outcome, SlotOutcome::kPublished);
+  EXPECT_EQ(got->slots[0].error, "");
+}
+
+TEST_P(StoreConformanceTest, FailedSlotCanLaterBePublished) {
+  Execution e = make_execution("random_int", kWindow);
+  CONFORMANCE_ASSERT_OK(store().create_execution(e));
+  CONFORMANCE_ASSERT_OK(store().commit_slots(
+      std::vector{not_published("random_int", slot_at(3), SlotOutcome::kFailed)}));
+  // A redrive delivers the record that was observed at that slot.
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(
+      auto inserted,
+      store().commit_slots(std::vector{published(make_record("random_int", slot_at(3), "7"))}));
+  EXPECT_EQ(inserted, std::vector<bool>{true});
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got, store().get_execution(e.id));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->slots[3].outcome, SlotOutcome::kPublished);
+  EXPECT_EQ(got->slots[3].error, "");
+}
+
+TEST_P(StoreConformanceTest, BatchCommitMixesOutcomes) {
+  Execution e = make_execution("random_int", kWindow);
+  CONFORMANCE_ASSERT_OK(store().create_execution(e));
+  std::vector<SlotCommit> batch = {
+      published(make_record("random_int", slot_at(0), "10")),
+      not_published("random_int", slot_at(1), SlotOutcome::kFailed, "deadline exceeded"),
+      published(make_record("random_int", slot_at(2), "12")),
+      not_published("random_int", slot_at(3), SlotOutcome::kMissed, "daemon was not running"),
+      not_published("random_int", slot_at(4), SlotOutcome::kSkipped, "previous slot running"),
+  };
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto inserted, store().commit_slots(batch));
+  EXPECT_EQ(inserted, (std::vector<bool>{true, false, true, false, false}));
+
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got, store().get_execution(e.id));
+  ASSERT_TRUE(got.has_value());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    EXPECT_EQ(got->slots[i], batch[i].slot) << i;
+  }
+  EXPECT_EQ(got->slots[5].outcome, SlotOutcome::kPlanned);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto values, store().list_values({}));
+  EXPECT_EQ(slots_ms(values), (std::vector{to_unix_ms(slot_at(2)), to_unix_ms(slot_at(0))}));
+}
+
+TEST_P(StoreConformanceTest, InvalidCommitRejectsTheWholeBatch) {
+  Execution e = make_execution("random_int", kWindow);
+  CONFORMANCE_ASSERT_OK(store().create_execution(e));
+  SlotCommit good = published(make_record("random_int", slot_at(0), "1"));
+
+  SlotCommit no_record = published(make_record("random_int", slot_at(1), "2"));
+  no_record.record.reset();
+  SlotCommit record_but_failed = published(make_record("random_int", slot_at(1), "2"));
+  record_but_failed.slot.outcome = SlotOutcome::kFailed;
+  SlotCommit other_slot = published(make_record("random_int", slot_at(1), "2"));
+  other_slot.record->slot = slot_at(5);
+  SlotCommit other_feed = published(make_record("random_int", slot_at(1), "2"));
+  other_feed.record->feed = FeedId("other");
+
+  for (const SlotCommit& bad : {no_record, record_but_failed, other_slot, other_feed}) {
+    auto result = store().commit_slots(std::vector{good, bad});
+    ASSERT_FALSE(result.ok());
+    EXPECT_EQ(result.status().code(), Status::Code::kInvalidArgument) << describe(result);
+  }
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto values, store().list_values({}));
+  EXPECT_TRUE(values.empty());
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got, store().get_execution(e.id));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->slots[0].outcome, SlotOutcome::kPlanned);
+}
+
+TEST_P(StoreConformanceTest, EmptyCommitIsANoOp) {
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto inserted, store().commit_slots({}));
+  EXPECT_TRUE(inserted.empty());
+}
+
+TEST_P(StoreConformanceTest, CommitForAnExecutionNeverCreatedIsRecorded) {
+  ValueRecord r = make_record("random_int", slot_at(0), "5");
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto inserted, store().commit_slots(std::vector{published(r)}));
+  EXPECT_EQ(inserted, std::vector<bool>{true});
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto value, store().get_value(r.feed, r.slot));
+  EXPECT_EQ(value, r);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto count,
+                                   store().count_outcomes(SlotOutcome::kPublished, kWindow));
+  EXPECT_EQ(count, 1);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto e, store().get_execution(r.execution));
+  EXPECT_FALSE(e.has_value());
+}
+
+// ---- values ----
+
+TEST_P(StoreConformanceTest, ListValuesNewestFirstWithFiltersAndPaging) {
+  std::vector<SlotCommit> batch;
+  for (int i = 0; i < 5; ++i) {
+    batch.push_back(published(make_record("a", slot_at(i), std::to_string(i))));
+    batch.push_back(published(make_record("b", slot_at(i), std::to_string(100 + i))));
+  }
+  CONFORMANCE_ASSERT_OK(store().commit_slots(batch));
+
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto all, store().list_values({}));
+  ASSERT_EQ(all.size(), 10u);
+  for (size_t i = 0; i < all.size(); ++i) {
+    EXPECT_EQ(all[i].slot, slot_at(4 - static_cast<int>(i) / 2)) << i;
+    EXPECT_EQ(all[i].feed, FeedId(i % 2 == 0 ? "a" : "b")) << i;
+  }
+
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto a, store().list_values({.feed = FeedId("a")}));
+  EXPECT_EQ(slots_ms(a), (std::vector{to_unix_ms(slot_at(4)), to_unix_ms(slot_at(3)),
+                                      to_unix_ms(slot_at(2)), to_unix_ms(slot_at(1)),
+                                      to_unix_ms(slot_at(0))}));
+  EXPECT_EQ(a[0], batch[8].record);
+
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(
+      auto window, store().list_values({.feed = FeedId("b"), .since = slot_at(1),
+                                        .before = slot_at(4)}));
+  EXPECT_EQ(slots_ms(window), (std::vector{to_unix_ms(slot_at(3)), to_unix_ms(slot_at(2)),
+                                           to_unix_ms(slot_at(1))}));
+
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto page1, store().list_values({.feed = FeedId("a"),
+                                                                     .limit = 2}));
+  EXPECT_EQ(slots_ms(page1), (std::vector{to_unix_ms(slot_at(4)), to_unix_ms(slot_at(3))}));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(
+      auto page2,
+      store().list_values({.feed = FeedId("a"), .before = page1.back().slot, .limit = 2}));
+  EXPECT_EQ(slots_ms(page2), (std::vector{to_unix_ms(slot_at(2)), to_unix_ms(slot_at(1))}));
+
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto since, store().list_values({.since = slot_at(4)}));
+  EXPECT_EQ(since.size(), 2u);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto none, store().list_values({.feed = FeedId("c")}));
+  EXPECT_TRUE(none.empty());
+}
+
+TEST_P(StoreConformanceTest, GetAndLatestValue) {
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto empty, store().latest_value(FeedId("a")));
+  EXPECT_FALSE(empty.has_value());
+  ValueRecord old_a = make_record("a", slot_at(1), "1");
+  ValueRecord new_a = make_record("a", slot_at(7), "2");
+  ValueRecord newer_b = make_record("b", slot_at(9), "3");
+  // Committed out of order on purpose: "latest" is by slot time, not by insertion.
+  CONFORMANCE_ASSERT_OK(
+      store().commit_slots(std::vector{published(new_a), published(newer_b), published(old_a)}));
+
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto latest, store().latest_value(FeedId("a")));
+  EXPECT_EQ(latest, new_a);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got, store().get_value(FeedId("a"), slot_at(1)));
+  EXPECT_EQ(got, old_a);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto missing, store().get_value(FeedId("a"), slot_at(2)));
+  EXPECT_FALSE(missing.has_value());
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto other, store().get_value(FeedId("b"), slot_at(1)));
+  EXPECT_FALSE(other.has_value());
+}
+
+TEST_P(StoreConformanceTest, CountOutcomesBySlotTime) {
+  std::vector<SlotCommit> batch = {
+      not_published("a", slot_at(0), SlotOutcome::kMissed),
+      not_published("a", slot_at(1), SlotOutcome::kMissed),
+      not_published("b", slot_at(2), SlotOutcome::kMissed),
+      not_published("a", slot_at(3), SlotOutcome::kFailed),
+      published(make_record("a", slot_at(4), "1")),
+  };
+  CONFORMANCE_ASSERT_OK(store().commit_slots(batch));
+  auto count = [&](SlotOutcome o, SlotTime since) { return store().count_outcomes(o, since); };
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto missed, count(SlotOutcome::kMissed, kWindow));
+  EXPECT_EQ(missed, 3);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto missed_since, count(SlotOutcome::kMissed, slot_at(1)));
+  EXPECT_EQ(missed_since, 2);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto failed, count(SlotOutcome::kFailed, kWindow));
+  EXPECT_EQ(failed, 1);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto pub, count(SlotOutcome::kPublished, slot_at(5)));
+  EXPECT_EQ(pub, 0);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto skipped, count(SlotOutcome::kSkipped, kWindow));
+  EXPECT_EQ(skipped, 0);
+}
+
+TEST_P(StoreConformanceTest, LimitsMustBePositive) {
+  for (int limit : {0, -1}) {
+    auto values = store().list_values({.limit = limit});
+    EXPECT_EQ(values.status().code(), Status::Code::kInvalidArgument) << describe(values);
+    auto executions = store().list_executions({.limit = limit});
+    EXPECT_EQ(executions.status().code(), Status::Code::kInvalidArgument)
+        << describe(executions);
+    auto dlq = store().dlq_list(limit);
+    EXPECT_EQ(dlq.status().code(), Status::Code::kInvalidArgument) << describe(dlq);
+  }
+}
+
+// ---- dead-letter queue ----
+
+TEST_P(StoreConformanceTest, DlqRoundTripsEveryFieldWithAndWithoutRecord) {
+  DlqMessage with_record = make_dlq("random_int", slot_at(4), true);
+  DlqMessage without_record = make_dlq("random_int", std::nullopt, false);
+  without_record.stage = "plan";
+
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(int64_t id1, store().dlq_push(with_record));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(int64_t id2, store().dlq_push(without_record));
+  EXPECT_GT(id2, id1);
+  with_record.id = id1;
+  without_record.id = id2;
+
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got1, store().dlq_get(id1));
+  EXPECT_EQ(got1, with_record);
+  ASSERT_TRUE(got1.has_value() && got1->record.has_value());
+  EXPECT_EQ(got1->record->signature, with_record.record->signature);
+  EXPECT_EQ(got1->record->observed_at, with_record.record->observed_at);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got2, store().dlq_get(id2));
+  EXPECT_EQ(got2, without_record);
+
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto list, store().dlq_list(100));
+  EXPECT_EQ(list, (std::vector{with_record, without_record}));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto first, store().dlq_list(1));
+  EXPECT_EQ(first, std::vector{with_record});
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto depth, store().dlq_depth());
+  EXPECT_EQ(depth, 2);
+}
+
+TEST_P(StoreConformanceTest, DlqDeleteAndDepth) {
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto empty_depth, store().dlq_depth());
+  EXPECT_EQ(empty_depth, 0);
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 3; ++i) {
+    CONFORMANCE_ASSERT_OK_AND_ASSIGN(int64_t id, store().dlq_push(make_dlq("a", slot_at(i), i == 1)));
+    ids.push_back(id);
+  }
+  CONFORMANCE_ASSERT_OK(store().dlq_delete(ids[2]));
+  Status again = store().dlq_delete(ids[2]);
+  EXPECT_EQ(again.code(), Status::Code::kNotFound) << again.ToString();
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto gone, store().dlq_get(ids[2]));
+  EXPECT_FALSE(gone.has_value());
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto depth, store().dlq_depth());
+  EXPECT_EQ(depth, 2);
+
+  // Ids keep growing after a delete: an id never names two messages.
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(int64_t next, store().dlq_push(make_dlq("a", slot_at(5), false)));
+  EXPECT_GT(next, ids[2]);
+  CONFORMANCE_ASSERT_OK(store().dlq_delete(ids[0]));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto list, store().dlq_list(10));
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].id, ids[1]);
+  EXPECT_EQ(list[1].id, next);
+}
+
+// ---- alarms ----
+
+TEST_P(StoreConformanceTest, AlarmStatesPutGetList) {
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto none, store().alarm_state("dlq_not_empty"));
+  EXPECT_FALSE(none.has_value());
+  AlarmState dlq{"dlq_not_empty", AlarmStatus::kAlarm, kT0, "DLQ depth 3 >= 1"};
+  AlarmState missed{"missed_slots", AlarmStatus::kOk, kT0 + Nanos(5), ""};
+  CONFORMANCE_ASSERT_OK(store().put_alarm_state(missed));
+  CONFORMANCE_ASSERT_OK(store().put_alarm_state(dlq));
+
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got, store().alarm_state("dlq_not_empty"));
+  EXPECT_EQ(got, dlq);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto all, store().alarm_states());
+  EXPECT_EQ(all, (std::vector{dlq, missed}));
+
+  dlq.status = AlarmStatus::kOk;
+  dlq.since = kT0 + Seconds(30) + Nanos(1);
+  dlq.reason = "DLQ depth 0 < 1";
+  CONFORMANCE_ASSERT_OK(store().put_alarm_state(dlq));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto updated, store().alarm_state("dlq_not_empty"));
+  EXPECT_EQ(updated, dlq);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto still_two, store().alarm_states());
+  EXPECT_EQ(still_two.size(), 2u);
+}
+
+TEST_P(StoreConformanceTest, PingAnswers) { CONFORMANCE_ASSERT_OK(store().ping()); }
+
+// ---- concurrency ----
+
+TEST_P(StoreConformanceTest, ConcurrentCommitsOfDistinctSlotsAllLandOnce) {
+  constexpr int kThreads = 8;
+  constexpr int kSlotsPerThread = 25;
+  std::latch start(kThreads);
+  std::vector<std::vector<Result<std::vector<bool>>>> results(kThreads);
+  {
+    std::vector<std::jthread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        start.arrive_and_wait();
+        for (int i = 0; i < kSlotsPerThread; ++i) {
+          ValueRecord r = make_record(fmt::format("feed{}", t), slot_at(i), std::to_string(i));
+          results[t].push_back(store().commit_slots(std::vector{published(r)}));
+        }
+      });
+    }
+  }
+  for (int t = 0; t < kThreads; ++t) {
+    for (const auto& r : results[t]) {
+      ASSERT_TRUE(r.ok()) << describe(r);
+      EXPECT_EQ(*r, std::vector<bool>{true});
+    }
+  }
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto values, store().list_values({.limit = 1000}));
+  EXPECT_EQ(values.size(), static_cast<size_t>(kThreads * kSlotsPerThread));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto count,
+                                   store().count_outcomes(SlotOutcome::kPublished, kWindow));
+  EXPECT_EQ(count, kThreads * kSlotsPerThread);
+}
+
+TEST_P(StoreConformanceTest, ConcurrentCommitsOfTheSameSlotHaveOneWinner) {
+  constexpr int kThreads = 8;
+  constexpr int kSlots = 20;
+  std::latch start(kThreads);
+  // inserted[t][i]: whether thread t's commit of slot i inserted.
+  std::vector<std::vector<int>> inserted(kThreads, std::vector<int>(kSlots, -1));
+  std::vector<std::string> errors(kThreads);
+  {
+    std::vector<std::jthread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        start.arrive_and_wait();
+        for (int i = 0; i < kSlots; ++i) {
+          ValueRecord r = make_record("contended", slot_at(i), fmt::format("{}", t));
+          auto result = store().commit_slots(std::vector{published(r)});
+          if (!result.ok()) {
+            errors[t] = describe(result);
+            return;
+          }
+          inserted[t][i] = (*result)[0] ? 1 : 0;
+        }
+      });
+    }
+  }
+  for (int t = 0; t < kThreads; ++t) ASSERT_EQ(errors[t], "") << "thread " << t;
+  for (int i = 0; i < kSlots; ++i) {
+    int winners = 0;
+    int winner = -1;
+    for (int t = 0; t < kThreads; ++t) {
+      if (inserted[t][i] == 1) {
+        ++winners;
+        winner = t;
+      }
+    }
+    ASSERT_EQ(winners, 1) << "slot " << i;
+    CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto value, store().get_value(FeedId("contended"), slot_at(i)));
+    ASSERT_TRUE(value.has_value());
+    EXPECT_EQ(value->value, std::to_string(winner)) << "slot " << i;
+  }
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto values, store().list_values({.limit = 1000}));
+  EXPECT_EQ(values.size(), static_cast<size_t>(kSlots));
+}
+
+}  // namespace metronome::testing

@@ -1,0 +1,499 @@
+#include "workflow/scheduler.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "workflow/recovery.h"
+
+namespace metronome {
+
+struct Scheduler::FeedState {
+  const FeedRuntime* rt = nullptr;
+  std::atomic<bool> in_flight{false};
+};
+
+// One execution being run. `run` is fixed at creation; the rest is guarded by `mu`.
+struct Scheduler::ExecState {
+  FeedState* feed = nullptr;
+  std::vector<SlotTime> run;  // the slots this process fires, ascending
+  std::mutex mu;
+  Execution execution;     // with every slot's outcome as far as known
+  size_t remaining = 0;    // slots of `execution` still kPlanned
+  bool persisted = false;  // the execution row exists in the store
+  bool started = false;    // a slot fired; the stored state is running
+  bool finished = false;   // the final state was decided
+};
+
+namespace {
+
+constexpr const char* kNotRunning = "the daemon was not running at the slot's time";
+constexpr size_t kCommitChunk = 1000;
+
+SlotTime window_start_of(WallTime now, Millis window) {
+  int64_t now_ms = std::chrono::floor<Millis>(now).time_since_epoch().count();
+  int64_t w = window.count();
+  int64_t start = now_ms / w * w;
+  if (now_ms < 0 && now_ms % w != 0) start -= w;
+  return slot_from_unix_ms(start);
+}
+
+Execution execution_from_plan(const FeedId& feed, const WindowPlan& plan, WallTime now,
+                              SlotTime first_after) {
+  Execution e;
+  e.id = make_execution_id(feed, plan.start);
+  e.feed = feed;
+  e.window_start = plan.start;
+  e.window_end = plan.end;
+  e.state = ExecutionState::kPlanned;
+  e.created_at = now;
+  for (SlotTime s : plan.slots) {
+    if (s > first_after) e.slots.push_back(SlotRecord{.slot = s});
+  }
+  return e;
+}
+
+SlotRecord missed_record(SlotTime slot, std::string error) {
+  SlotRecord r;
+  r.slot = slot;
+  r.outcome = SlotOutcome::kMissed;
+  r.error = std::move(error);
+  return r;
+}
+
+}  // namespace
+
+Scheduler::Scheduler(Clock& clock, Store& store, DeadLetterQueue& dlq, Publisher& publisher,
+                     std::vector<const FeedRuntime*> feeds, SchedulerOptions options)
+    : clock_(clock), store_(store), dlq_(dlq), publisher_(publisher), options_(options) {
+  for (const FeedRuntime* rt : feeds) {
+    auto f = std::make_unique<FeedState>();
+    f->rt = rt;
+    feeds_.push_back(std::move(f));
+  }
+}
+
+Scheduler::~Scheduler() { stop(); }
+
+Status Scheduler::start() {
+  size_t workers = options_.workers;
+  if (workers == 0) workers = std::max<size_t>(2, std::thread::hardware_concurrency());
+  pool_ = std::make_unique<WorkerPool>(workers);
+
+  auto unfinished = store_.unfinished_executions();
+  if (!unfinished.ok()) return unfinished.status().With("reading unfinished executions");
+  const WallTime now = clock_.now();
+  for (auto& feed : feeds_) {
+    METRONOME_RETURN_IF_ERROR(recover_feed(*feed, now, *unfinished));
+  }
+  // Executions of feeds no longer configured: close them so they do not stay "running".
+  for (const auto& ex : *unfinished) {
+    bool known = std::any_of(feeds_.begin(), feeds_.end(),
+                             [&](const auto& f) { return f->rt->id == ex.feed; });
+    if (known) continue;
+    std::vector<SlotCommit> commits;
+    for (SlotTime s : missed_slots(ex, now)) {
+      commits.push_back({ex.id, ex.feed, missed_record(s, kNotRunning), std::nullopt});
+    }
+    if (!commits.empty()) (void)store_.commit_slots(commits);
+    (void)store_.set_execution_state(ex.id, ExecutionState::kInterrupted, now);
+    spdlog::info("execution {} belongs to feed {} which is no longer configured; interrupted",
+                 ex.id, ex.feed);
+  }
+  started_ = true;
+  timer_ = std::jthread([this](std::stop_token stop) { timer_loop(stop); });
+  return Status::Ok();
+}
+
+Status Scheduler::recover_feed(FeedState& feed, WallTime now,
+                               const std::vector<Execution>& unfinished) {
+  const FeedRuntime& rt = *feed.rt;
+  const SlotTime current_start = window_start_of(now, rt.window);
+  const ExecutionId current_id = make_execution_id(rt.id, current_start);
+
+  // Executions a previous run left unfinished, other than the current window's.
+  for (const auto& ex : unfinished) {
+    if (ex.feed != rt.id || ex.id == current_id || ex.window_start > current_start) continue;
+    auto missed = missed_slots(ex, now);
+    std::vector<SlotCommit> commits;
+    for (SlotTime s : missed) {
+      commits.push_back({ex.id, ex.feed, missed_record(s, kNotRunning), std::nullopt});
+    }
+    if (!commits.empty()) {
+      auto r = store_.commit_slots(commits);
+      if (!r.ok()) return r.status().With(fmt::format("recording missed slots of {}", ex.id));
+    }
+    bool had_planned = std::any_of(ex.slots.begin(), ex.slots.end(), [](const SlotRecord& s) {
+      return s.outcome == SlotOutcome::kPlanned;
+    });
+    ExecutionState state = had_planned ? ExecutionState::kInterrupted : final_state(ex.slots);
+    METRONOME_RETURN_IF_ERROR(store_.set_execution_state(ex.id, state, now));
+    if (!missed.empty()) {
+      spdlog::warn("feed={} execution {}: {} slots missed while the daemon was not running; {}",
+                   rt.id, ex.id, missed.size(), to_string(state));
+    }
+  }
+
+  // Windows that passed with no execution at all.
+  ExecutionQuery q;
+  q.feed = rt.id;
+  q.before = current_start;
+  q.limit = 1;
+  auto newest = store_.list_executions(q);
+  if (!newest.ok()) return newest.status().With("reading executions");
+  if (!newest->empty() && newest->front().window_end < current_start) {
+    auto gaps = gap_windows(rt.schedule, rt.window, newest->front().window_end, current_start,
+                            options_.max_gap_slots);
+    size_t slots = 0;
+    for (const auto& g : gaps) {
+      Execution e = execution_from_plan(rt.id, g, now, SlotTime::min());
+      METRONOME_RETURN_IF_ERROR(store_.create_execution(e));
+      std::vector<SlotCommit> commits;
+      for (const auto& s : e.slots) {
+        commits.push_back({e.id, rt.id, missed_record(s.slot, kNotRunning), std::nullopt});
+        if (commits.size() == kCommitChunk) {
+          auto r = store_.commit_slots(commits);
+          if (!r.ok()) return r.status();
+          commits.clear();
+        }
+      }
+      if (!commits.empty()) {
+        auto r = store_.commit_slots(commits);
+        if (!r.ok()) return r.status();
+      }
+      slots += e.slots.size();
+      METRONOME_RETURN_IF_ERROR(store_.set_execution_state(e.id, ExecutionState::kFailed, now));
+    }
+    if (!gaps.empty()) {
+      spdlog::warn("feed={}: {} windows ({} slots) passed while the daemon was not running; "
+                   "recorded as missed",
+                   rt.id, gaps.size(), slots);
+    }
+  }
+
+  // The current window: resume it, or start it at the next slot.
+  auto existing = store_.get_execution(current_id);
+  if (!existing.ok()) return existing.status().With("reading the current execution");
+  std::shared_ptr<ExecState> exec;
+  if (*existing) {
+    Execution ex = std::move(**existing);
+    auto missed = missed_slots(ex, now);
+    if (!missed.empty()) {
+      std::vector<SlotCommit> commits;
+      for (SlotTime s : missed) {
+        commits.push_back({ex.id, ex.feed, missed_record(s, kNotRunning), std::nullopt});
+      }
+      auto r = store_.commit_slots(commits);
+      if (!r.ok()) return r.status().With("recording missed slots");
+      for (auto& s : ex.slots) {
+        if (std::find(missed.begin(), missed.end(), s.slot) != missed.end()) {
+          s = missed_record(s.slot, kNotRunning);
+        }
+      }
+      spdlog::warn("feed={} execution {}: {} slots missed while the daemon was not running; "
+                   "resuming at the next slot",
+                   rt.id, ex.id, missed.size());
+    }
+    exec = make_exec(feed, ex, now);
+    {
+      std::lock_guard lock(exec->mu);
+      exec->persisted = true;
+    }
+  } else {
+    WindowPlan plan = plan_current_window(rt.schedule, rt.window, now);
+    if (!plan.slots.empty()) {
+      exec = make_exec(feed, execution_from_plan(rt.id, plan, now, SlotTime::min()),
+                       std::nullopt);
+      persist_new_execution(*exec);
+    }
+  }
+
+  if (exec && !exec->run.empty()) {
+    {
+      std::lock_guard lock(mu_);
+      live_[exec->execution.id] = exec;
+    }
+    push_next_entry(exec, 0);
+    spdlog::info("feed={} ({}) execution {}: {} slots from {}", rt.id, rt.schedule.describe(),
+                 exec->execution.id, exec->run.size(), format_iso_ms(exec->run.front()));
+  } else {
+    if (exec) {
+      // Nothing left to run in this window: close it if every slot has an outcome.
+      std::lock_guard lock(exec->mu);
+      if (exec->remaining == 0 && !exec->execution.slots.empty() &&
+          !is_final(exec->execution.state)) {
+        (void)store_.set_execution_state(exec->execution.id,
+                                         final_state(exec->execution.slots), now);
+      }
+    }
+    pool_->submit([this, &feed, end = window_start_of(now, rt.window) + rt.window] {
+      plan_next(feed, end);
+    });
+  }
+  return Status::Ok();
+}
+
+std::shared_ptr<Scheduler::ExecState> Scheduler::make_exec(FeedState& feed,
+                                                           const Execution& execution,
+                                                           std::optional<WallTime> only_after) {
+  auto exec = std::make_shared<ExecState>();
+  exec->feed = &feed;
+  exec->execution = execution;
+  for (const auto& s : execution.slots) {
+    if (s.outcome != SlotOutcome::kPlanned) continue;
+    ++exec->remaining;
+    if (!only_after || WallTime(s.slot) > *only_after) exec->run.push_back(s.slot);
+  }
+  return exec;
+}
+
+void Scheduler::persist_new_execution(ExecState& exec) {
+  Execution snapshot;
+  {
+    std::lock_guard lock(exec.mu);
+    if (exec.persisted) return;
+    snapshot = exec.execution;
+  }
+  Status st = store_.create_execution(snapshot);
+  if (st.ok()) {
+    std::lock_guard lock(exec.mu);
+    exec.persisted = true;
+    return;
+  }
+  spdlog::error("feed={} execution {} could not be persisted: {}; running it anyway",
+                snapshot.feed, snapshot.id, st.ToString());
+  DlqMessage m;
+  m.feed = snapshot.feed;
+  m.execution = snapshot.id;
+  m.stage = "plan";
+  m.error = st.ToString();
+  m.attempts = 1;
+  m.first_failure = m.last_failure = clock_.now();
+  auto pushed = dlq_.push(std::move(m));
+  if (!pushed.ok()) {
+    spdlog::critical("execution {}: could not put the planning failure on the DLQ either: {}",
+                     snapshot.id, pushed.status().ToString());
+  }
+}
+
+void Scheduler::plan_next(FeedState& feed, SlotTime previous_end) {
+  const FeedRuntime& rt = *feed.rt;
+  auto plan = next_window(rt.schedule, rt.window, previous_end);
+  if (!plan) {
+    spdlog::warn("feed={}: schedule {} has no further slot; the feed stops", rt.id,
+                 rt.schedule.describe());
+    return;
+  }
+  const WallTime now = clock_.now();
+  // A fresh plan runs every slot; if planning was late, the timer decides late vs missed.
+  auto exec = make_exec(feed, execution_from_plan(rt.id, *plan, now, SlotTime::min()),
+                        std::nullopt);
+  persist_new_execution(*exec);
+  {
+    std::lock_guard lock(mu_);
+    live_[exec->execution.id] = exec;
+  }
+  push_next_entry(exec, 0);
+}
+
+void Scheduler::push_next_entry(const std::shared_ptr<ExecState>& exec, size_t index) {
+  std::lock_guard lock(mu_);
+  WallTime due(exec->run[index]);
+  heap_.push(Entry{due, next_seq_++, exec, index});
+  if (sleeping_until_ && due < *sleeping_until_ && sleep_interrupt_) {
+    sleep_interrupt_->request_stop();
+  }
+  heap_cv_.notify_one();
+}
+
+void Scheduler::timer_loop(std::stop_token stop) {
+  while (!stop.stop_requested()) {
+    WallTime due;
+    std::stop_source interrupt;
+    {
+      std::unique_lock lock(mu_);
+      heap_cv_.wait(lock, stop, [&] { return !heap_.empty(); });
+      if (stop.stop_requested()) return;
+      due = heap_.top().due;
+      sleep_interrupt_ = interrupt;
+      sleeping_until_ = due;
+    }
+    Clock::SleepResult slept;
+    {
+      std::stop_callback forward(stop, [&interrupt] { interrupt.request_stop(); });
+      slept = clock_.sleep_until(due, interrupt.get_token());
+    }
+    {
+      std::lock_guard lock(mu_);
+      sleep_interrupt_.reset();
+      sleeping_until_.reset();
+    }
+    switch (slept.wake) {
+      case Clock::Wake::kClockStep:
+        // Re-plan, as chrony does: the heap keeps absolute slot times, so the loop simply
+        // sleeps to the earliest again. Slots now past their deadline are recorded missed at
+        // dispatch instead of firing in a burst.
+        ++clock_steps_;
+        spdlog::warn("wall clock stepped by {} ms; re-planning timers",
+                     std::chrono::duration_cast<Millis>(slept.step).count());
+        dispatch_due(clock_.now());
+        break;
+      case Clock::Wake::kStopped:
+        break;  // shutdown, or an earlier entry arrived
+      case Clock::Wake::kDeadline:
+        dispatch_due(clock_.now());
+        break;
+    }
+  }
+}
+
+void Scheduler::dispatch_due(WallTime now) {
+  std::vector<Entry> due;
+  {
+    std::lock_guard lock(mu_);
+    while (!heap_.empty() && heap_.top().due <= now) {
+      due.push_back(heap_.top());
+      heap_.pop();
+    }
+  }
+  for (auto& e : due) {
+    auto exec = e.exec;
+    FeedState& feed = *exec->feed;
+    const SlotTime slot = exec->run[e.index];
+    if (e.index + 1 < exec->run.size()) {
+      push_next_entry(exec, e.index + 1);
+    } else {
+      pool_->submit([this, &feed, end = exec->execution.window_end] { plan_next(feed, end); });
+    }
+
+    const WallTime deadline = feed.rt->deadline_of(slot);
+    if (now >= deadline) {
+      pool_->submit([this, exec, slot, now] {
+        SlotRecord r = missed_record(
+            slot, fmt::format("the timer woke at {}, after the slot's deadline (clock step or "
+                              "suspended process)",
+                              format_iso_us(now)));
+        publisher_.record_outcome(exec->feed->rt->id, exec->execution.id, r);
+        finish_slot(*exec, r, true);
+      });
+    } else if (feed.in_flight.exchange(true)) {
+      pool_->submit([this, exec, slot] {
+        SlotRecord r;
+        r.slot = slot;
+        r.outcome = SlotOutcome::kSkipped;
+        r.fired_at = clock_.now();
+        r.lateness_us =
+            std::chrono::duration_cast<Micros>(*r.fired_at - WallTime(slot)).count();
+        r.error = "the previous slot of this feed was still running";
+        spdlog::warn("skipped feed={} slot={}: {}", exec->feed->rt->id, format_iso_ms(slot),
+                     r.error);
+        publisher_.record_outcome(exec->feed->rt->id, exec->execution.id, r);
+        finish_slot(*exec, r, true);
+      });
+    } else {
+      pool_->submit([this, exec, index = e.index] { run_slot(exec, index); });
+    }
+  }
+}
+
+void Scheduler::run_slot(std::shared_ptr<ExecState> exec, size_t index) {
+  FeedState& feed = *exec->feed;
+  const SlotTime slot = exec->run[index];
+  // Never early: a clock stepped back after the timer woke makes us wait again.
+  while (clock_.now() < WallTime(slot)) {
+    (void)clock_.sleep_until(WallTime(slot), std::stop_token());
+  }
+  const WallTime fired_at = clock_.now();
+
+  bool need_start = false;
+  {
+    std::lock_guard lock(exec->mu);
+    need_start = !exec->started;
+    exec->started = true;
+  }
+  persist_new_execution(*exec);  // no-op once persisted; retries a failed planning
+  if (need_start) {
+    Status st = store_.set_execution_state(exec->execution.id, ExecutionState::kRunning,
+                                           std::nullopt);
+    if (!st.ok()) spdlog::warn("execution {}: could not mark running: {}", exec->execution.id, st);
+  }
+
+  SlotJob job{exec->execution.id, slot, fired_at, feed.rt->deadline_of(slot)};
+  SlotResult result = publisher_.publish_slot(*feed.rt, job, std::stop_token());
+  feed.in_flight.store(false);
+  finish_slot(*exec, result.slot, result.outcome_persisted);
+}
+
+void Scheduler::finish_slot(ExecState& exec, const SlotRecord& outcome, bool) {
+  std::optional<ExecutionState> final;
+  ExecutionId id;
+  {
+    std::lock_guard lock(exec.mu);
+    auto it = std::lower_bound(
+        exec.execution.slots.begin(), exec.execution.slots.end(), outcome.slot,
+        [](const SlotRecord& s, SlotTime t) { return s.slot < t; });
+    if (it != exec.execution.slots.end() && it->slot == outcome.slot) {
+      if (it->outcome == SlotOutcome::kPlanned && exec.remaining > 0) --exec.remaining;
+      *it = outcome;
+    }
+    if (exec.remaining == 0 && !exec.finished) {
+      exec.finished = true;
+      final = final_state(exec.execution.slots);
+      exec.execution.state = *final;
+    }
+    id = exec.execution.id;
+  }
+  if (final) {
+    Status st = store_.set_execution_state(id, *final, clock_.now());
+    if (!st.ok()) spdlog::warn("execution {}: could not record final state: {}", id, st);
+    spdlog::debug("execution {} {}", id, to_string(*final));
+    std::lock_guard lock(mu_);
+    live_.erase(id);
+  }
+  count_outcome();
+}
+
+void Scheduler::count_outcome() {
+  {
+    std::lock_guard lock(outcomes_mu_);
+    ++outcomes_;
+  }
+  outcomes_cv_.notify_all();
+}
+
+bool Scheduler::wait_for_outcomes(uint64_t n, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(outcomes_mu_);
+  // Real time on purpose: it bounds a broken test, it does not drive the scheduler.
+  return outcomes_cv_.wait_for(lock, timeout, [&] { return outcomes_.load() >= n; });
+}
+
+void Scheduler::stop() {
+  if (!started_ || stopped_) return;
+  stopped_ = true;
+  timer_.request_stop();
+  heap_cv_.notify_all();
+  if (timer_.joinable()) timer_.join();
+  pool_->stop();
+  const WallTime now = clock_.now();
+  std::map<ExecutionId, std::shared_ptr<ExecState>> live;
+  {
+    std::lock_guard lock(mu_);
+    live.swap(live_);
+  }
+  for (auto& [id, exec] : live) {
+    bool interrupted;
+    {
+      std::lock_guard lock(exec->mu);
+      interrupted = exec->started && !exec->finished;
+    }
+    if (!interrupted) continue;
+    Status st = store_.set_execution_state(id, ExecutionState::kInterrupted, now);
+    if (st.ok()) {
+      spdlog::info("execution {} interrupted", id);
+    } else {
+      spdlog::warn("execution {}: could not mark interrupted: {}", id, st);
+    }
+  }
+}
+
+}  // namespace metronome

@@ -1,0 +1,126 @@
+// Scheduler: runs every feed's executions, one window after another, firing each slot on time.
+//
+// One timer thread owns a min-heap with the next due slot of every feed and sleeps on the Clock
+// to the earliest (an absolute wall-clock deadline). It does no I/O: at a deadline it hands the
+// due slots to the worker pool and sleeps again. Never a thread or a timer per feed.
+//
+//   timer:   pop due slots ──▶ in flight? record skipped : hand to a worker
+//   worker:  publish the slot (Publisher) ──▶ record the outcome ──▶ last slot? finish the execution
+//   planning the next window is a worker task queued when a window's last slot is handed over,
+//   so the next execution is persisted (with its planned slots) before its first slot is due.
+//
+// Start-up recovers what a previous run left: slots whose time passed without an outcome are
+// recorded `missed`, windows that passed with no execution get one whose slots are all missed,
+// executions cut short are `interrupted`, and the current window resumes at its next slot.
+//
+// Invariants:
+//  - A feed has at most one slot in publish at a time (FeedState::in_flight); a slot due while
+//    the previous one runs is recorded `skipped`.
+//  - A slot is handed to a worker only once the Clock says its time has come, and the worker
+//    re-checks (a clock stepped back waits again): never early.
+//  - The heap holds at most one entry per live execution (its next slot).
+//
+// Thread-safety: start() and stop() from one owner thread; everything else is internal.
+// Shutdown order (stop()): timer thread first (no new slot fires), then the worker pool drains
+// (slots in flight finish within their deadlines), then started executions are marked
+// interrupted.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <queue>
+#include <stop_token>
+#include <thread>
+#include <vector>
+
+#include "clock/clock.h"
+#include "dlq/dead_letter_queue.h"
+#include "publish/publisher.h"
+#include "schedule/window.h"
+#include "store/store.h"
+#include "workflow/worker_pool.h"
+
+namespace metronome {
+
+struct SchedulerOptions {
+  size_t workers = 0;  // 0: one per core, at least 2
+  // Upper bound on the missed slots recorded for windows that passed while the daemon was down;
+  // beyond it the gap is logged (with its size) but not itemised.
+  size_t max_gap_slots = 100'000;
+};
+
+class Scheduler {
+ public:
+  // `feeds` must outlive the scheduler.
+  Scheduler(Clock& clock, Store& store, DeadLetterQueue& dlq, Publisher& publisher,
+            std::vector<const FeedRuntime*> feeds, SchedulerOptions options = {});
+  ~Scheduler();
+
+  // Recovers, plans each feed's current window and starts the threads. Errors only when the
+  // store cannot even be read; a window that cannot be persisted goes to the DLQ and runs anyway.
+  Status start();
+  void stop();
+
+  // Slot outcomes handled since start (published, failed, skipped, missed at wake-up).
+  uint64_t outcomes_handled() const { return outcomes_.load(); }
+  // Blocks (real time, bounded) until at least n outcomes were handled. For tests.
+  bool wait_for_outcomes(uint64_t n, std::chrono::milliseconds timeout);
+  uint64_t clock_steps() const { return clock_steps_.load(); }
+
+ private:
+  struct FeedState;
+  struct ExecState;
+  struct Entry {
+    WallTime due;
+    uint64_t seq;
+    std::shared_ptr<ExecState> exec;
+    size_t index;  // into exec->run
+    bool operator>(const Entry& o) const { return due != o.due ? due > o.due : seq > o.seq; }
+  };
+
+  Status recover_feed(FeedState& feed, WallTime now,
+                      const std::vector<Execution>& unfinished);
+  // The in-memory state of `execution`; it fires the planned slots after `only_after` (all of
+  // them when absent).
+  std::shared_ptr<ExecState> make_exec(FeedState& feed, const Execution& execution,
+                                       std::optional<WallTime> only_after);
+  void persist_new_execution(ExecState& exec);
+  void plan_next(FeedState& feed, SlotTime previous_end);
+  void push_next_entry(const std::shared_ptr<ExecState>& exec, size_t index);
+  void timer_loop(std::stop_token stop);
+  void dispatch_due(WallTime now);
+  void run_slot(std::shared_ptr<ExecState> exec, size_t index);
+  void finish_slot(ExecState& exec, const SlotRecord& outcome, bool persisted);
+  void count_outcome();
+
+  Clock& clock_;
+  Store& store_;
+  DeadLetterQueue& dlq_;
+  Publisher& publisher_;
+  SchedulerOptions options_;
+  std::vector<std::unique_ptr<FeedState>> feeds_;
+
+  std::mutex mu_;
+  std::priority_queue<Entry, std::vector<Entry>, std::greater<>> heap_;  // guarded by mu_
+  uint64_t next_seq_ = 0;                                                // guarded by mu_
+  std::optional<std::stop_source> sleep_interrupt_;  // guarded by mu_: wakes the timer early
+  std::optional<WallTime> sleeping_until_;           // guarded by mu_
+  std::condition_variable_any heap_cv_;
+  std::map<ExecutionId, std::shared_ptr<ExecState>> live_;  // guarded by mu_
+
+  std::atomic<uint64_t> outcomes_{0};
+  std::atomic<uint64_t> clock_steps_{0};
+  std::mutex outcomes_mu_;
+  std::condition_variable outcomes_cv_;
+
+  std::unique_ptr<WorkerPool> pool_;
+  std::jthread timer_;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace metronome
