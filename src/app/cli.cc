@@ -118,7 +118,7 @@ int cmd_plan(const Common& common, const std::string& feed) {
     WindowPlan plan = plan_window(f.schedule, f.window, now);
     nlohmann::json times = nlohmann::json::array();
     for (SlotTime s : plan.slots) times.push_back(slot_text(s));
-    nlohmann::json out = {{"feed", f.id.str()},
+    nlohmann::ordered_json out = {{"feed", f.id.str()},
                           {"next_minute", slot_text(plan.start)},
                           {"invocation_times", std::move(times)}};
     std::cout << out.dump() << "\n";

@@ -34,7 +34,7 @@ std::unique_ptr<Source> make_source(const SourceConfig& config) {
 struct Daemon::Parts {
   Clock* clock = nullptr;
   std::unique_ptr<SqliteStore> store;
-  SecretRegistry secrets;
+  std::unique_ptr<SecretRegistry> secrets;
   std::vector<std::unique_ptr<FeedRuntime>> feeds;
   std::unique_ptr<DeadLetterQueue> dlq;
   std::unique_ptr<Publisher> publisher;
@@ -67,10 +67,11 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
   store_options.busy_timeout = std::chrono::milliseconds(250);
   METRONOME_ASSIGN_OR_RETURN(parts->store, SqliteStore::open(store_options));
 
-  METRONOME_ASSIGN_OR_RETURN(parts->secrets, SecretRegistry::from_config(config.secrets));
+  METRONOME_ASSIGN_OR_RETURN(SecretRegistry secrets, SecretRegistry::from_config(config.secrets));
+  parts->secrets = std::make_unique<SecretRegistry>(std::move(secrets));
   for (const auto& feed : config.feeds) {
     if (feed.secret.empty()) continue;
-    auto value = parts->secrets.read(feed.secret);
+    auto value = parts->secrets->read(feed.secret);
     if (!value.ok()) return value.status().With(fmt::format("feed {}", feed.id));
   }
 
@@ -91,7 +92,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
 
   parts->dlq = std::make_unique<DeadLetterQueue>(*parts->store, clock);
   parts->publisher =
-      std::make_unique<Publisher>(*parts->store, *parts->dlq, parts->secrets, clock);
+      std::make_unique<Publisher>(*parts->store, *parts->dlq, *parts->secrets, clock);
   parts->alarms = std::make_unique<AlarmManager>(*parts->store, clock, config.alarms,
                                                  make_alarm_actions(config.alarms, clock));
   parts->scheduler = std::make_unique<Scheduler>(clock, *parts->store, *parts->dlq,

@@ -1,7 +1,7 @@
 #include "app/logging.h"
 
 #include <spdlog/pattern_formatter.h>
-#include <spdlog/sinks/stderr_sinks.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>

@@ -99,9 +99,15 @@ Result<ValueRecord> value_record_from_json(const nlohmann::json& j) {
   METRONOME_ASSIGN_OR_RETURN(r.published_at, time("published_at"));
   METRONOME_ASSIGN_OR_RETURN(std::string execution, field("execution"));
   r.execution = ExecutionId(execution);
-  if (j.contains("signer")) METRONOME_ASSIGN_OR_RETURN(r.signer, field("signer"));
-  if (j.contains("signature")) METRONOME_ASSIGN_OR_RETURN(r.signature, field("signature"));
-  if (j.contains("digest")) METRONOME_ASSIGN_OR_RETURN(r.digest, field("digest"));
+  if (j.contains("signer")) {
+    METRONOME_ASSIGN_OR_RETURN(r.signer, field("signer"));
+  }
+  if (j.contains("signature")) {
+    METRONOME_ASSIGN_OR_RETURN(r.signature, field("signature"));
+  }
+  if (j.contains("digest")) {
+    METRONOME_ASSIGN_OR_RETURN(r.digest, field("digest"));
+  }
   return r;
 }
 

@@ -1,7 +1,7 @@
 // Small strong types for identifiers, so a feed id is never passed where a secret name is expected.
 #pragma once
 
-#include <fmt/format.h>
+#include "common/format.h"
 
 #include <compare>
 #include <functional>

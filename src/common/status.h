@@ -6,7 +6,7 @@
 // Modelled on leveldb::Status. Thread-compatible: a const Status may be shared.
 #pragma once
 
-#include <fmt/format.h>
+#include "common/format.h"
 
 #include <string>
 #include <string_view>

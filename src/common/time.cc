@@ -20,21 +20,32 @@ struct Civil {
 };
 
 // Templated on the precision so that a SlotTime (milliseconds) is never converted to WallTime
-// (nanoseconds): that conversion overflows outside about 1678..2261.
+// (nanoseconds), which overflows outside about 1678..2261. The time is split into whole seconds
+// and a non-negative remainder by integer arithmetic: flooring to days or seconds and converting
+// back to `Duration` would overflow near Duration's limits (e.g. WallTime::min()).
 template <typename Duration>
 Civil to_civil(std::chrono::sys_time<Duration> t) {
-  auto day_point = floor<days>(t);
-  std::chrono::year_month_day ymd{day_point};
-  Nanos rest = std::chrono::duration_cast<Nanos>(t - day_point);  // [0, 1 day): fits
+  using Period = typename Duration::period;
+  static_assert(Period::num == 1 && 1'000'000'000 % Period::den == 0, "sub-second precision");
+  constexpr int64_t kPerSecond = Period::den;
+  int64_t secs = t.time_since_epoch().count() / kPerSecond;
+  int64_t sub = t.time_since_epoch().count() % kPerSecond;
+  if (sub < 0) {
+    sub += kPerSecond;
+    --secs;
+  }
+  const std::chrono::sys_seconds s{Seconds(secs)};
+  const auto day_point = floor<days>(s);
+  const std::chrono::year_month_day ymd{day_point};
+  const int64_t second_of_day = (s - day_point).count();
   Civil c{};
   c.year = static_cast<int>(ymd.year());
   c.month = static_cast<unsigned>(ymd.month());
   c.day = static_cast<unsigned>(ymd.day());
-  int64_t ns = rest.count();
-  c.hour = ns / 3'600'000'000'000;
-  c.minute = ns / 60'000'000'000 % 60;
-  c.second = ns / 1'000'000'000 % 60;
-  c.subsec_ns = ns % 1'000'000'000;
+  c.hour = second_of_day / 3600;
+  c.minute = second_of_day / 60 % 60;
+  c.second = second_of_day % 60;
+  c.subsec_ns = sub * (1'000'000'000 / kPerSecond);
   return c;
 }
 
@@ -161,15 +172,24 @@ Result<Nanos> parse_duration(std::string_view text) {
     while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i]))) ++i;
     std::string_view unit = text.substr(unit_start, i - unit_start);
     int64_t scale;
-    if (unit == "ns") scale = 1;
-    else if (unit == "us") scale = 1'000;
-    else if (unit == "ms") scale = 1'000'000;
-    else if (unit == "s") scale = 1'000'000'000;
-    else if (unit == "m") scale = 60'000'000'000;
-    else if (unit == "h") scale = 3'600'000'000'000;
-    else if (unit == "d") scale = 86'400'000'000'000;
-    else if (unit.empty()) return bad("missing unit (ns, us, ms, s, m, h, d)");
-    else return bad(fmt::format("unknown unit '{}'", unit));
+    if (unit == "ns")
+      scale = 1;
+    else if (unit == "us")
+      scale = 1'000;
+    else if (unit == "ms")
+      scale = 1'000'000;
+    else if (unit == "s")
+      scale = 1'000'000'000;
+    else if (unit == "m")
+      scale = 60'000'000'000;
+    else if (unit == "h")
+      scale = 3'600'000'000'000;
+    else if (unit == "d")
+      scale = 86'400'000'000'000;
+    else if (unit.empty())
+      return bad("missing unit (ns, us, ms, s, m, h, d)");
+    else
+      return bad(fmt::format("unknown unit '{}'", unit));
     if (n > std::numeric_limits<int64_t>::max() / scale ||
         total.count() > std::numeric_limits<int64_t>::max() - n * scale) {
       return bad("too large");

@@ -33,8 +33,9 @@ std::string format_iso_us(WallTime t);
 // "2026-11-27T21:16:00Z" (seconds, truncated).
 std::string format_iso_s(SlotTime t);
 
-// Parses "2026-11-27T21:16:02Z", with optional fraction (up to 9 digits), "Z" or "+hh:mm"/"-hh:mm"
-// offset, and a space instead of "T"; also a bare date "2026-11-27" (midnight UTC).
+// Parses "2026-11-27T21:16:02Z", with optional fraction after the seconds (up to 9 digits), "Z" or
+// "+hh:mm"/"-hh:mm" offset, and a space instead of "T"; also a bare date "2026-11-27" (midnight
+// UTC). Times a WallTime cannot hold (before 1677-09-21 or after 2262-04-11) are InvalidArgument.
 Result<WallTime> parse_iso(std::string_view text);
 
 // Parses a duration: a non-negative integer and a unit among ns, us, ms, s, m, h, d

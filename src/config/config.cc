@@ -36,16 +36,26 @@ bool is_valid_name(std::string_view s) {
 
 std::string_view type_name(const toml::node& n) {
   switch (n.type()) {
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
-    case toml::node_type::none: break;
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::none:
+      break;
   }
   return "nothing";
 }
@@ -246,8 +256,7 @@ class Loader {
     s.data_dir = resolve("var");
     if (t == nullptr) return Status::Ok();
     constexpr std::string_view p = "service";
-    METRONOME_RETURN_IF_ERROR(
-        check_keys(*t, p, {"data_dir", "listen", "log_level", "log_format"}));
+    METRONOME_RETURN_IF_ERROR(check_keys(*t, p, {"data_dir", "listen", "log_level", "log_format"}));
     METRONOME_RETURN_IF_ERROR(get_path(*t, p, "data_dir", s.data_dir));
     METRONOME_RETURN_IF_ERROR(get_string(*t, p, "listen", s.listen));
     if (std::string why; !is_valid_listen(s.listen, why)) {
@@ -350,10 +359,9 @@ class Loader {
 
   Status parse_feed(const toml::table& t, size_t index, const Config& c, FeedConfig& f) const {
     std::string p = fmt::format("feeds[{}]", index);
-    METRONOME_RETURN_IF_ERROR(check_keys(t, p,
-                                         {"id", "every", "cron", "window", "deadline", "retries",
-                                          "secret", "decimals", "source"}));
-    // id
+    METRONOME_RETURN_IF_ERROR(check_keys(
+        t, p,
+        {"id", "every", "cron", "window", "deadline", "retries", "secret", "decimals", "source"}));
     const toml::node* id_node = t.get("id");
     if (id_node == nullptr) return error(t, join(p, "id"), "missing (every feed needs an id)");
     std::string id;
@@ -370,7 +378,6 @@ class Loader {
     }
     f.id = FeedId(id);
 
-    // every / cron
     const toml::node* every_node = t.get("every");
     const toml::node* cron_node = t.get("cron");
     if (every_node != nullptr && cron_node != nullptr) {
@@ -400,7 +407,6 @@ class Loader {
     }
     if (is_interval) f.schedule = Schedule::every(interval);
 
-    // window
     const toml::node* window_node = t.get("window");
     f.window = kDefaultWindow;
     METRONOME_RETURN_IF_ERROR(get_duration(t, p, "window", f.window));
@@ -417,7 +423,6 @@ class Loader {
                                format_duration(f.window)));
     }
 
-    // deadline
     const toml::node* deadline_node = t.get("deadline");
     METRONOME_RETURN_IF_ERROR(get_duration(t, p, "deadline", f.deadline));
     if (f.deadline && *f.deadline > f.window) {
@@ -430,22 +435,21 @@ class Loader {
     METRONOME_RETURN_IF_ERROR(get_int(t, p, "retries", 0, 100, f.retries));
     METRONOME_RETURN_IF_ERROR(get_int(t, p, "decimals", 0, 36, f.decimals));
 
-    // secret
     if (const toml::node* secret_node = t.get("secret")) {
       std::string secret;
       METRONOME_RETURN_IF_ERROR(get_string(t, p, "secret", secret));
       if (!c.secrets.contains(SecretName(secret))) {
         std::vector<std::string> known;
         for (const auto& [name, sc] : c.secrets) known.push_back(name.str());
-        return error(*secret_node, join(p, "secret"),
-                     fmt::format("unknown secret '{}' (configured: {}); add a [secrets.{}] table",
-                                 secret, known.empty() ? "none" : fmt::format("{}", fmt::join(known, ", ")),
-                                 secret));
+        return error(
+            *secret_node, join(p, "secret"),
+            fmt::format("unknown secret '{}' (configured: {}); add a [secrets.{}] table", secret,
+                        known.empty() ? "none" : fmt::format("{}", fmt::join(known, ", ")),
+                        secret));
       }
       f.secret = SecretName(secret);
     }
 
-    // source
     const toml::table* source = nullptr;
     METRONOME_RETURN_IF_ERROR(get_table(t, p, "source", source));
     if (source != nullptr) {
@@ -524,13 +528,27 @@ std::string quote(std::string_view s) {
   for (char ch : s) {
     auto c = static_cast<unsigned char>(ch);
     switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\t': out += "\\t"; break;
-      case '\n': out += "\\n"; break;
-      case '\f': out += "\\f"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           out += fmt::format("\\u{:04X}", c);
@@ -551,7 +569,9 @@ std::string toml_key(std::string_view s) {
   return bare ? std::string(s) : quote(s);
 }
 
-std::string duration_text(Millis d) { return quote(format_duration(d)); }
+std::string duration_text(Millis d) {
+  return quote(format_duration(d));
+}
 
 }  // namespace
 
@@ -668,8 +688,8 @@ std::string dump_config(const Config& c) {
     line("decimals", std::to_string(f.decimals));
     std::visit(
         [&](const RandomIntSourceConfig& r) {
-          line("source", fmt::format("{{ kind = \"random_int\", min = {}, max = {} }}", r.min,
-                                     r.max));
+          line("source",
+               fmt::format("{{ kind = \"random_int\", min = {}, max = {} }}", r.min, r.max));
         },
         f.source);
   }

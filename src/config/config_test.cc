@@ -351,7 +351,8 @@ TEST_F(ConfigTest, DumpShowsWhereSecretsLiveButNoValue) {
   Config c = load_ok("[secrets.oracle_key]\nfile = \"keys/oracle\"\n[secrets.t]\nenv = \"T\"\n" +
                      std::string(kFeed));
   std::string dumped = dump_config(c);
-  EXPECT_THAT(dumped, HasSubstr(fmt::format("[secrets.oracle_key]\nfile = \"{}\"\n", key.string())));
+  EXPECT_THAT(dumped,
+              HasSubstr(fmt::format("[secrets.oracle_key]\nfile = \"{}\"\n", key.string())));
   EXPECT_THAT(dumped, HasSubstr("[secrets.t]\nenv = \"T\"\n"));
   EXPECT_THAT(dumped, ::testing::Not(HasSubstr("super-secret-value")));
 }

@@ -4,8 +4,8 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
-#include <spdlog/spdlog.h>
 #include <spawn.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -46,14 +46,15 @@ class Fd {
   int fd_;
 };
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+  return std::strerror(err);
+}
 
 std::string describe_exit(int wait_status) {
   if (WIFEXITED(wait_status)) return fmt::format("exited with status {}", WEXITSTATUS(wait_status));
   if (WIFSIGNALED(wait_status)) {
     const char* name = sigabbrev_np(WTERMSIG(wait_status));
-    return fmt::format("was killed by signal {} (SIG{})", WTERMSIG(wait_status),
-                       name ? name : "?");
+    return fmt::format("was killed by signal {} (SIG{})", WTERMSIG(wait_status), name ? name : "?");
   }
   return fmt::format("ended with wait status {}", wait_status);
 }
@@ -94,7 +95,7 @@ Result<pid_t> spawn(const std::vector<std::string>& argv, int child_stdin, int c
   sigset_t none;
   sigemptyset(&none);
   posix_spawnattr_setsigmask(&attr, &none);  // our threads may block signals; the child must not
-  sigset_t defaults;                          // signals the daemon may ignore (SIG_IGN survives exec)
+  sigset_t defaults;  // signals the daemon may ignore (SIG_IGN survives exec)
   sigemptyset(&defaults);
   for (int sig : {SIGPIPE, SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM}) {
     sigaddset(&defaults, sig);
@@ -144,7 +145,9 @@ std::string url_for_messages(const std::string& url) {
   return shown;
 }
 
-size_t discard_body(char*, size_t size, size_t count, void*) { return size * count; }
+size_t discard_body(char*, size_t size, size_t count, void*) {
+  return size * count;
+}
 
 class RealAlarmActions final : public AlarmActions {
  public:
@@ -236,7 +239,8 @@ Status run_command_action(const std::vector<std::string>& argv, std::string_view
     pid_t r = ::waitpid(pid, &wait_status, WNOHANG);
     if (r == pid) break;
     if (r < 0 && errno != EINTR) {
-      return Status::Internal(fmt::format("alarm command {}: waitpid: {}", name, errno_text(errno)));
+      return Status::Internal(
+          fmt::format("alarm command {}: waitpid: {}", name, errno_text(errno)));
     }
     const MonoTime now = clock.monotonic_now();
     if (now >= deadline) {

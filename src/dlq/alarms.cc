@@ -13,7 +13,9 @@ namespace {
 constexpr const char* kDlqNotEmpty = "dlq_not_empty";
 constexpr const char* kMissedSlots = "missed_slots";
 
-std::string slots_text(int64_t n) { return fmt::format("{} slot{}", n, n == 1 ? "" : "s"); }
+std::string slots_text(int64_t n) {
+  return fmt::format("{} slot{}", n, n == 1 ? "" : "s");
+}
 
 }  // namespace
 
@@ -37,9 +39,9 @@ std::vector<AlarmDecision> evaluate_alarms(const AlarmConfig& config, const Alar
     missed.reason = "disabled (alarms.missed_slots = 0)";
   } else {
     if (inputs.missed_in_window >= config.missed_slots) missed.status = AlarmStatus::kAlarm;
-    missed.reason = fmt::format("{} missed in the last {} (threshold {})",
-                                slots_text(inputs.missed_in_window),
-                                format_duration(config.missed_window), config.missed_slots);
+    missed.reason =
+        fmt::format("{} missed in the last {} (threshold {})", slots_text(inputs.missed_in_window),
+                    format_duration(config.missed_window), config.missed_slots);
   }
   decisions.push_back(std::move(missed));
   return decisions;
@@ -47,12 +49,8 @@ std::vector<AlarmDecision> evaluate_alarms(const AlarmConfig& config, const Alar
 
 std::string alarm_event_json(const AlarmState& now, AlarmStatus previous) {
   nlohmann::json event = {
-      {"alarm", now.name},
-      {"state", to_string(now.status)},
-      {"previous", to_string(previous)},
-      {"reason", now.reason},
-      {"at", format_iso_us(now.since)},
-      {"service", "metronome"},
+      {"alarm", now.name},    {"state", to_string(now.status)}, {"previous", to_string(previous)},
+      {"reason", now.reason}, {"at", format_iso_us(now.since)}, {"service", "metronome"},
   };
   return event.dump();
 }
@@ -128,7 +126,8 @@ Status AlarmManager::run_actions(AlarmState state) {
                  to_string(state.status), fired.ToString());
   }
   state.actions_pending = false;
-  return store_.put_alarm_state(state).With(fmt::format("alarm {}: clear pending actions", state.name));
+  return store_.put_alarm_state(state).With(
+      fmt::format("alarm {}: clear pending actions", state.name));
 }
 
 Result<std::vector<AlarmState>> AlarmManager::evaluate_once() {
@@ -162,8 +161,8 @@ Result<std::vector<AlarmState>> AlarmManager::evaluate_once() {
                      .previous = current,
                      .actions_pending = true};
     // Persisted before acting: if this fails nothing fires, and the next evaluation retries.
-    METRONOME_RETURN_IF_ERROR(
-        store_.put_alarm_state(state).With(fmt::format("alarm {}: persist transition", state.name)));
+    METRONOME_RETURN_IF_ERROR(store_.put_alarm_state(state).With(
+        fmt::format("alarm {}: persist transition", state.name)));
     // If clearing the mark fails, the next evaluation runs the actions again: exactly once as
     // long as the store works, at least once when it does not.
     METRONOME_RETURN_IF_ERROR(run_actions(state));

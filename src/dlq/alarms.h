@@ -59,8 +59,8 @@ std::unique_ptr<AlarmActions> make_alarm_actions(const AlarmConfig& config, Cloc
 // pending mark is cleared; a restart finds a pending transition and runs its actions then.
 class AlarmManager {
  public:
-  AlarmManager(Store& store, Clock& clock, AlarmConfig config, std::unique_ptr<AlarmActions> actions,
-               Nanos period = std::chrono::seconds(5));
+  AlarmManager(Store& store, Clock& clock, AlarmConfig config,
+               std::unique_ptr<AlarmActions> actions, Nanos period = std::chrono::seconds(5));
   ~AlarmManager();  // stops the thread; an evaluation in progress finishes first
 
   void start();
@@ -85,7 +85,7 @@ class AlarmManager {
   // the thread is (about to be) in that sleep; poke() sets poked_ before waking it, and the
   // thread clears poked_ only right before an evaluation, so no poke is ever lost.
   std::mutex mu_;
-  bool poked_ = false;                     // guarded by mu_
+  bool poked_ = false;                    // guarded by mu_
   std::optional<std::stop_source> wake_;  // guarded by mu_
 
   std::mutex evaluate_mu_;         // one evaluation at a time

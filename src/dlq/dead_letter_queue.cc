@@ -17,7 +17,9 @@ std::string describe_slot(const std::optional<SlotTime>& slot) {
   return slot ? format_iso_ms(*slot) : std::string("-");
 }
 
-Status not_found(int64_t id) { return Status::NotFound(fmt::format("DLQ message {} not found", id)); }
+Status not_found(int64_t id) {
+  return Status::NotFound(fmt::format("DLQ message {} not found", id));
+}
 
 }  // namespace
 
@@ -37,7 +39,9 @@ Result<int64_t> DeadLetterQueue::push(DlqMessage message) {
   return id;
 }
 
-Result<std::vector<DlqMessage>> DeadLetterQueue::list(int limit) { return store_.dlq_list(limit); }
+Result<std::vector<DlqMessage>> DeadLetterQueue::list(int limit) {
+  return store_.dlq_list(limit);
+}
 
 Result<DlqMessage> DeadLetterQueue::get(int64_t id) {
   METRONOME_ASSIGN_OR_RETURN(std::optional<DlqMessage> message, store_.dlq_get(id));
@@ -77,8 +81,8 @@ Status DeadLetterQueue::redrive_message(const DlqMessage& message) {
       commit.slot.lateness_us = slot.lateness_us;
     }
   }
-  commit.slot.error = fmt::format("redriven from DLQ message {}; first failure: {}", message.id,
-                                  message.error);
+  commit.slot.error =
+      fmt::format("redriven from DLQ message {}; first failure: {}", message.id, message.error);
   commit.slot.attempts = message.attempts;
   commit.record = record;
 
@@ -158,7 +162,8 @@ Result<int> DeadLetterQueue::purge_all() {
     for (const DlqMessage& message : *page) {
       if (!seen.insert(message.id).second) {
         // The store listed a message it said it deleted: stop rather than loop forever.
-        error = Status::Internal(fmt::format("DLQ message {} still listed after delete", message.id));
+        error =
+            Status::Internal(fmt::format("DLQ message {} still listed after delete", message.id));
         break;
       }
       Status status = store_.dlq_delete(message.id);
@@ -178,6 +183,8 @@ Result<int> DeadLetterQueue::purge_all() {
   return purged;
 }
 
-Result<int64_t> DeadLetterQueue::depth() { return store_.dlq_depth(); }
+Result<int64_t> DeadLetterQueue::depth() {
+  return store_.dlq_depth();
+}
 
 }  // namespace metronome

@@ -1,4 +1,5 @@
-// DeadLetterQueue: what failed after its retries, kept durably until a person redrives or purges it.
+// DeadLetterQueue: what failed after its retries, kept durably until a person redrives or
+// purges it.
 //
 // A message carries the failure (feed, slot, execution, stage, error, attempts, first and last
 // failure) and, when one was produced, the record. redrive() re-delivers that exact record to the
@@ -17,9 +18,9 @@
 namespace metronome {
 
 struct RedriveSummary {
-  int redriven = 0;     // delivered (or found already delivered) and removed
-  int not_redrivable = 0;  // no record: left on the queue, purge them
-  int failed = 0;       // delivery failed again: left on the queue
+  int redriven = 0;                 // delivered (or found already delivered) and removed
+  int not_redrivable = 0;           // no record: left on the queue, purge them
+  int failed = 0;                   // delivery failed again: left on the queue
   std::vector<std::string> errors;  // one line per message not redriven
 };
 

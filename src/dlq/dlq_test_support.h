@@ -22,7 +22,8 @@ namespace metronome::dlq_testing {
 class TempDir {
  public:
   TempDir() {
-    std::string pattern = (std::filesystem::path(::testing::TempDir()) / "dlq_test.XXXXXX").string();
+    std::string pattern =
+        (std::filesystem::path(::testing::TempDir()) / "dlq_test.XXXXXX").string();
     if (::mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp " << pattern;
     path_ = pattern;
   }
@@ -37,8 +38,10 @@ class TempDir {
 };
 
 inline std::unique_ptr<SqliteStore> open_store(const TempDir& dir) {
-  auto store = SqliteStore::open(
-      {.path = dir.path() / "metronome.db", .dlq_path = dir.path() / "metronome.dlq.db"});
+  SqliteStoreOptions options;
+  options.path = dir.path() / "metronome.db";
+  options.dlq_path = dir.path() / "metronome.dlq.db";
+  auto store = SqliteStore::open(options);
   if (!store) {
     ADD_FAILURE() << store.status().ToString();
     return nullptr;
@@ -54,6 +57,8 @@ class FlakyStore final : public Store {
   std::atomic<bool> fail_commit{false};
   std::atomic<bool> fail_dlq_depth{false};
   std::atomic<bool> fail_put_alarm{false};
+  std::atomic<int> dlq_depth_calls{0};  // one per alarm evaluation
+  // REQUIRES: changed only while no other thread uses the store.
   Status error = Status::IOError("store test.db: disk I/O error (injected)");
 
   Status create_execution(const Execution& e) override { return inner_.create_execution(e); }
@@ -91,6 +96,7 @@ class FlakyStore final : public Store {
   Result<std::optional<DlqMessage>> dlq_get(int64_t id) override { return inner_.dlq_get(id); }
   Status dlq_delete(int64_t id) override { return inner_.dlq_delete(id); }
   Result<int64_t> dlq_depth() override {
+    ++dlq_depth_calls;
     if (fail_dlq_depth) return error;
     return inner_.dlq_depth();
   }

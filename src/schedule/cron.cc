@@ -62,8 +62,7 @@ Result<int> parse_value(const FieldSpec& f, std::string_view s) {
     int v = 0;
     auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (ec != std::errc() || v < f.min || v > f.max) {
-      return Status::InvalidArgument(
-          fmt::format("value {} out of range {}-{}", s, f.min, f.max));
+      return Status::InvalidArgument(fmt::format("value {} out of range {}-{}", s, f.min, f.max));
     }
     return v;
   }
@@ -88,7 +87,7 @@ Result<uint64_t> parse_item(const FieldSpec& f, std::string_view item) {
   if (size_t slash = item.find('/'); slash != std::string_view::npos) {
     base = item.substr(0, slash);
     std::string_view step_text = item.substr(slash + 1);
-    if (base.empty()) return Status::InvalidArgument(fmt::format("missing value before '/'"));
+    if (base.empty()) return Status::InvalidArgument("missing value before '/'");
     if (step_text.empty()) return Status::InvalidArgument("missing step after '/'");
     if (!is_digits(step_text)) {
       return Status::InvalidArgument(fmt::format("step '{}' is not a number", step_text));
@@ -125,7 +124,7 @@ Result<uint64_t> parse_item(const FieldSpec& f, std::string_view item) {
   }
 
   uint64_t mask = 0;
-  for (int v = lo; v <= hi; v += step) mask |= uint64_t{1} << v;
+  for (int64_t v = lo; v <= hi; v += step) mask |= uint64_t{1} << v;  // int64: step may be huge
   return mask;
 }
 
@@ -134,7 +133,8 @@ Result<uint64_t> parse_field(const FieldSpec& f, std::string_view text) {
   size_t pos = 0;
   while (true) {
     size_t comma = text.find(',', pos);
-    std::string_view item = text.substr(pos, comma == std::string_view::npos ? text.npos : comma - pos);
+    std::string_view item =
+        text.substr(pos, comma == std::string_view::npos ? text.npos : comma - pos);
     METRONOME_ASSIGN_OR_RETURN(uint64_t bits, parse_item(f, item));
     mask |= bits;
     if (comma == std::string_view::npos) break;
@@ -176,8 +176,8 @@ Result<CronExpr> CronExpr::parse(std::string_view text) {
         text, fields.size()));
   }
 
-  static constexpr const FieldSpec* kSpecs[] = {&kSecond, &kMinute, &kHour,
-                                                &kDayOfMonth, &kMonth, &kDayOfWeek};
+  static constexpr const FieldSpec* kSpecs[] = {&kSecond,     &kMinute, &kHour,
+                                                &kDayOfMonth, &kMonth,  &kDayOfWeek};
   std::array<uint64_t, 6> masks{};
   for (size_t k = 0; k < 6; ++k) {
     Result<uint64_t> mask = parse_field(*kSpecs[k], fields[k]);
@@ -236,8 +236,8 @@ std::optional<SlotTime> CronExpr::next_after(WallTime t) const {
 
     const bool dom_match = days_of_month_[static_cast<unsigned>(ymd.day())];
     const bool dow_match = days_of_week_[std::chrono::weekday(day).c_encoding()];
-    const bool day_match = (dom_restricted_ && dow_restricted_) ? (dom_match || dow_match)
-                                                                : (dom_match && dow_match);
+    const bool day_match =
+        (dom_restricted_ && dow_restricted_) ? (dom_match || dow_match) : (dom_match && dow_match);
     if (!day_match) {
       cand = day + days(1);
       continue;
@@ -259,7 +259,8 @@ std::optional<SlotTime> CronExpr::next_after(WallTime t) const {
     }
     if (!seconds_[s]) {
       int next = next_set(seconds_, s + 1);
-      cand = next < 0 ? day + hours(h) + minutes(m + 1) : day + hours(h) + minutes(m) + Seconds(next);
+      cand =
+          next < 0 ? day + hours(h) + minutes(m + 1) : day + hours(h) + minutes(m) + Seconds(next);
       continue;
     }
     return SlotTime(cand);

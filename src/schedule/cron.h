@@ -4,10 +4,12 @@
 //   "*/2 * * * * *"   every even second
 //   "0 0 9-17 * * MON-FRI"
 //
-// Each field takes '*', numbers, ranges "a-b", steps "*/n" and "a-b/n" and "a/n", and lists "a,b-c".
-// Months take JAN..DEC, days of week SUN..SAT (0 or 7 is Sunday), case-insensitive. As in Vixie
-// cron, when both day-of-month and day-of-week are restricted a day matches if either matches.
-// Immutable and thread-safe once parsed.
+// Each field takes '*', numbers, ranges "a-b", steps "*/n" and "a-b/n" and "a/n", and lists
+// "a,b-c". "a/n" runs from a to the field's last value (Saturday for days of week). Months take
+// JAN..DEC, days of week SUN..SAT (0 or 7 is Sunday; a range may end at SUN, "FRI-SUN"),
+// case-insensitive. As in Vixie cron, when both day-of-month and day-of-week are restricted a day
+// matches if either matches; a field is restricted unless it starts with '*' (so "*/2" is not
+// restricted). Immutable and thread-safe once parsed.
 #pragma once
 
 #include <bitset>

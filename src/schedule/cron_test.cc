@@ -155,17 +155,23 @@ struct Civil {
   int sec, min, hour, dom, month, dow;  // dow: Sunday = 0
 };
 
-Civil civil(Seconds since_epoch) {
-  std::chrono::sys_seconds t(since_epoch);
-  auto day = std::chrono::floor<std::chrono::days>(t);
-  std::chrono::year_month_day ymd{day};
-  std::chrono::hh_mm_ss tod{t - day};
-  return {static_cast<int>(tod.seconds().count()),
-          static_cast<int>(tod.minutes().count()),
-          static_cast<int>(tod.hours().count()),
-          static_cast<int>(static_cast<unsigned>(ymd.day())),
-          static_cast<int>(static_cast<unsigned>(ymd.month())),
-          static_cast<int>(std::chrono::weekday(day).c_encoding())};
+// Calls `f(seconds since the epoch, civil fields)` for every second of the days [first, last).
+template <typename F>
+void for_each_second(std::chrono::sys_days first, std::chrono::sys_days last, F f) {
+  for (auto day = first; day < last; day += std::chrono::days(1)) {
+    std::chrono::year_month_day ymd{day};
+    Civil c{};
+    c.dom = static_cast<int>(static_cast<unsigned>(ymd.day()));
+    c.month = static_cast<int>(static_cast<unsigned>(ymd.month()));
+    c.dow = static_cast<int>(std::chrono::weekday(day).c_encoding());
+    const int64_t day_start = std::chrono::sys_seconds(day).time_since_epoch().count();
+    for (int s = 0; s < 86'400; ++s) {
+      c.hour = s / 3600;
+      c.min = s / 60 % 60;
+      c.sec = s % 60;
+      f(day_start + s, c);
+    }
+  }
 }
 
 TEST(CronNextAfter, AgreesWithASecondBySecondScan) {
@@ -196,28 +202,31 @@ TEST(CronNextAfter, AgreesWithASecondBySecondScan) {
          return (c.sec == 5 || c.sec == 7 || c.sec == 9) && c.min == 0 && c.hour == 12 &&
                 c.dow == 2;
        }},
-      {"0 0 0 * * 7", [](const Civil& c) { return c.sec == 0 && c.min == 0 && c.hour == 0 && c.dow == 0; }},
+      {"0 0 0 * * 7",
+       [](const Civil& c) { return c.sec == 0 && c.min == 0 && c.hour == 0 && c.dow == 0; }},
       {"0 0 */6 29 FEB,MAR *",
        [](const Civil& c) {
          return c.sec == 0 && c.min == 0 && c.hour % 6 == 0 && c.dom == 29 &&
                 (c.month == 2 || c.month == 3);
        }},
   };
-  const WallTime start = at("2028-02-26T00:00:00Z");  // a Saturday
-  const Seconds span = Seconds(5 * 86400);
+  // 2028-02-26 is a Saturday; the scan runs to the end of 2028-03-01.
+  const std::chrono::sys_days first_day = std::chrono::year(2028) / 2 / 26;
+  const std::chrono::sys_days end_day = std::chrono::year(2028) / 3 / 2;
+  const WallTime start = WallTime(first_day) - Nanos(1);
+  const int64_t end_s = std::chrono::sys_seconds(end_day).time_since_epoch().count();
   for (const Case& c : cases) {
     CronExpr e = cron(c.text);
     std::vector<int64_t> scanned;
-    const Seconds first = std::chrono::floor<Seconds>(start.time_since_epoch()) + Seconds(1);
-    for (Seconds s = first; s < first + span; s += Seconds(1)) {
-      if (c.matches(civil(s))) scanned.push_back(s.count());
-    }
+    for_each_second(first_day, end_day, [&](int64_t s, const Civil& civil) {
+      if (c.matches(civil)) scanned.push_back(s);
+    });
     std::vector<int64_t> chained;
     WallTime t = start;
     while (true) {
       std::optional<SlotTime> next = e.next_after(t);
       ASSERT_TRUE(next) << c.text;
-      if (next->time_since_epoch() >= first + span) break;
+      if (next->time_since_epoch() >= Seconds(end_s)) break;
       chained.push_back(std::chrono::duration_cast<Seconds>(next->time_since_epoch()).count());
       t = WallTime(*next);
     }
@@ -284,6 +293,10 @@ TEST(CronFields, StepLargerThanTheFieldKeepsTheFirstValue) {
   EXPECT_EQ(matches("*/60 * * * * *", "2026-01-01T00:00:00Z", 2),
             (std::vector<std::string>{"2026-01-01T00:01:00Z", "2026-01-01T00:02:00Z"}));
   EXPECT_EQ(next("5/100 * * * * *", "2026-01-01T00:00:00Z"), "2026-01-01T00:00:05.000Z");
+  EXPECT_EQ(matches("59/2147483647 * * * * *", "2026-01-01T00:00:00Z", 2),
+            (std::vector<std::string>{"2026-01-01T00:00:59Z", "2026-01-01T00:01:59Z"}));
+  EXPECT_EQ(matches("1-59/2147483647 * * * * *", "2026-01-01T00:00:00Z", 2),
+            (std::vector<std::string>{"2026-01-01T00:00:01Z", "2026-01-01T00:01:01Z"}));
 }
 
 TEST(CronFields, MonthNamesCaseInsensitive) {
@@ -459,8 +472,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"* * * * 13 *", "month", "13", "out of range 1-12"},
         BadCase{"* * * * * 8", "day-of-week", "8", "out of range 0-7"},
         BadCase{"0-60 * * * * *", "second", "0-60", "out of range"},
-        BadCase{"99999999999999999999 * * * * *", "second", "99999999999999999999",
-                "out of range"},
+        BadCase{"99999999999999999999 * * * * *", "second", "99999999999999999999", "out of range"},
         // reversed ranges
         BadCase{"5-3 * * * * *", "second", "5-3", "range 5-3 is reversed"},
         BadCase{"* * 17-9 * * *", "hour", "17-9", "reversed"},

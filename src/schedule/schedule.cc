@@ -25,7 +25,9 @@ Schedule Schedule::every(Millis interval) {
   return Schedule(interval);
 }
 
-Schedule Schedule::cron(CronExpr expr) { return Schedule(std::move(expr)); }
+Schedule Schedule::cron(CronExpr expr) {
+  return Schedule(std::move(expr));
+}
 
 std::optional<SlotTime> Schedule::next_after(WallTime t) const {
   if (const auto* cron = std::get_if<CronExpr>(&rule_)) return cron->next_after(t);

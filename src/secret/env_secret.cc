@@ -11,12 +11,14 @@ EnvSecret::EnvSecret(SecretName name, std::string variable)
 Result<SecretValue> EnvSecret::read() {
   const char* value = ::getenv(variable_.c_str());
   if (value == nullptr || *value == '\0') {
-    return Status::NotFound(fmt::format("secret {}: environment variable {} is {}", name_,
+    return Status::NotFound(fmt::format("secret {}: environment variable {} is {}", name_.str(),
                                         variable_, value == nullptr ? "not set" : "empty"));
   }
   return SecretValue(std::string(value));
 }
 
-std::string EnvSecret::describe() const { return fmt::format("env {}", variable_); }
+std::string EnvSecret::describe() const {
+  return fmt::format("env {}", variable_);
+}
 
 }  // namespace metronome

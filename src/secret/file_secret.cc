@@ -77,28 +77,30 @@ Status write_all(int fd, std::string_view data) {
 FileSecret::FileSecret(SecretName name, std::filesystem::path path)
     : name_(std::move(name)), path_(std::move(path)) {}
 
-std::string FileSecret::describe() const { return fmt::format("file {}", path_.string()); }
+std::string FileSecret::describe() const {
+  return fmt::format("file {}", path_.string());
+}
 
 Result<SecretValue> FileSecret::read() {
   std::lock_guard lock(mu_);
   const std::string& p = path_.string();
   auto open_error = [&](int err) -> Status {
     if (err == ENOENT) {
-      return Status::NotFound(fmt::format("secret {}: file {} does not exist", name_, p));
+      return Status::NotFound(fmt::format("secret {}: file {} does not exist", name_.str(), p));
     }
-    std::string what = fmt::format("secret {}: file {}: {}", name_, p, strerror(err));
+    std::string what = fmt::format("secret {}: file {}: {}", name_.str(), p, strerror(err));
     return err == EACCES ? Status::PermissionDenied(what) : Status::IOError(what);
   };
   // Refuses what ssh refuses: a secret that group or others may read or write.
   auto check = [&](const struct stat& st) -> Status {
     if (!S_ISREG(st.st_mode)) {
       return Status::InvalidArgument(
-          fmt::format("secret {}: {} is not a regular file", name_, p));
+          fmt::format("secret {}: {} is not a regular file", name_.str(), p));
     }
     if ((st.st_mode & 077) != 0) {
       return Status::PermissionDenied(fmt::format(
-          "secret {}: file {} has mode {:04o}, which lets group/others {} it; chmod 600 {}", name_,
-          p, st.st_mode & 07777, (st.st_mode & 044) != 0 ? "read" : "access", p));
+          "secret {}: file {} has mode {:04o}, which lets group/others {} it; chmod 600 {}",
+          name_.str(), p, st.st_mode & 07777, (st.st_mode & 044) != 0 ? "read" : "access", p));
     }
     return Status::Ok();
   };
@@ -120,8 +122,8 @@ Result<SecretValue> FileSecret::read() {
   if (::fstat(fd.get(), &st) != 0) return open_error(errno);
   METRONOME_RETURN_IF_ERROR(check(st));
   if (static_cast<uint64_t>(st.st_size) > kMaxSecretBytes) {
-    return Status::InvalidArgument(fmt::format("secret {}: file {} is larger than {} KiB", name_,
-                                               p, kMaxSecretBytes / 1024));
+    return Status::InvalidArgument(fmt::format("secret {}: file {} is larger than {} KiB",
+                                               name_.str(), p, kMaxSecretBytes / 1024));
   }
   std::string buf(kMaxSecretBytes + 1, '\0');
   size_t len = 0;
@@ -138,13 +140,13 @@ Result<SecretValue> FileSecret::read() {
   }
   if (len > kMaxSecretBytes) {
     explicit_bzero(buf.data(), buf.size());
-    return Status::InvalidArgument(fmt::format("secret {}: file {} is larger than {} KiB", name_,
-                                               p, kMaxSecretBytes / 1024));
+    return Status::InvalidArgument(fmt::format("secret {}: file {} is larger than {} KiB",
+                                               name_.str(), p, kMaxSecretBytes / 1024));
   }
   while (len > 0 && is_trailing_space(buf[len - 1])) --len;
   if (len == 0) {
     explicit_bzero(buf.data(), buf.size());
-    return Status::InvalidArgument(fmt::format("secret {}: file {} is empty", name_, p));
+    return Status::InvalidArgument(fmt::format("secret {}: file {} is empty", name_.str(), p));
   }
   std::string value(buf.data(), len);
   explicit_bzero(buf.data(), buf.size());
@@ -154,7 +156,7 @@ Result<SecretValue> FileSecret::read() {
   std::destroy_at(&cached_);
   std::construct_at(&cached_, std::move(value));
   cached_stamp_ = stamp_of(st);
-  if (rotated) spdlog::info("secret {}: file {} changed; using its new value", name_, p);
+  if (rotated) spdlog::info("secret {}: file {} changed; using its new value", name_.str(), p);
   return cached_;
 }
 

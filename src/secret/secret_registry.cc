@@ -16,7 +16,7 @@ Result<SecretRegistry> SecretRegistry::from_config(
   for (const auto& [name, config] : secrets) {
     if (config.file.has_value() == config.env.has_value()) {
       return Status::InvalidArgument(
-          fmt::format("secret {}: set exactly one of file or env", name));
+          fmt::format("secret {}: set exactly one of file or env", name.str()));
     }
     if (config.file) {
       providers[name] = std::make_unique<FileSecret>(name, *config.file);
@@ -39,16 +39,17 @@ Result<SecretValue> SecretRegistry::read(const SecretName& name) const {
   if (it == providers_.end()) {
     std::vector<std::string> known;
     for (const auto& [n, p] : providers_) known.push_back(n.str());
-    return Status::NotFound(fmt::format("unknown secret '{}' (configured: {})", name,
-                                        known.empty() ? "none" : fmt::to_string(fmt::join(known, ", "))));
+    return Status::NotFound(
+        fmt::format("unknown secret '{}' (configured: {})", name.str(),
+                    known.empty() ? "none" : fmt::to_string(fmt::join(known, ", "))));
   }
   return it->second->read();
 }
 
 std::string SecretRegistry::describe(const SecretName& name) const {
   auto it = providers_.find(name);
-  if (it == providers_.end()) return fmt::format("unknown secret '{}'", name);
-  return fmt::format("secret {}: {}", name, it->second->describe());
+  if (it == providers_.end()) return fmt::format("unknown secret '{}'", name.str());
+  return fmt::format("secret {}: {}", name.str(), it->second->describe());
 }
 
 }  // namespace metronome

@@ -45,7 +45,9 @@ struct U256 {
   }
 };
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 Status not_a_number(std::string_view text) {
   return Status::InvalidArgument(fmt::format(
@@ -108,9 +110,8 @@ Result<Word256> scale_to_int256(std::string_view text, int decimals) {
   }
   std::string_view dropped = fraction.substr(kept);
   if (std::any_of(dropped.begin(), dropped.end(), [](char c) { return c != '0'; })) {
-    return Status::InvalidArgument(
-        fmt::format("value '{}' has more fractional digits than the feed's {} decimals", text,
-                    decimals));
+    return Status::InvalidArgument(fmt::format(
+        "value '{}' has more fractional digits than the feed's {} decimals", text, decimals));
   }
   // Pad with zeros up to `decimals` fraction digits; a nonzero magnitude overflows within 78 steps,
   // so a large `decimals` ends the loop early.

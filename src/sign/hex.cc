@@ -46,7 +46,8 @@ HexParse parse_hex(std::string_view text, std::span<uint8_t> out) {
   }
   if (text.size() / 2 != out.size()) return HexParse::kWrongLength;
   for (size_t i = 0; i < out.size(); ++i) {
-    out[i] = static_cast<uint8_t>(hex_digit_value(text[2 * i]) << 4 | hex_digit_value(text[2 * i + 1]));
+    out[i] =
+        static_cast<uint8_t>(hex_digit_value(text[2 * i]) << 4 | hex_digit_value(text[2 * i + 1]));
   }
   return HexParse::kOk;
 }

@@ -14,7 +14,9 @@
 namespace metronome {
 
 // The text length of `bytes` bytes with its "0x" prefix.
-constexpr size_t hex_0x_size(size_t bytes) { return 2 + 2 * bytes; }
+constexpr size_t hex_0x_size(size_t bytes) {
+  return 2 + 2 * bytes;
+}
 
 // Writes "0x" and 2 * bytes.size() lowercase digits to out.
 // REQUIRES: out.size() == hex_0x_size(bytes.size()).

@@ -9,7 +9,9 @@
 namespace metronome {
 namespace {
 
-std::string keccak_hex(std::string_view text) { return to_hex_0x(keccak256(text)); }
+std::string keccak_hex(std::string_view text) {
+  return to_hex_0x(keccak256(text));
+}
 
 TEST(Keccak256, KnownAnswers) {
   EXPECT_EQ(keccak_hex(""), "0xc5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470");

@@ -32,7 +32,9 @@ Address address_of(const secp256k1_pubkey& pubkey) {
   return address;
 }
 
-std::string_view view(const std::array<char, 42>& a) { return {a.data(), a.size()}; }
+std::string_view view(const std::array<char, 42>& a) {
+  return {a.data(), a.size()};
+}
 
 }  // namespace
 
@@ -61,7 +63,9 @@ Result<Signer> Signer::Create(SigningKey key) {
 }
 
 Signer::Signer(std::unique_ptr<secp256k1_context_struct, ContextDeleter> ctx, SigningKey key)
-    : ctx_(std::move(ctx)), key_(std::move(key)), address_text_(checksum_address_array(key_.address())) {}
+    : ctx_(std::move(ctx)),
+      key_(std::move(key)),
+      address_text_(checksum_address_array(key_.address())) {}
 
 Signer::Signer(Signer&&) noexcept = default;
 Signer& Signer::operator=(Signer&&) noexcept = default;
@@ -71,8 +75,8 @@ Signature Signer::sign_digest(const Hash32& digest) const {
   secp256k1_ecdsa_recoverable_signature sig;
   // NULL nonce function: RFC 6979 (HMAC-SHA256). Fails only for an invalid key, which
   // SigningKey::FromHex excludes; so a failure is a broken invariant.
-  if (!secp256k1_ecdsa_sign_recoverable(ctx_.get(), &sig, digest.data(),
-                                        key_.secret_bytes().data(), nullptr, nullptr)) {
+  if (!secp256k1_ecdsa_sign_recoverable(ctx_.get(), &sig, digest.data(), key_.secret_bytes().data(),
+                                        nullptr, nullptr)) {
     std::fprintf(stderr, "secp256k1_ecdsa_sign_recoverable failed with a validated key\n");
     std::abort();
   }
@@ -110,12 +114,13 @@ Status Signer::sign_record(ValueRecord& record, const ObservationDomain& domain)
 Result<Signature> parse_signature(std::string_view text) {
   Signature sig;
   switch (parse_hex(text, sig)) {
-    case HexParse::kOk: break;
-    case HexParse::kMalformed: return Status::InvalidArgument("malformed signature hex");
+    case HexParse::kOk:
+      break;
+    case HexParse::kMalformed:
+      return Status::InvalidArgument("malformed signature hex");
     case HexParse::kWrongLength: {
       size_t digits = text.size() - (text.starts_with("0x") || text.starts_with("0X") ? 2 : 0);
-      return Status::InvalidArgument(
-          fmt::format("signature is {} bytes, expected 65", digits / 2));
+      return Status::InvalidArgument(fmt::format("signature is {} bytes, expected 65", digits / 2));
     }
   }
   if (sig[64] != 27 && sig[64] != 28) {
@@ -143,8 +148,8 @@ Result<Address> recover_signer(const Hash32& digest, const Signature& signature)
     return Status::InvalidArgument("high-s signature");
   }
   secp256k1_ecdsa_recoverable_signature parsed;
-  if (!secp256k1_ecdsa_recoverable_signature_parse_compact(
-          secp256k1_context_static, &parsed, signature.data(), signature[64] - 27)) {
+  if (!secp256k1_ecdsa_recoverable_signature_parse_compact(secp256k1_context_static, &parsed,
+                                                           signature.data(), signature[64] - 27)) {
     return Status::InvalidArgument("signature r or s is not below the secp256k1 group order");
   }
   secp256k1_pubkey pubkey;
@@ -179,15 +184,14 @@ Status verify_record(const ValueRecord& record, const ObservationDomain& domain,
   }
   METRONOME_ASSIGN_OR_RETURN(Address recovered, recover_signer(*digest, signature));
   if (recovered != *claimed_signer) {
-    return Status::InvalidArgument(
-        fmt::format("signature recovers {}, record says {}",
-                    view(checksum_address_array(recovered)),
-                    view(checksum_address_array(*claimed_signer))));
+    return Status::InvalidArgument(fmt::format("signature recovers {}, record says {}",
+                                               view(checksum_address_array(recovered)),
+                                               view(checksum_address_array(*claimed_signer))));
   }
   if (expected_signer && recovered != *expected_signer) {
-    return Status::InvalidArgument(
-        fmt::format("signer {} is not the expected {}", view(checksum_address_array(recovered)),
-                    view(checksum_address_array(*expected_signer))));
+    return Status::InvalidArgument(fmt::format("signer {} is not the expected {}",
+                                               view(checksum_address_array(recovered)),
+                                               view(checksum_address_array(*expected_signer))));
   }
   return Status::Ok();
 }

@@ -16,7 +16,9 @@ namespace metronome {
 namespace {
 
 // Overwrites memory in a way the compiler may not drop as a dead store.
-void secure_wipe(void* p, size_t n) { explicit_bzero(p, n); }
+void secure_wipe(void* p, size_t n) {
+  explicit_bzero(p, n);
+}
 
 Status fill_random(std::span<uint8_t> out) {
   size_t done = 0;
@@ -73,14 +75,16 @@ Result<Address> parse_address(std::string_view text) {
         fmt::format("address '{}' is not 0x followed by 40 hex digits", text));
   }
   std::string_view digits = text.substr(2);
-  bool has_lower = std::any_of(digits.begin(), digits.end(), [](char c) { return c >= 'a' && c <= 'f'; });
-  bool has_upper = std::any_of(digits.begin(), digits.end(), [](char c) { return c >= 'A' && c <= 'F'; });
+  bool has_lower =
+      std::any_of(digits.begin(), digits.end(), [](char c) { return c >= 'a' && c <= 'f'; });
+  bool has_upper =
+      std::any_of(digits.begin(), digits.end(), [](char c) { return c >= 'A' && c <= 'F'; });
   if (has_lower && has_upper) {
     std::array<char, 42> expected = checksum_address_array(address);
     if (std::string_view(expected.data(), expected.size()) != text) {
-      return Status::InvalidArgument(fmt::format(
-          "address '{}' has a wrong EIP-55 checksum (expected {})", text,
-          std::string_view(expected.data(), expected.size())));
+      return Status::InvalidArgument(
+          fmt::format("address '{}' has a wrong EIP-55 checksum (expected {})", text,
+                      std::string_view(expected.data(), expected.size())));
     }
   }
   return address;
@@ -91,7 +95,8 @@ Result<SigningKey> SigningKey::FromHex(const SecretName& secret, std::string_vie
   text = trim_ascii_space(text);
   std::array<uint8_t, 32> bytes{};
   switch (parse_hex(text, bytes)) {
-    case HexParse::kOk: break;
+    case HexParse::kOk:
+      break;
     case HexParse::kMalformed:
       secure_wipe(bytes.data(), bytes.size());
       return Status::InvalidArgument(fmt::format(
@@ -105,7 +110,8 @@ Result<SigningKey> SigningKey::FromHex(const SecretName& secret, std::string_vie
           secret.str(), text.size() - (text.starts_with("0x") || text.starts_with("0X") ? 2 : 0)));
   }
   if (std::all_of(bytes.begin(), bytes.end(), [](uint8_t b) { return b == 0; })) {
-    return Status::InvalidArgument(fmt::format("secret '{}': the signing key is zero", secret.str()));
+    return Status::InvalidArgument(
+        fmt::format("secret '{}': the signing key is zero", secret.str()));
   }
   if (!secp256k1_ec_seckey_verify(secp256k1_context_static, bytes.data())) {
     secure_wipe(bytes.data(), bytes.size());
@@ -146,7 +152,9 @@ SigningKey::SigningKey(SecretName name, const std::array<uint8_t, 32>& secret, A
     : secret_name_(std::move(name)), secret_(secret), address_(address) {}
 
 SigningKey::SigningKey(SigningKey&& other) noexcept
-    : secret_name_(std::move(other.secret_name_)), secret_(other.secret_), address_(other.address_) {
+    : secret_name_(std::move(other.secret_name_)),
+      secret_(other.secret_),
+      address_(other.address_) {
   other.wipe();
 }
 
@@ -160,9 +168,13 @@ SigningKey& SigningKey::operator=(SigningKey&& other) noexcept {
   return *this;
 }
 
-SigningKey::~SigningKey() { wipe(); }
+SigningKey::~SigningKey() {
+  wipe();
+}
 
-void SigningKey::wipe() { secure_wipe(secret_.data(), secret_.size()); }
+void SigningKey::wipe() {
+  secure_wipe(secret_.data(), secret_.size());
+}
 
 Result<std::string> generate_signing_key_hex() {
   std::array<uint8_t, 32> bytes{};

@@ -6,6 +6,8 @@
 // accident). Thread-compatible: a const SigningKey may be shared.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <array>
 #include <cstdint>
 #include <string>
@@ -24,10 +26,10 @@ struct Address {
   friend bool operator==(const Address&, const Address&) = default;
 };
 
-// The address's EIP-55 text, "0x" + 40 digits in checksum case. "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed".
+// The address's EIP-55 text, "0x" + 40 digits in checksum case.
+// "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed".
 std::array<char, 42> checksum_address_array(const Address& address);
 std::string to_checksum_address(const Address& address);
-inline std::string format_as(const Address& address) { return to_checksum_address(address); }
 
 // Parses "0x" + 40 hex digits. Digits of a single case are accepted as they are; mixed case must be
 // a correct EIP-55 checksum (a mistyped address is refused, as Ethereum tools do).
@@ -67,3 +69,15 @@ class SigningKey {
 Result<std::string> generate_signing_key_hex();
 
 }  // namespace metronome
+
+// fmt::format("{}", address) prints the EIP-55 text. (A formatter rather than format_as(): the
+// Debian 12 fmt is 9.1, which predates format_as.)
+template <>
+struct fmt::formatter<metronome::Address> : fmt::formatter<std::string_view> {
+  template <typename FormatContext>
+  auto format(const metronome::Address& address, FormatContext& ctx) const {
+    std::array<char, 42> text = metronome::checksum_address_array(address);
+    return fmt::formatter<std::string_view>::format(std::string_view(text.data(), text.size()),
+                                                    ctx);
+  }
+};

@@ -5,6 +5,7 @@
 
 #include <set>
 #include <string>
+#include <vector>
 
 namespace metronome {
 namespace {
@@ -45,34 +46,36 @@ TEST(SigningKey, RefusesMalformedText) {
 TEST(SigningKey, RefusesZeroAndOrderAndAbove) {
   ExpectRefused(std::string(64, '0'));
   ExpectRefused("0x" + std::string(64, '0'));
-  ExpectRefused(kOrderHex);                  // n
+  ExpectRefused(kOrderHex);                                          // n
   ExpectRefused("0x" + std::string(kOrderHex.substr(0, 63)) + "2");  // n + 1
   ExpectRefused(std::string(64, 'f'));
 
   EXPECT_THAT(SigningKey::FromHex(kSecret, std::string(64, '0')).status().message(),
               HasSubstr("zero"));
-  EXPECT_THAT(SigningKey::FromHex(kSecret, kOrderHex).status().message(),
-              HasSubstr("group order"));
+  EXPECT_THAT(SigningKey::FromHex(kSecret, kOrderHex).status().message(), HasSubstr("group order"));
 }
 
 TEST(SigningKey, AcceptsOneAndOrderMinusOne) {
   Result<SigningKey> one = SigningKey::FromHex(kSecret, std::string(63, '0') + "1");
-  ASSERT_TRUE(one.ok()) << one.status();
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
   // ethers: new Wallet(1).address
   EXPECT_EQ(to_checksum_address(one->address()), "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf");
 
   Result<SigningKey> n_minus_1 =
       SigningKey::FromHex(kSecret, "0x" + std::string(kOrderHex.substr(0, 63)) + "0");
-  ASSERT_TRUE(n_minus_1.ok()) << n_minus_1.status();
+  ASSERT_TRUE(n_minus_1.ok()) << n_minus_1.status().ToString();
   EXPECT_EQ(n_minus_1->secret_name(), kSecret);
 }
 
 TEST(SigningKey, AcceptsPrefixCaseAndSurroundingWhitespace) {
   // The key from web3.js's documentation, with its well-known address.
   const std::string hex = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
-  for (std::string text : {hex, "0x" + hex, "0X" + hex, "  0x" + hex + "\n", "4C0883A69102937D6231471B5DBB6204FE5129617082792AE468D01A3F362318"}) {
+  const std::vector<std::string> texts = {
+      hex, "0x" + hex, "0X" + hex, "  0x" + hex + "\n",
+      "4C0883A69102937D6231471B5DBB6204FE5129617082792AE468D01A3F362318"};
+  for (const std::string& text : texts) {
     Result<SigningKey> key = SigningKey::FromHex(kSecret, text);
-    ASSERT_TRUE(key.ok()) << key.status();
+    ASSERT_TRUE(key.ok()) << key.status().ToString();
     EXPECT_EQ(to_checksum_address(key->address()), "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23");
   }
 }
@@ -99,7 +102,7 @@ TEST(Address, FormatsEip55Examples) {
     std::string lower(example);
     for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     Result<Address> address = parse_address(lower);
-    ASSERT_TRUE(address.ok()) << address.status();
+    ASSERT_TRUE(address.ok()) << address.status().ToString();
     EXPECT_EQ(to_checksum_address(*address), example);
     EXPECT_EQ(fmt::format("{}", *address), example);
   }
@@ -120,7 +123,7 @@ TEST(GenerateSigningKey, ProducesDistinctValidKeys) {
   std::set<std::string> seen;
   for (int i = 0; i < 20; ++i) {
     Result<std::string> hex = generate_signing_key_hex();
-    ASSERT_TRUE(hex.ok()) << hex.status();
+    ASSERT_TRUE(hex.ok()) << hex.status().ToString();
     EXPECT_EQ(hex->size(), 64u);
     EXPECT_EQ(hex->find_first_not_of("0123456789abcdef"), std::string::npos);
     EXPECT_TRUE(SigningKey::FromHex(kSecret, *hex).ok());

@@ -6,11 +6,16 @@ namespace metronome {
 
 std::string_view to_string(SlotOutcome o) {
   switch (o) {
-    case SlotOutcome::kPlanned: return "planned";
-    case SlotOutcome::kPublished: return "published";
-    case SlotOutcome::kFailed: return "failed";
-    case SlotOutcome::kMissed: return "missed";
-    case SlotOutcome::kSkipped: return "skipped";
+    case SlotOutcome::kPlanned:
+      return "planned";
+    case SlotOutcome::kPublished:
+      return "published";
+    case SlotOutcome::kFailed:
+      return "failed";
+    case SlotOutcome::kMissed:
+      return "missed";
+    case SlotOutcome::kSkipped:
+      return "skipped";
   }
   return "unknown";
 }
@@ -25,11 +30,16 @@ Result<SlotOutcome> parse_slot_outcome(std::string_view text) {
 
 std::string_view to_string(ExecutionState s) {
   switch (s) {
-    case ExecutionState::kPlanned: return "planned";
-    case ExecutionState::kRunning: return "running";
-    case ExecutionState::kSucceeded: return "succeeded";
-    case ExecutionState::kFailed: return "failed";
-    case ExecutionState::kInterrupted: return "interrupted";
+    case ExecutionState::kPlanned:
+      return "planned";
+    case ExecutionState::kRunning:
+      return "running";
+    case ExecutionState::kSucceeded:
+      return "succeeded";
+    case ExecutionState::kFailed:
+      return "failed";
+    case ExecutionState::kInterrupted:
+      return "interrupted";
   }
   return "unknown";
 }
@@ -42,15 +52,17 @@ Result<ExecutionState> parse_execution_state(std::string_view text) {
   return Status::InvalidArgument(fmt::format("unknown execution state '{}'", text));
 }
 
-std::string_view to_string(AlarmStatus s) { return s == AlarmStatus::kOk ? "OK" : "ALARM"; }
+std::string_view to_string(AlarmStatus s) {
+  return s == AlarmStatus::kOk ? "OK" : "ALARM";
+}
 
 ExecutionId make_execution_id(const FeedId& feed, SlotTime window_start) {
   // Whole-second windows read as the replaced system's ("...:16:00Z"); sub-second ones keep
   // their milliseconds so that ids stay unique.
   bool whole_second = to_unix_ms(window_start) % 1000 == 0;
-  return ExecutionId(fmt::format("{}@{}", feed.str(),
-                                 whole_second ? format_iso_s(window_start)
-                                              : format_iso_ms(window_start)));
+  return ExecutionId(
+      fmt::format("{}@{}", feed.str(),
+                  whole_second ? format_iso_s(window_start) : format_iso_ms(window_start)));
 }
 
 }  // namespace metronome

@@ -2,13 +2,13 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
 
 #include <iterator>
 #include <limits>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -178,7 +178,7 @@ constexpr const char* kSlotsOfExecution =
 constexpr const char* kSetExecutionState =
     "UPDATE executions SET state = ?1, finished_at_ns = ?2 WHERE id = ?3";
 
-#define METRONOME_VALUE_COLUMNS                                                       \
+#define METRONOME_VALUE_COLUMNS                                                         \
   "feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns, execution, " \
   "signer, signature, digest"
 
@@ -197,7 +197,7 @@ constexpr const char* kLatestValue = "SELECT " METRONOME_VALUE_COLUMNS
 constexpr const char* kCountOutcomes =
     "SELECT count(*) FROM slots WHERE outcome = ?1 AND slot_ms >= ?2";
 
-#define METRONOME_DLQ_COLUMNS                                                               \
+#define METRONOME_DLQ_COLUMNS                                                                 \
   "id, feed, slot_ms, execution, stage, error, attempts, first_failure_ns, last_failure_ns, " \
   "record_json"
 
@@ -225,8 +225,12 @@ constexpr const char* kPing = "PRAGMA user_version";
 
 // ---- conversions ----
 
-int64_t to_ns(WallTime t) { return t.time_since_epoch().count(); }
-WallTime wall_from_ns(int64_t ns) { return WallTime(Nanos(ns)); }
+int64_t to_ns(WallTime t) {
+  return t.time_since_epoch().count();
+}
+WallTime wall_from_ns(int64_t ns) {
+  return WallTime(Nanos(ns));
+}
 
 // A row this build cannot read (an unknown enum text, a malformed record): the file was written
 // by something else. Thrown inside the adapter only; becomes Status::Internal.
@@ -439,8 +443,8 @@ Result<std::unique_ptr<Connection>> open_connection(const std::filesystem::path&
                                                     std::span<const Migration> migrations,
                                                     const SqliteStoreOptions& options) {
   if (path.empty()) {
-    return Status::InvalidArgument(fmt::format("store: no path configured for the {} database",
-                                               kind));
+    return Status::InvalidArgument(
+        fmt::format("store: no path configured for the {} database", kind));
   }
   std::error_code ec;
   if (options.read_only) {
@@ -456,10 +460,10 @@ Result<std::unique_ptr<Connection>> open_connection(const std::filesystem::path&
   }
 
   try {
-    const int flags = options.read_only ? SQLite::OPEN_READONLY
-                                        : (SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
-    auto db = std::make_unique<SQLite::Database>(
-        path.string(), flags, static_cast<int>(options.busy_timeout.count()));
+    const int flags =
+        options.read_only ? SQLite::OPEN_READONLY : (SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    auto db = std::make_unique<SQLite::Database>(path.string(), flags,
+                                                 static_cast<int>(options.busy_timeout.count()));
     // Reading user_version first also proves the file is a database ("file is not a database").
     int version = db->execAndGet("PRAGMA user_version").getInt();
     int app_id = db->execAndGet("PRAGMA application_id").getInt();
@@ -470,10 +474,10 @@ Result<std::unique_ptr<Connection>> open_connection(const std::filesystem::path&
     }
     const int latest = migrations.back().version;
     if (version > latest) {
-      return Status::InvalidArgument(fmt::format(
-          "store {}: schema version {} is newer than this build's version {}; "
-          "upgrade Metronome or use another file",
-          path.string(), version, latest));
+      return Status::InvalidArgument(
+          fmt::format("store {}: schema version {} is newer than this build's version {}; "
+                      "upgrade Metronome or use another file",
+                      path.string(), version, latest));
     }
     db->exec("PRAGMA foreign_keys = ON");
     if (options.read_only) {
@@ -495,8 +499,8 @@ Result<std::unique_ptr<Connection>> open_connection(const std::filesystem::path&
     } else {
       std::string mode = db->execAndGet("PRAGMA journal_mode = WAL").getString();
       if (mode != "wal") {
-        return Status::IOError(fmt::format("store {}: cannot switch to WAL mode (mode is '{}')",
-                                           path.string(), mode));
+        return Status::IOError(
+            fmt::format("store {}: cannot switch to WAL mode (mode is '{}')", path.string(), mode));
       }
     }
     // FULL: a commit is durable (the WAL is synced) when it returns.
@@ -560,7 +564,8 @@ struct SqliteStore::Impl {
     s.bind(2, to_unix_ms(slot.slot));
     s.bind(3, feed.str());
     s.bind(4, std::string(to_string(slot.outcome)));
-    bind_optional(s, 5, slot.fired_at ? std::optional<int64_t>(to_ns(*slot.fired_at)) : std::nullopt);
+    bind_optional(s, 5,
+                  slot.fired_at ? std::optional<int64_t>(to_ns(*slot.fired_at)) : std::nullopt);
     bind_optional(s, 6, slot.lateness_us);
     s.bind(7, slot.error);
     s.bind(8, slot.attempts);
@@ -576,12 +581,11 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteStoreOptions&
         "store {}: the values and DLQ databases must be different files", options.path.string()));
   }
   auto impl = std::make_unique<Impl>();
-  METRONOME_ASSIGN_OR_RETURN(impl->values, open_connection(options.path, "values",
-                                                           kValuesApplicationId,
-                                                           kValuesMigrations, options));
   METRONOME_ASSIGN_OR_RETURN(
-      impl->dlq, open_connection(options.dlq_path, "DLQ", kDlqApplicationId, kDlqMigrations,
-                                 options));
+      impl->values,
+      open_connection(options.path, "values", kValuesApplicationId, kValuesMigrations, options));
+  METRONOME_ASSIGN_OR_RETURN(impl->dlq, open_connection(options.dlq_path, "DLQ", kDlqApplicationId,
+                                                        kDlqMigrations, options));
   return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
 }
 
@@ -694,15 +698,15 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
     }
     const bool published = commit.slot.outcome == SlotOutcome::kPublished;
     if (published != commit.record.has_value()) {
-      return Status::InvalidArgument(fmt::format(
-          "{}: outcome {} {} a record", what(), to_string(commit.slot.outcome),
-          published ? "needs" : "must not carry"));
+      return Status::InvalidArgument(fmt::format("{}: outcome {} {} a record", what(),
+                                                 to_string(commit.slot.outcome),
+                                                 published ? "needs" : "must not carry"));
     }
     if (commit.record &&
         (commit.record->feed != commit.feed || commit.record->slot != commit.slot.slot)) {
-      return Status::InvalidArgument(
-          fmt::format("{}: the record is for {} slot {}", what(), commit.record->feed.str(),
-                      format_iso_ms(commit.record->slot)));
+      return Status::InvalidArgument(fmt::format("{}: the record is for {} slot {}", what(),
+                                                 commit.record->feed.str(),
+                                                 format_iso_ms(commit.record->slot)));
     }
   }
   if (commits.empty()) return std::vector<bool>();

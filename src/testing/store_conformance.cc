@@ -40,7 +40,9 @@ std::string StoreFactoryName(const ::testing::TestParamInfo<StoreFactory>& info)
   return info.param.name;
 }
 
-void PrintTo(const StoreFactory& factory, std::ostream* os) { *os << factory.name; }
+void PrintTo(const StoreFactory& factory, std::ostream* os) {
+  *os << factory.name;
+}
 
 void StoreConformanceTest::SetUp() {
   dir_ = std::make_unique<TempDir>("metronome-store-" + GetParam().name);
@@ -59,16 +61,18 @@ GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(StoreConformanceTest);
 
 namespace {
 
-std::string describe(const Status& s) { return s.ToString(); }
+std::string describe(const Status& s) {
+  return s.ToString();
+}
 template <typename T>
 std::string describe(const Result<T>& r) {
   return r.ok() ? "ok" : r.status().ToString();
 }
 
-#define CONFORMANCE_ASSERT_OK(expr)             \
-  do {                                          \
-    const auto& _st = (expr);                   \
-    ASSERT_TRUE(_st.ok()) << describe(_st);     \
+#define CONFORMANCE_ASSERT_OK(expr)         \
+  do {                                      \
+    const auto& _st = (expr);               \
+    ASSERT_TRUE(_st.ok()) << describe(_st); \
   } while (0)
 #define CONFORMANCE_ASSERT_OK_AND_ASSIGN(decl, expr) \
   CONFORMANCE_ASSIGN_IMPL(METRONOME_CONCAT(_result_, __LINE__), decl, expr)
@@ -145,7 +149,29 @@ SlotCommit not_published(const std::string& feed, SlotTime slot, SlotOutcome out
   return c;
 }
 
-SlotTime slot_at(int i) { return kWindow + i * kInterval; }
+// Query builders (designated initializers that skip fields trip -Wmissing-field-initializers).
+ValueQuery values_query(std::optional<FeedId> feed = {}, std::optional<SlotTime> since = {},
+                        std::optional<SlotTime> before = {}, int limit = 100) {
+  ValueQuery q;
+  q.feed = std::move(feed);
+  q.since = since;
+  q.before = before;
+  q.limit = limit;
+  return q;
+}
+
+ExecutionQuery executions_query(std::optional<FeedId> feed = {},
+                                std::optional<SlotTime> before = {}, int limit = 20) {
+  ExecutionQuery q;
+  q.feed = std::move(feed);
+  q.before = before;
+  q.limit = limit;
+  return q;
+}
+
+SlotTime slot_at(int i) {
+  return kWindow + i * kInterval;
+}
 
 // The slot record of `slot` in `execution`, or a failure.
 const SlotRecord* find_slot(const Execution& e, SlotTime slot) {
@@ -201,8 +227,8 @@ TEST_P(StoreConformanceTest, CreateExecutionIsIdempotentAndChangesNothing) {
   Execution e = make_execution("random_int", kWindow);
   CONFORMANCE_ASSERT_OK(store().create_execution(e));
   CONFORMANCE_ASSERT_OK(store().set_execution_state(e.id, ExecutionState::kRunning, std::nullopt));
-  CONFORMANCE_ASSERT_OK(store().commit_slots(
-      std::vector{published(make_record("random_int", slot_at(0), "537"))}));
+  CONFORMANCE_ASSERT_OK(
+      store().commit_slots(std::vector{published(make_record("random_int", slot_at(0), "537"))}));
 
   // A restart re-plans the same window: nothing of the first run is lost or duplicated.
   Execution again = make_execution("random_int", kWindow);
@@ -235,13 +261,16 @@ TEST_P(StoreConformanceTest, SetExecutionStateRecordsFinishTime) {
 
 TEST_P(StoreConformanceTest, ListExecutionsNewestFirstFilteredAndPaged) {
   for (int i = 0; i < 5; ++i) {
-    CONFORMANCE_ASSERT_OK(store().create_execution(make_execution("a", kWindow + i * kWindowLength, 3)));
+    CONFORMANCE_ASSERT_OK(
+        store().create_execution(make_execution("a", kWindow + i * kWindowLength, 3)));
   }
   for (int i = 0; i < 3; ++i) {
-    CONFORMANCE_ASSERT_OK(store().create_execution(make_execution("b", kWindow + i * kWindowLength, 3)));
+    CONFORMANCE_ASSERT_OK(
+        store().create_execution(make_execution("b", kWindow + i * kWindowLength, 3)));
   }
 
-  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto all, store().list_executions({.limit = 100}));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto all,
+                                   store().list_executions(executions_query({}, {}, 100)));
   ASSERT_EQ(all.size(), 8u);
   for (size_t i = 1; i < all.size(); ++i) {
     ASSERT_TRUE(all[i - 1].window_start > all[i].window_start ||
@@ -249,26 +278,24 @@ TEST_P(StoreConformanceTest, ListExecutionsNewestFirstFilteredAndPaged) {
         << i;
   }
   EXPECT_EQ(all[0].id, make_execution_id(FeedId("a"), kWindow + 4 * kWindowLength));
-  for (const Execution& e : all) EXPECT_EQ(e.slots.size(), 3u) << e.id;
+  for (const Execution& e : all) EXPECT_EQ(e.slots.size(), 3u) << e.id.str();
 
   CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto page1,
-                                   store().list_executions({.feed = FeedId("a"), .limit = 2}));
+                                   store().list_executions(executions_query(FeedId("a"), {}, 2)));
   ASSERT_EQ(page1.size(), 2u);
   EXPECT_EQ(page1[0].window_start, kWindow + 4 * kWindowLength);
   EXPECT_EQ(page1[1].window_start, kWindow + 3 * kWindowLength);
-  CONFORMANCE_ASSERT_OK_AND_ASSIGN(
-      auto page2, store().list_executions(
-                      {.feed = FeedId("a"), .before = page1.back().window_start, .limit = 2}));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto page2, store().list_executions(executions_query(
+                                                   FeedId("a"), page1.back().window_start, 2)));
   ASSERT_EQ(page2.size(), 2u);
   EXPECT_EQ(page2[0].window_start, kWindow + 2 * kWindowLength);
   EXPECT_EQ(page2[1].window_start, kWindow + 1 * kWindowLength);
-  CONFORMANCE_ASSERT_OK_AND_ASSIGN(
-      auto page3, store().list_executions(
-                      {.feed = FeedId("a"), .before = page2.back().window_start, .limit = 2}));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto page3, store().list_executions(executions_query(
+                                                   FeedId("a"), page2.back().window_start, 2)));
   ASSERT_EQ(page3.size(), 1u);
   EXPECT_EQ(page3[0].window_start, kWindow);
 
-  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto b, store().list_executions({.feed = FeedId("b")}));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto b, store().list_executions(executions_query(FeedId("b"))));
   ASSERT_EQ(b.size(), 3u);
   for (const Execution& e : b) EXPECT_EQ(e.feed, FeedId("b"));
 }
@@ -339,8 +366,8 @@ TEST_P(StoreConformanceTest, CommittedSlotRecordsEveryField) {
 TEST_P(StoreConformanceTest, PublishedSlotStaysPublished) {
   Execution e = make_execution("random_int", kWindow);
   CONFORMANCE_ASSERT_OK(store().create_execution(e));
-  CONFORMANCE_ASSERT_OK(store().commit_slots(
-      std::vector{published(make_record("random_int", slot_at(0), "1"))}));
+  CONFORMANCE_ASSERT_OK(
+      store().commit_slots(std::vector{published(make_record("random_int", slot_at(0), "1"))}));
   // E.g. the caller saw an error for a commit that did land, retried until the deadline and
   // then recorded a failure: the value exists, so the slot is published.
   CONFORMANCE_ASSERT_OK(store().commit_slots(
@@ -451,29 +478,27 @@ TEST_P(StoreConformanceTest, ListValuesNewestFirstWithFiltersAndPaging) {
     EXPECT_EQ(all[i].feed, FeedId(i % 2 == 0 ? "a" : "b")) << i;
   }
 
-  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto a, store().list_values({.feed = FeedId("a")}));
-  EXPECT_EQ(slots_ms(a), (std::vector{to_unix_ms(slot_at(4)), to_unix_ms(slot_at(3)),
-                                      to_unix_ms(slot_at(2)), to_unix_ms(slot_at(1)),
-                                      to_unix_ms(slot_at(0))}));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto a, store().list_values(values_query(FeedId("a"))));
+  EXPECT_EQ(slots_ms(a),
+            (std::vector{to_unix_ms(slot_at(4)), to_unix_ms(slot_at(3)), to_unix_ms(slot_at(2)),
+                         to_unix_ms(slot_at(1)), to_unix_ms(slot_at(0))}));
   EXPECT_EQ(a[0], batch[8].record);
 
   CONFORMANCE_ASSERT_OK_AND_ASSIGN(
-      auto window, store().list_values({.feed = FeedId("b"), .since = slot_at(1),
-                                        .before = slot_at(4)}));
-  EXPECT_EQ(slots_ms(window), (std::vector{to_unix_ms(slot_at(3)), to_unix_ms(slot_at(2)),
-                                           to_unix_ms(slot_at(1))}));
+      auto window, store().list_values(values_query(FeedId("b"), slot_at(1), slot_at(4))));
+  EXPECT_EQ(slots_ms(window),
+            (std::vector{to_unix_ms(slot_at(3)), to_unix_ms(slot_at(2)), to_unix_ms(slot_at(1))}));
 
-  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto page1, store().list_values({.feed = FeedId("a"),
-                                                                     .limit = 2}));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto page1,
+                                   store().list_values(values_query(FeedId("a"), {}, {}, 2)));
   EXPECT_EQ(slots_ms(page1), (std::vector{to_unix_ms(slot_at(4)), to_unix_ms(slot_at(3))}));
   CONFORMANCE_ASSERT_OK_AND_ASSIGN(
-      auto page2,
-      store().list_values({.feed = FeedId("a"), .before = page1.back().slot, .limit = 2}));
+      auto page2, store().list_values(values_query(FeedId("a"), {}, page1.back().slot, 2)));
   EXPECT_EQ(slots_ms(page2), (std::vector{to_unix_ms(slot_at(2)), to_unix_ms(slot_at(1))}));
 
-  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto since, store().list_values({.since = slot_at(4)}));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto since, store().list_values(values_query({}, slot_at(4))));
   EXPECT_EQ(since.size(), 2u);
-  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto none, store().list_values({.feed = FeedId("c")}));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto none, store().list_values(values_query(FeedId("c"))));
   EXPECT_TRUE(none.empty());
 }
 
@@ -521,11 +546,10 @@ TEST_P(StoreConformanceTest, CountOutcomesBySlotTime) {
 
 TEST_P(StoreConformanceTest, LimitsMustBePositive) {
   for (int limit : {0, -1}) {
-    auto values = store().list_values({.limit = limit});
+    auto values = store().list_values(values_query({}, {}, {}, limit));
     EXPECT_EQ(values.status().code(), Status::Code::kInvalidArgument) << describe(values);
-    auto executions = store().list_executions({.limit = limit});
-    EXPECT_EQ(executions.status().code(), Status::Code::kInvalidArgument)
-        << describe(executions);
+    auto executions = store().list_executions(executions_query({}, {}, limit));
+    EXPECT_EQ(executions.status().code(), Status::Code::kInvalidArgument) << describe(executions);
     auto dlq = store().dlq_list(limit);
     EXPECT_EQ(dlq.status().code(), Status::Code::kInvalidArgument) << describe(dlq);
   }
@@ -565,7 +589,8 @@ TEST_P(StoreConformanceTest, DlqDeleteAndDepth) {
   EXPECT_EQ(empty_depth, 0);
   std::vector<int64_t> ids;
   for (int i = 0; i < 3; ++i) {
-    CONFORMANCE_ASSERT_OK_AND_ASSIGN(int64_t id, store().dlq_push(make_dlq("a", slot_at(i), i == 1)));
+    CONFORMANCE_ASSERT_OK_AND_ASSIGN(int64_t id,
+                                     store().dlq_push(make_dlq("a", slot_at(i), i == 1)));
     ids.push_back(id);
   }
   CONFORMANCE_ASSERT_OK(store().dlq_delete(ids[2]));
@@ -577,7 +602,8 @@ TEST_P(StoreConformanceTest, DlqDeleteAndDepth) {
   EXPECT_EQ(depth, 2);
 
   // Ids keep growing after a delete: an id never names two messages.
-  CONFORMANCE_ASSERT_OK_AND_ASSIGN(int64_t next, store().dlq_push(make_dlq("a", slot_at(5), false)));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(int64_t next,
+                                   store().dlq_push(make_dlq("a", slot_at(5), false)));
   EXPECT_GT(next, ids[2]);
   CONFORMANCE_ASSERT_OK(store().dlq_delete(ids[0]));
   CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto list, store().dlq_list(10));
@@ -611,7 +637,9 @@ TEST_P(StoreConformanceTest, AlarmStatesPutGetList) {
   EXPECT_EQ(still_two.size(), 2u);
 }
 
-TEST_P(StoreConformanceTest, PingAnswers) { CONFORMANCE_ASSERT_OK(store().ping()); }
+TEST_P(StoreConformanceTest, PingAnswers) {
+  CONFORMANCE_ASSERT_OK(store().ping());
+}
 
 // ---- concurrency ----
 
@@ -638,7 +666,8 @@ TEST_P(StoreConformanceTest, ConcurrentCommitsOfDistinctSlotsAllLandOnce) {
       EXPECT_EQ(*r, std::vector<bool>{true});
     }
   }
-  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto values, store().list_values({.limit = 1000}));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto values,
+                                   store().list_values(values_query({}, {}, {}, 1000)));
   EXPECT_EQ(values.size(), static_cast<size_t>(kThreads * kSlotsPerThread));
   CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto count,
                                    store().count_outcomes(SlotOutcome::kPublished, kWindow));
@@ -680,11 +709,13 @@ TEST_P(StoreConformanceTest, ConcurrentCommitsOfTheSameSlotHaveOneWinner) {
       }
     }
     ASSERT_EQ(winners, 1) << "slot " << i;
-    CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto value, store().get_value(FeedId("contended"), slot_at(i)));
+    CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto value,
+                                     store().get_value(FeedId("contended"), slot_at(i)));
     ASSERT_TRUE(value.has_value());
     EXPECT_EQ(value->value, std::to_string(winner)) << "slot " << i;
   }
-  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto values, store().list_values({.limit = 1000}));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto values,
+                                   store().list_values(values_query({}, {}, {}, 1000)));
   EXPECT_EQ(values.size(), static_cast<size_t>(kSlots));
 }
 

@@ -48,7 +48,10 @@ Execution execution_from_plan(const FeedId& feed, const WindowPlan& plan, WallTi
   e.state = ExecutionState::kPlanned;
   e.created_at = now;
   for (SlotTime s : plan.slots) {
-    if (s > first_after) e.slots.push_back(SlotRecord{.slot = s});
+    if (s <= first_after) continue;
+    SlotRecord r;
+    r.slot = s;
+    e.slots.push_back(std::move(r));
   }
   return e;
 }
@@ -199,7 +202,28 @@ Status Scheduler::recover_feed(FeedState& feed, WallTime now,
       std::lock_guard lock(exec->mu);
       exec->persisted = true;
     }
+  } else if (!newest->empty()) {
+    // The daemon ran before: the slots of this window that passed while it was down are missed.
+    WindowPlan plan = plan_window_at(rt.schedule, rt.window, current_start);
+    if (!plan.slots.empty()) {
+      Execution ex = execution_from_plan(rt.id, plan, now, SlotTime::min());
+      std::vector<SlotCommit> commits;
+      for (auto& s : ex.slots) {
+        if (WallTime(s.slot) > now) continue;
+        s = missed_record(s.slot, kNotRunning);
+        commits.push_back({ex.id, ex.feed, s, std::nullopt});
+      }
+      exec = make_exec(feed, ex, now);
+      persist_new_execution(*exec);
+      if (!commits.empty()) {
+        auto r = store_.commit_slots(commits);
+        if (!r.ok()) return r.status().With("recording missed slots");
+        spdlog::warn("feed={} execution {}: {} slots missed while the daemon was not running",
+                     rt.id, ex.id, commits.size());
+      }
+    }
   } else {
+    // First start: the window begins at the next slot.
     WindowPlan plan = plan_current_window(rt.schedule, rt.window, now);
     if (!plan.slots.empty()) {
       exec = make_exec(feed, execution_from_plan(rt.id, plan, now, SlotTime::min()),

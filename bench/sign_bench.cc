@@ -1,0 +1,123 @@
+// Signing throughput on one core: EIP-712 digest + secp256k1 signature per record, the work a
+// worker does for every slot of a signed feed (issue 3 targets >= 20,000 signatures/s on one core).
+// Prints JSON (Google Benchmark's format) unless --benchmark_format says otherwise. Not a test:
+// nothing here asserts a time.
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sign/eip712.h"
+#include "sign/signer.h"
+
+namespace metronome {
+namespace {
+
+Signer BenchSigner() {
+  Result<SigningKey> key = SigningKey::FromHex(
+      SecretName("bench_key"), "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318");
+  if (!key) {
+    std::fprintf(stderr, "%s\n", key.status().ToString().c_str());
+    std::abort();
+  }
+  Result<Signer> signer = Signer::Create(std::move(*key));
+  if (!signer) {
+    std::fprintf(stderr, "%s\n", signer.status().ToString().c_str());
+    std::abort();
+  }
+  return std::move(*signer);
+}
+
+ValueRecord BenchRecord() {
+  ValueRecord r;
+  r.feed = FeedId("random_int");
+  r.round = 897906500;
+  r.slot = slot_from_unix_ms(1795813000000);
+  r.value = "537.25";
+  r.decimals = 2;
+  return r;
+}
+
+// The hot path: digest + signature into fixed buffers (no allocation). One round per iteration,
+// so every signature is over a new digest.
+void BM_SignObservation(benchmark::State& state) {
+  Signer signer = BenchSigner();
+  ObservationDomain domain(1);
+  ValueRecord r = BenchRecord();
+  SignedObservation out;
+  for (auto _ : state) {
+    ++r.round;
+    Status st = signer.sign_observation(r, domain, out);
+    benchmark::DoNotOptimize(st);
+    benchmark::DoNotOptimize(out);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_SignObservation);
+
+// As the publisher uses it: also fills the record's signer, signature and digest strings.
+void BM_SignRecord(benchmark::State& state) {
+  Signer signer = BenchSigner();
+  ObservationDomain domain(1);
+  ValueRecord r = BenchRecord();
+  for (auto _ : state) {
+    ++r.round;
+    Status st = signer.sign_record(r, domain);
+    benchmark::DoNotOptimize(st);
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_SignRecord);
+
+void BM_DigestOnly(benchmark::State& state) {
+  ObservationDomain domain(1);
+  ValueRecord r = BenchRecord();
+  for (auto _ : state) {
+    ++r.round;
+    Result<Hash32> d = record_digest(domain, r);
+    benchmark::DoNotOptimize(d);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_DigestOnly);
+
+// What `metronome verify` does per record: digest, signature parse, recovery, comparison.
+void BM_VerifyRecord(benchmark::State& state) {
+  Signer signer = BenchSigner();
+  ObservationDomain domain(1);
+  std::vector<ValueRecord> records(256, BenchRecord());
+  for (size_t i = 0; i < records.size(); ++i) {
+    records[i].round += static_cast<int64_t>(i);
+    if (!signer.sign_record(records[i], domain).ok()) std::abort();
+  }
+  size_t i = 0;
+  for (auto _ : state) {
+    Status st = verify_record(records[i++ % records.size()], domain);
+    benchmark::DoNotOptimize(st);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_VerifyRecord);
+
+}  // namespace
+}  // namespace metronome
+
+int main(int argc, char** argv) {
+  std::vector<char*> args(argv, argv + argc);
+  bool has_format = false;
+  for (int i = 1; i < argc; ++i) {
+    has_format = has_format || std::string_view(argv[i]).starts_with("--benchmark_format");
+  }
+  static char json_format[] = "--benchmark_format=json";
+  if (!has_format) args.push_back(json_format);
+  int n = static_cast<int>(args.size());
+  benchmark::Initialize(&n, args.data());
+  if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,252 @@
+// Scheduler tests on a ManualClock with a real SQLite store in a temporary directory: a day of
+// slots would run in milliseconds; here each test moves the clock slot by slot and checks what
+// the store recorded.
+#include "workflow/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+
+#include "publish/publisher.h"
+#include "schedule/window.h"
+#include "secret/secret_registry.h"
+#include "source/random_int_source.h"
+#include "store/sqlite_store.h"
+#include "testing/manual_clock.h"
+
+namespace metronome {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::ManualClock;
+
+WallTime at(const char* iso) { return *parse_iso(iso); }
+SlotTime slot(const char* iso) { return std::chrono::floor<Millis>(at(iso)); }
+
+// A source whose observe() can be held until the test releases it.
+class GatedSource final : public Source {
+ public:
+  Result<Observation> observe(const ObserveContext&) override {
+    std::unique_lock lock(mu_);
+    ++calls_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return open_; });
+    return Observation{std::to_string(calls_)};
+  }
+  std::string describe() const override { return "gated"; }
+  void close() {
+    std::lock_guard lock(mu_);
+    open_ = false;
+  }
+  void open() {
+    std::lock_guard lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  void wait_for_calls(int n) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, 10s, [&] { return calls_ >= n; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = true;
+  int calls_ = 0;
+};
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("metronome-scheduler-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    SqliteStoreOptions o;
+    o.path = dir_ / "metronome.db";
+    o.dlq_path = dir_ / "metronome.dlq.db";
+    store_ = std::move(*SqliteStore::open(o));
+    dlq_ = std::make_unique<DeadLetterQueue>(*store_, clock_);
+    secrets_ = std::make_unique<SecretRegistry>(SecretRegistry::from_providers({}));
+    publisher_ = std::make_unique<Publisher>(*store_, *dlq_, *secrets_, clock_);
+    feed_.id = FeedId("random_int");
+    feed_.schedule = Schedule::every(2000ms);
+    feed_.window = 60000ms;
+    feed_.source = std::make_unique<RandomIntSource>(0, 1000);
+  }
+  void TearDown() override {
+    scheduler_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void start() {
+    scheduler_ = std::make_unique<Scheduler>(clock_, *store_, *dlq_, *publisher_,
+                                             std::vector<const FeedRuntime*>{&feed_});
+    ASSERT_TRUE(scheduler_->start().ok());
+  }
+
+  // Moves the clock to `t` and waits until `outcomes` slot outcomes in total were handled.
+  void advance_to(WallTime t, uint64_t outcomes) {
+    ASSERT_TRUE(clock_.wait_for_sleepers(1));
+    clock_.set(t);
+    ASSERT_TRUE(scheduler_->wait_for_outcomes(outcomes, 10s))
+        << "only " << scheduler_->outcomes_handled() << " outcomes by " << format_iso_us(t);
+  }
+
+  Execution execution(const char* id) {
+    auto e = store_->get_execution(ExecutionId(id));
+    EXPECT_TRUE(e.ok() && e->has_value()) << "no execution " << id;
+    return e.ok() && *e ? **e : Execution{};
+  }
+
+  std::filesystem::path dir_;
+  ManualClock clock_{at("2026-11-27T21:15:37.500Z")};
+  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<DeadLetterQueue> dlq_;
+  std::unique_ptr<SecretRegistry> secrets_;
+  std::unique_ptr<Publisher> publisher_;
+  FeedRuntime feed_;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+TEST_F(SchedulerTest, FirstExecutionCoversTheRestOfTheCurrentWindow) {
+  start();
+  Execution e = execution("random_int@2026-11-27T21:15:00Z");
+  ASSERT_EQ(e.slots.size(), 11u);  // :38, :40 ... :58
+  EXPECT_EQ(e.slots.front().slot, slot("2026-11-27T21:15:38Z"));
+  EXPECT_EQ(e.slots.back().slot, slot("2026-11-27T21:15:58Z"));
+  EXPECT_EQ(e.state, ExecutionState::kPlanned);
+}
+
+TEST_F(SchedulerTest, PublishesEverySlotOnceAndNeverEarly) {
+  start();
+  // Just before the slot nothing fires.
+  ASSERT_TRUE(clock_.wait_for_sleepers(1));
+  clock_.set(at("2026-11-27T21:15:37.999Z"));
+  ASSERT_TRUE(clock_.wait_for_sleepers(1));
+  EXPECT_EQ(scheduler_->outcomes_handled(), 0u);
+
+  uint64_t n = 0;
+  for (int s = 38; s <= 58; s += 2) {
+    advance_to(at(fmt::format("2026-11-27T21:15:{:02}.000Z", s).c_str()), ++n);
+  }
+  Execution e = execution("random_int@2026-11-27T21:15:00Z");
+  EXPECT_EQ(e.state, ExecutionState::kSucceeded);
+  for (const auto& s : e.slots) {
+    EXPECT_EQ(s.outcome, SlotOutcome::kPublished) << format_iso_ms(s.slot);
+    ASSERT_TRUE(s.fired_at.has_value());
+    EXPECT_GE(*s.fired_at, WallTime(s.slot));
+    EXPECT_EQ(*s.lateness_us, 0);  // the manual clock does not move while the slot runs
+  }
+  auto values = store_->list_values(ValueQuery{.feed = feed_.id, .limit = 100});
+  ASSERT_TRUE(values.ok());
+  EXPECT_EQ(values->size(), 11u);
+  for (const auto& v : *values) {
+    EXPECT_EQ(v.round, to_unix_ms(v.slot) / 2000);
+    int value = std::stoi(v.value);
+    EXPECT_GE(value, 0);
+    EXPECT_LE(value, 1000);
+  }
+  // The next window was planned (all 30 slots) before its first slot.
+  Execution next = execution("random_int@2026-11-27T21:16:00Z");
+  ASSERT_EQ(next.slots.size(), 30u);
+  EXPECT_EQ(next.slots[1].slot - next.slots[0].slot, 2000ms);
+  advance_to(at("2026-11-27T21:16:00Z"), ++n);
+  EXPECT_TRUE(store_->get_value(feed_.id, slot("2026-11-27T21:16:00Z"))->has_value());
+}
+
+TEST_F(SchedulerTest, SlotDueWhileThePreviousRunsIsSkipped) {
+  auto gated = std::make_unique<GatedSource>();
+  GatedSource* gate = gated.get();
+  feed_.source = std::move(gated);
+  feed_.deadline = 10000ms;  // longer than the interval, so the first slot is still in time
+  gate->close();
+  start();
+  ASSERT_TRUE(clock_.wait_for_sleepers(1));
+  clock_.set(at("2026-11-27T21:15:38Z"));
+  gate->wait_for_calls(1);
+  advance_to(at("2026-11-27T21:15:40Z"), 1);  // the :40 slot is skipped
+  gate->open();
+  ASSERT_TRUE(scheduler_->wait_for_outcomes(2, 10s));
+  Execution e = execution("random_int@2026-11-27T21:15:00Z");
+  EXPECT_EQ(e.slots[0].outcome, SlotOutcome::kPublished);
+  EXPECT_EQ(e.slots[1].outcome, SlotOutcome::kSkipped);
+  EXPECT_EQ(e.slots[1].error, "the previous slot of this feed was still running");
+  EXPECT_FALSE(store_->get_value(feed_.id, slot("2026-11-27T21:15:40Z"))->has_value());
+}
+
+TEST_F(SchedulerTest, StopMarksTheExecutionInterruptedAndRestartRecordsMissedSlots) {
+  start();
+  advance_to(at("2026-11-27T21:15:38Z"), 1);
+  advance_to(at("2026-11-27T21:15:40Z"), 2);
+  scheduler_->stop();
+  EXPECT_EQ(execution("random_int@2026-11-27T21:15:00Z").state, ExecutionState::kInterrupted);
+
+  // Down for 9 s: :42, :44, :46, :48 pass with nobody running.
+  clock_.set(at("2026-11-27T21:15:49.000Z"));
+  start();
+  Execution e = execution("random_int@2026-11-27T21:15:00Z");
+  for (const auto& s : e.slots) {
+    if (s.slot <= slot("2026-11-27T21:15:40Z")) {
+      EXPECT_EQ(s.outcome, SlotOutcome::kPublished);
+    } else if (s.slot < slot("2026-11-27T21:15:49Z")) {
+      EXPECT_EQ(s.outcome, SlotOutcome::kMissed) << format_iso_ms(s.slot);
+      EXPECT_EQ(s.error, "the daemon was not running at the slot's time");
+    } else {
+      EXPECT_EQ(s.outcome, SlotOutcome::kPlanned);
+    }
+  }
+  advance_to(at("2026-11-27T21:15:50Z"), 1);
+  EXPECT_TRUE(store_->get_value(feed_.id, slot("2026-11-27T21:15:50Z"))->has_value());
+  EXPECT_FALSE(store_->get_value(feed_.id, slot("2026-11-27T21:15:44Z"))->has_value());
+  auto missed = store_->count_outcomes(SlotOutcome::kMissed, slot("2026-11-27T21:00:00Z"));
+  EXPECT_EQ(*missed, 4);
+}
+
+TEST_F(SchedulerTest, WindowsThatPassedWhileDownGetExecutionsOfMissedSlots) {
+  start();
+  advance_to(at("2026-11-27T21:15:38Z"), 1);
+  scheduler_->stop();
+  clock_.set(at("2026-11-27T21:18:30.5Z"));  // 21:16 and 21:17 passed entirely
+  start();
+  // 21:15's rest and the next window planned before the stop: interrupted, slots missed.
+  Execution w15 = execution("random_int@2026-11-27T21:15:00Z");
+  EXPECT_EQ(w15.state, ExecutionState::kInterrupted);
+  Execution w16 = execution("random_int@2026-11-27T21:16:00Z");
+  EXPECT_EQ(w16.slots.size(), 30u);
+  for (const auto& s : w16.slots) EXPECT_EQ(s.outcome, SlotOutcome::kMissed);
+  Execution w17 = execution("random_int@2026-11-27T21:17:00Z");
+  EXPECT_EQ(w17.state, ExecutionState::kFailed);
+  ASSERT_EQ(w17.slots.size(), 30u);
+  for (const auto& s : w17.slots) EXPECT_EQ(s.outcome, SlotOutcome::kMissed);
+  // 21:18 runs from :32; its slots :00 .. :30 passed while the daemon was down.
+  Execution w18 = execution("random_int@2026-11-27T21:18:00Z");
+  ASSERT_EQ(w18.slots.size(), 30u);
+  EXPECT_EQ(w18.slots[15].outcome, SlotOutcome::kMissed);   // :30
+  EXPECT_EQ(w18.slots[16].outcome, SlotOutcome::kPlanned);  // :32
+  advance_to(at("2026-11-27T21:18:32Z"), 1);
+  EXPECT_TRUE(store_->get_value(feed_.id, slot("2026-11-27T21:18:32Z"))->has_value());
+}
+
+TEST_F(SchedulerTest, ClockStepForwardRecordsPassedSlotsMissedWithoutABurst) {
+  start();
+  advance_to(at("2026-11-27T21:15:38Z"), 1);
+  ASSERT_TRUE(clock_.wait_for_sleepers(1));
+  clock_.step(9s);  // 21:15:47: :40 and :42 are past their deadline (:42, :44), :44 and :46 too
+  ASSERT_TRUE(scheduler_->wait_for_outcomes(5, 10s));
+  EXPECT_EQ(scheduler_->clock_steps(), 1u);
+  Execution e = execution("random_int@2026-11-27T21:15:00Z");
+  int missed = 0, published = 0;
+  for (const auto& s : e.slots) {
+    if (s.outcome == SlotOutcome::kMissed) ++missed;
+    if (s.outcome == SlotOutcome::kPublished) ++published;
+  }
+  EXPECT_EQ(published, 2);  // :38, and :46 (its deadline :48 is still ahead)
+  EXPECT_EQ(missed, 3);     // :40, :42, :44
+}
+
+}  // namespace
+}  // namespace metronome
