@@ -118,7 +118,7 @@ void AlarmManager::run(std::stop_token stop) {
 }
 
 Status AlarmManager::run_actions(AlarmState state) {
-  Status fired = actions_->fire(state, state.previous);
+  Status fired = actions_ ? actions_->fire(state, state.previous) : Status::Ok();
   if (!fired.ok()) {
     // The actions were attempted (each with its own timeout and retries); firing them again on
     // every evaluation would repeat the ones that did work, so the transition is done anyway.

@@ -56,7 +56,14 @@ std::unique_ptr<AlarmActions> make_alarm_actions(const AlarmConfig& config, Cloc
 // `period` on its own.
 //
 // Exactly once: a transition is persisted with actions pending, then the actions run, then the
-// pending mark is cleared; a restart finds a pending transition and runs its actions then.
+// pending mark is cleared; a restart finds a pending transition and runs its actions then. A
+// missing state is OK (never fired). Actions that fail are logged and not repeated (the command
+// may have worked where the webhook did not); only a crash, or a store error while clearing the
+// mark, runs them again. Store errors fire nothing and are retried at the next evaluation; the
+// thread logs each distinct error once.
+//
+// Thread-safety: poke() and evaluate_once() may be called from any thread (evaluations are
+// serialised); start() once, from the owner. REQUIRES: store, clock and actions outlive it.
 class AlarmManager {
  public:
   AlarmManager(Store& store, Clock& clock, AlarmConfig config,
@@ -64,7 +71,7 @@ class AlarmManager {
   ~AlarmManager();  // stops the thread; an evaluation in progress finishes first
 
   void start();
-  void poke();
+  void poke();  // cheap and non-blocking: safe from the slot path and DLQ on_change
   // Evaluates now on the caller's thread (for tests and the CLI); returns the transitions made.
   Result<std::vector<AlarmState>> evaluate_once();
 

@@ -3,15 +3,13 @@
 #include <fmt/format.h>
 #include <secp256k1.h>
 #include <secp256k1_recovery.h>
-#include <sys/random.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 
 #include "sign/hex.h"
+#include "sign/os_random.h"
 
 namespace metronome {
 namespace {
@@ -46,16 +44,8 @@ Result<Signer> Signer::Create(SigningKey key) {
   std::unique_ptr<secp256k1_context_struct, ContextDeleter> ctx(
       secp256k1_context_create(SECP256K1_CONTEXT_NONE));
   std::array<uint8_t, 32> seed{};
-  size_t done = 0;
-  while (done < seed.size()) {
-    ssize_t n = getrandom(seed.data() + done, seed.size() - done, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::IOError(fmt::format("signer for secret '{}': getrandom: {}",
-                                         key.secret_name().str(), std::strerror(errno)));
-    }
-    done += static_cast<size_t>(n);
-  }
+  Status st = fill_os_random(seed);
+  if (!st.ok()) return st.With(fmt::format("signer for secret '{}'", key.secret_name().str()));
   if (!secp256k1_context_randomize(ctx.get(), seed.data())) {
     return Status::Internal("secp256k1_context_randomize failed");
   }

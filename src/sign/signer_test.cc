@@ -20,7 +20,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-
 // The key from web3.js's documentation; ethers gives it the address below.
 constexpr std::string_view kKeyHex =
     "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";

@@ -2,15 +2,14 @@
 
 #include <fmt/format.h>
 #include <secp256k1.h>
-#include <sys/random.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
+#include <cstring>  // explicit_bzero
 #include <memory>
 
 #include "sign/hex.h"
 #include "sign/keccak.h"
+#include "sign/os_random.h"
 
 namespace metronome {
 namespace {
@@ -18,19 +17,6 @@ namespace {
 // Overwrites memory in a way the compiler may not drop as a dead store.
 void secure_wipe(void* p, size_t n) {
   explicit_bzero(p, n);
-}
-
-Status fill_random(std::span<uint8_t> out) {
-  size_t done = 0;
-  while (done < out.size()) {
-    ssize_t n = getrandom(out.data() + done, out.size() - done, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::IOError(fmt::format("getrandom: {}", std::strerror(errno)));
-    }
-    done += static_cast<size_t>(n);
-  }
-  return Status::Ok();
 }
 
 struct ContextDeleter {
@@ -123,7 +109,7 @@ Result<SigningKey> SigningKey::FromHex(const SecretName& secret, std::string_vie
   std::unique_ptr<secp256k1_context, ContextDeleter> ctx(
       secp256k1_context_create(SECP256K1_CONTEXT_NONE));
   std::array<uint8_t, 32> seed{};
-  Status st = fill_random(seed);
+  Status st = fill_os_random(seed);
   if (!st.ok()) {
     secure_wipe(bytes.data(), bytes.size());
     return st.With(fmt::format("secret '{}'", secret.str()));
@@ -179,7 +165,7 @@ void SigningKey::wipe() {
 Result<std::string> generate_signing_key_hex() {
   std::array<uint8_t, 32> bytes{};
   do {
-    METRONOME_RETURN_IF_ERROR(fill_random(bytes));
+    METRONOME_RETURN_IF_ERROR(fill_os_random(bytes));
   } while (!secp256k1_ec_seckey_verify(secp256k1_context_static, bytes.data()));
   std::array<char, 66> text = hex_0x_array(bytes);
   secure_wipe(bytes.data(), bytes.size());

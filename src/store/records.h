@@ -47,9 +47,9 @@ inline std::string_view format_as(SlotOutcome o) { return to_string(o); }
 struct SlotRecord {
   SlotTime slot;
   SlotOutcome outcome = SlotOutcome::kPlanned;
-  std::optional<WallTime> fired_at;    // when the publish task started
-  std::optional<int64_t> lateness_us;  // fired_at - slot, in microseconds (never negative)
-  std::string error;                   // why it failed / was skipped, empty otherwise
+  std::optional<WallTime> fired_at{};  // when the publish task started
+  std::optional<int64_t> lateness_us{};  // fired_at - slot, in microseconds (never negative)
+  std::string error{};                 // why it failed / was skipped, empty otherwise
   int attempts = 0;
 
   friend bool operator==(const SlotRecord&, const SlotRecord&) = default;

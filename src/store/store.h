@@ -32,15 +32,15 @@ struct SlotCommit {
 };
 
 struct ValueQuery {
-  std::optional<FeedId> feed;
-  std::optional<SlotTime> since;   // slot >= since
-  std::optional<SlotTime> before;  // slot < before (paging cursor)
+  std::optional<FeedId> feed{};
+  std::optional<SlotTime> since{};   // slot >= since
+  std::optional<SlotTime> before{};  // slot < before (paging cursor)
   int limit = 100;
 };
 
 struct ExecutionQuery {
-  std::optional<FeedId> feed;
-  std::optional<SlotTime> before;  // window_start < before (paging cursor)
+  std::optional<FeedId> feed{};
+  std::optional<SlotTime> before{};  // window_start < before (paging cursor)
   int limit = 20;
 };
 

@@ -21,8 +21,10 @@ struct Scheduler::ExecState {
   Execution execution;     // with every slot's outcome as far as known
   size_t remaining = 0;    // slots of `execution` still kPlanned
   bool persisted = false;  // the execution row exists in the store
-  bool started = false;    // a slot fired; the stored state is running
+  bool started = false;    // a slot fired
+  bool running_recorded = false;  // the stored state says running
   bool finished = false;   // the final state was decided
+  bool plan_failure_reported = false;  // a planning failure is on the DLQ (once per execution)
 };
 
 namespace {
@@ -284,7 +286,13 @@ void Scheduler::persist_new_execution(ExecState& exec) {
     exec.persisted = true;
     return;
   }
-  spdlog::error("feed={} execution {} could not be persisted: {}; running it anyway",
+  {
+    std::lock_guard lock(exec.mu);
+    if (exec.plan_failure_reported) return;  // later slots retry quietly
+    exec.plan_failure_reported = true;
+  }
+  spdlog::error("feed={} execution {} could not be persisted: {}; running it anyway and "
+                "persisting it at a later slot",
                 snapshot.feed, snapshot.id, st.ToString());
   DlqMessage m;
   m.feed = snapshot.feed;
@@ -429,17 +437,22 @@ void Scheduler::run_slot(std::shared_ptr<ExecState> exec, size_t index) {
   }
   const WallTime fired_at = clock_.now();
 
-  bool need_start = false;
+  persist_new_execution(*exec);  // no-op once persisted; retries a failed planning
+  bool mark_running = false;
   {
     std::lock_guard lock(exec->mu);
-    need_start = !exec->started;
     exec->started = true;
+    mark_running = exec->persisted && !exec->running_recorded;
+    exec->running_recorded = mark_running || exec->running_recorded;
   }
-  persist_new_execution(*exec);  // no-op once persisted; retries a failed planning
-  if (need_start) {
+  if (mark_running) {
     Status st = store_.set_execution_state(exec->execution.id, ExecutionState::kRunning,
                                            std::nullopt);
-    if (!st.ok()) spdlog::warn("execution {}: could not mark running: {}", exec->execution.id, st);
+    if (!st.ok()) {
+      spdlog::warn("execution {}: could not mark running: {}", exec->execution.id, st);
+      std::lock_guard lock(exec->mu);
+      exec->running_recorded = false;  // try again at the next slot
+    }
   }
 
   SlotJob job{exec->execution.id, slot, fired_at, feed.rt->deadline_of(slot)};

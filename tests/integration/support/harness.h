@@ -12,7 +12,8 @@
 
 namespace metronome::itest {
 
-// The path of the metronome binary under test (METRONOME_BINARY, set by ctest).
+// The path of the metronome binary under test: the one built beside the test, unless
+// METRONOME_BINARY names another.
 std::string binary();
 
 struct CommandResult {
