@@ -110,7 +110,9 @@ CREATE TABLE alarms (
   name TEXT PRIMARY KEY NOT NULL,
   status TEXT NOT NULL,
   since_ns INTEGER NOT NULL,
-  reason TEXT NOT NULL
+  reason TEXT NOT NULL,
+  previous TEXT NOT NULL DEFAULT 'OK',
+  actions_pending INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 
 PRAGMA application_id = 1297370692;
@@ -212,13 +214,17 @@ constexpr const char* kDlqDelete = "DELETE FROM dlq WHERE id = ?1";
 constexpr const char* kDlqDepth = "SELECT count(*) FROM dlq";
 
 constexpr const char* kAlarmStates =
-    "SELECT name, status, since_ns, reason FROM alarms ORDER BY name ASC";
+    "SELECT name, status, since_ns, reason, previous, actions_pending FROM alarms "
+    "ORDER BY name ASC";
 constexpr const char* kAlarmState =
-    "SELECT name, status, since_ns, reason FROM alarms WHERE name = ?1";
+    "SELECT name, status, since_ns, reason, previous, actions_pending FROM alarms "
+    "WHERE name = ?1";
 constexpr const char* kPutAlarmState = R"sql(
-INSERT INTO alarms(name, status, since_ns, reason) VALUES (?1, ?2, ?3, ?4)
+INSERT INTO alarms(name, status, since_ns, reason, previous, actions_pending)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6)
 ON CONFLICT (name) DO UPDATE SET
-  status = excluded.status, since_ns = excluded.since_ns, reason = excluded.reason)sql";
+  status = excluded.status, since_ns = excluded.since_ns, reason = excluded.reason,
+  previous = excluded.previous, actions_pending = excluded.actions_pending)sql";
 
 // Reads the header page, so it proves the file answers (SELECT 1 would not touch it).
 constexpr const char* kPing = "PRAGMA user_version";
@@ -353,6 +359,8 @@ AlarmState read_alarm(const SQLite::Statement& s) {
   a.status = parse_alarm_status(s.getColumn(1).getString());
   a.since = wall_from_ns(s.getColumn(2).getInt64());
   a.reason = s.getColumn(3).getString();
+  a.previous = parse_alarm_status(s.getColumn(4).getString());
+  a.actions_pending = s.getColumn(5).getInt() != 0;
   return a;
 }
 
@@ -901,6 +909,8 @@ Status SqliteStore::put_alarm_state(const AlarmState& state) {
     s->bind(2, std::string(to_string(state.status)));
     s->bind(3, to_ns(state.since));
     s->bind(4, state.reason);
+    s->bind(5, std::string(to_string(state.previous)));
+    s->bind(6, state.actions_pending ? 1 : 0);
     s->exec();
     return Status::Ok();
   });

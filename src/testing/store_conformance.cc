@@ -617,8 +617,10 @@ TEST_P(StoreConformanceTest, DlqDeleteAndDepth) {
 TEST_P(StoreConformanceTest, AlarmStatesPutGetList) {
   CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto none, store().alarm_state("dlq_not_empty"));
   EXPECT_FALSE(none.has_value());
-  AlarmState dlq{"dlq_not_empty", AlarmStatus::kAlarm, kT0, "DLQ depth 3 >= 1"};
-  AlarmState missed{"missed_slots", AlarmStatus::kOk, kT0 + Nanos(5), ""};
+  AlarmState dlq{"dlq_not_empty", AlarmStatus::kAlarm, kT0, "DLQ depth 3 >= 1",
+                 AlarmStatus::kOk, true};
+  AlarmState missed{"missed_slots", AlarmStatus::kOk, kT0 + Nanos(5), "", AlarmStatus::kAlarm,
+                    false};
   CONFORMANCE_ASSERT_OK(store().put_alarm_state(missed));
   CONFORMANCE_ASSERT_OK(store().put_alarm_state(dlq));
 
@@ -630,6 +632,8 @@ TEST_P(StoreConformanceTest, AlarmStatesPutGetList) {
   dlq.status = AlarmStatus::kOk;
   dlq.since = kT0 + Seconds(30) + Nanos(1);
   dlq.reason = "DLQ depth 0 < 1";
+  dlq.previous = AlarmStatus::kAlarm;
+  dlq.actions_pending = false;
   CONFORMANCE_ASSERT_OK(store().put_alarm_state(dlq));
   CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto updated, store().alarm_state("dlq_not_empty"));
   EXPECT_EQ(updated, dlq);
