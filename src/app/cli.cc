@@ -10,9 +10,9 @@
 #include <iostream>
 #include <thread>
 
+#include "api/views.h"
 #include "app/daemon.h"
 #include "app/logging.h"
-#include "app/views.h"
 #include "clock/system_clock.h"
 #include "config/config.h"
 #include "dlq/dead_letter_queue.h"

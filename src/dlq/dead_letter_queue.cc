@@ -57,6 +57,7 @@ Status DeadLetterQueue::redrive(int64_t id) {
 }
 
 Status DeadLetterQueue::redrive_message(const DlqMessage& message) {
+  if (message.stage == "plan") return redrive_plan(message);
   if (!message.record) {
     return Status::InvalidArgument(
         fmt::format("DLQ message {} has no record (stage {}: {}); it can only be purged",
@@ -137,6 +138,25 @@ RedriveSummary DeadLetterQueue::redrive_all() {
   }
   if (summary.redriven > 0 && on_change_) on_change_();
   return summary;
+}
+
+// A planning failure carries no record: what was lost is the execution's row. The daemon keeps
+// running such an execution and persists it at a later slot, so redriving it means checking that
+// this has happened; it never invents the execution itself.
+Status DeadLetterQueue::redrive_plan(const DlqMessage& message) {
+  METRONOME_ASSIGN_OR_RETURN(std::optional<Execution> execution,
+                             store_.get_execution(message.execution));
+  if (!execution) {
+    return Status::Unavailable(fmt::format(
+        "DLQ message {}: execution {} is still not in the store (the daemon persists it when it "
+        "next fires one of its slots); purge the message to give up on it",
+        message.id, message.execution));
+  }
+  Status deleted = store_.dlq_delete(message.id);
+  if (!deleted.ok() && deleted.code() != Status::Code::kNotFound) return deleted;
+  spdlog::info("DLQ message {} resolved: execution {} is in the store", message.id,
+               message.execution);
+  return Status::Ok();
 }
 
 Status DeadLetterQueue::purge(int64_t id) {

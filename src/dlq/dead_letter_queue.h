@@ -4,7 +4,9 @@
 // A message carries the failure (feed, slot, execution, stage, error, attempts, first and last
 // failure) and, when one was produced, the record. redrive() re-delivers that exact record to the
 // store (idempotently: a slot that already has a value keeps it) and never re-observes a past slot;
-// a message without a record can only be purged (the slot stays failed in the history).
+// a message without a record can only be purged (the slot stays failed in the history). A
+// planning failure (stage "plan") is resolved by a redrive once the daemon has persisted the
+// execution at a later slot.
 //
 // Thread-safety: all methods may be called concurrently (the Store serialises).
 #pragma once
@@ -48,6 +50,7 @@ class DeadLetterQueue {
 
  private:
   // Delivers one message's record and removes it; no on_change_ call (callers batch it).
+  Status redrive_plan(const DlqMessage& message);
   Status redrive_message(const DlqMessage& message);
 
   Store& store_;

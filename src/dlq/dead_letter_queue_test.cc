@@ -223,6 +223,31 @@ TEST_F(DeadLetterQueueTest, RedriveWithoutRecordIsRefusedAndTheMessageStays) {
   EXPECT_EQ(slot_record(6).outcome, SlotOutcome::kFailed);  // stays failed in the history
 }
 
+TEST_F(DeadLetterQueueTest, RedriveOfAPlanningFailureResolvesOnceTheExecutionIsStored) {
+  DlqMessage m;
+  m.feed = kFeed;
+  m.execution = make_execution_id(kFeed, kWindow + Millis(60'000));  // the next window
+  m.stage = "plan";
+  m.error = "io_error: store: disk I/O error";
+  m.attempts = 1;
+  int64_t id = push(m);
+  // Not persisted yet: the message stays, and says what to do.
+  Status status = dlq_->redrive(id);
+  EXPECT_EQ(status.code(), Status::Code::kUnavailable);
+  EXPECT_NE(status.message().find("is still not in the store"), std::string::npos);
+  EXPECT_EQ(depth(), 1);
+  // The daemon persisted it at a later slot: the redrive resolves the message.
+  Execution next;
+  next.id = m.execution;
+  next.feed = kFeed;
+  next.window_start = kWindow + Millis(60'000);
+  next.window_end = kWindow + Millis(120'000);
+  next.created_at = clock_.now();
+  ASSERT_TRUE(store_->create_execution(next).ok());
+  EXPECT_TRUE(dlq_->redrive(id).ok());
+  EXPECT_EQ(depth(), 0);
+}
+
 TEST_F(DeadLetterQueueTest, FailedDeliveryLeavesTheMessage) {
   int64_t id = push(failed_slot(7, true));
   changes_ = 0;

@@ -1,4 +1,4 @@
-#include "app/views.h"
+#include "api/views.h"
 
 #include <fmt/format.h>
 
