@@ -12,7 +12,7 @@ packages=(
   libpqxx-dev libsystemd-dev e2fsprogs
 )
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(nodejs npm postgresql wrk)
+  packages+=(nodejs npm wrk)
 fi
 
 missing=()
