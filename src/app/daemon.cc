@@ -69,11 +69,6 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
 
   METRONOME_ASSIGN_OR_RETURN(SecretRegistry secrets, SecretRegistry::from_config(config.secrets));
   parts->secrets = std::make_unique<SecretRegistry>(std::move(secrets));
-  for (const auto& feed : config.feeds) {
-    if (feed.secret.empty()) continue;
-    auto value = parts->secrets->read(feed.secret);
-    if (!value.ok()) return value.status().With(fmt::format("feed {}", feed.id));
-  }
 
   std::vector<const FeedRuntime*> runtimes;
   for (const auto& feed : config.feeds) {
@@ -84,15 +79,18 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
     rt->deadline = feed.deadline;
     rt->retries = feed.retries;
     rt->decimals = feed.decimals;
-    rt->secret = feed.secret;
     rt->source = make_source(feed.source);
+    if (!feed.secret.empty()) {
+      METRONOME_ASSIGN_OR_RETURN(rt->signer, FeedSigner::create(feed.id, feed.secret,
+                                                                *parts->secrets, feed.chain_id));
+    }
     runtimes.push_back(rt.get());
     parts->feeds.push_back(std::move(rt));
   }
 
   parts->dlq = std::make_unique<DeadLetterQueue>(*parts->store, clock);
   parts->publisher =
-      std::make_unique<Publisher>(*parts->store, *parts->dlq, *parts->secrets, clock);
+      std::make_unique<Publisher>(*parts->store, *parts->dlq, clock);
   parts->alarms = std::make_unique<AlarmManager>(*parts->store, clock, config.alarms,
                                                  make_alarm_actions(config.alarms, clock));
   parts->scheduler = std::make_unique<Scheduler>(clock, *parts->store, *parts->dlq,

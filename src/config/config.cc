@@ -19,6 +19,10 @@
 namespace metronome {
 namespace {
 
+// Chain ids are JSON numbers in wallets; keep them exact in a double (EIP-155 practice).
+constexpr int64_t kMaxChainId = (int64_t{1} << 53) - 1;
+
+
 namespace fs = std::filesystem;
 
 constexpr Millis kMinInterval{10};
@@ -131,6 +135,14 @@ class Loader {
     METRONOME_RETURN_IF_ERROR(parse_store(store, c.service, c.store));
     if (secrets != nullptr) METRONOME_RETURN_IF_ERROR(parse_secrets(*secrets, c.secrets));
     METRONOME_RETURN_IF_ERROR(parse_feeds(root, c));
+    if (!c.service.admin_token_secret.empty() &&
+        !c.secrets.contains(c.service.admin_token_secret)) {
+      const toml::node* n = service->get("admin_token_secret");
+      return error(*n, "service.admin_token_secret",
+                   fmt::format("unknown secret '{}' (define it as [secrets.{}])",
+                               c.service.admin_token_secret.str(),
+                               c.service.admin_token_secret.str()));
+    }
     if (alarms != nullptr) METRONOME_RETURN_IF_ERROR(parse_alarms(*alarms, c.alarms));
     return Status::Ok();
   }
@@ -256,7 +268,9 @@ class Loader {
     s.data_dir = resolve("var");
     if (t == nullptr) return Status::Ok();
     constexpr std::string_view p = "service";
-    METRONOME_RETURN_IF_ERROR(check_keys(*t, p, {"data_dir", "listen", "log_level", "log_format"}));
+    METRONOME_RETURN_IF_ERROR(check_keys(
+        *t, p,
+        {"data_dir", "listen", "log_level", "log_format", "chain_id", "admin_token_secret"}));
     METRONOME_RETURN_IF_ERROR(get_path(*t, p, "data_dir", s.data_dir));
     METRONOME_RETURN_IF_ERROR(get_string(*t, p, "listen", s.listen));
     if (std::string why; !is_valid_listen(s.listen, why)) {
@@ -275,6 +289,12 @@ class Loader {
       return error(*t->get("log_format"), "service.log_format",
                    fmt::format("unknown format '{}' (expected text or json)", s.log_format));
     }
+    int64_t chain_id = static_cast<int64_t>(s.chain_id);
+    METRONOME_RETURN_IF_ERROR(get_int(*t, p, "chain_id", 1, kMaxChainId, chain_id));
+    s.chain_id = static_cast<uint64_t>(chain_id);
+    std::string token;
+    METRONOME_RETURN_IF_ERROR(get_string(*t, p, "admin_token_secret", token));
+    s.admin_token_secret = SecretName(token);
     return Status::Ok();
   }
 
@@ -361,7 +381,8 @@ class Loader {
     std::string p = fmt::format("feeds[{}]", index);
     METRONOME_RETURN_IF_ERROR(check_keys(
         t, p,
-        {"id", "every", "cron", "window", "deadline", "retries", "secret", "decimals", "source"}));
+        {"id", "every", "cron", "window", "deadline", "retries", "secret", "decimals", "source",
+         "chain_id"}));
     const toml::node* id_node = t.get("id");
     if (id_node == nullptr) return error(t, join(p, "id"), "missing (every feed needs an id)");
     std::string id;
@@ -434,6 +455,9 @@ class Loader {
 
     METRONOME_RETURN_IF_ERROR(get_int(t, p, "retries", 0, 100, f.retries));
     METRONOME_RETURN_IF_ERROR(get_int(t, p, "decimals", 0, 36, f.decimals));
+    int64_t chain_id = static_cast<int64_t>(c.service.chain_id);
+    METRONOME_RETURN_IF_ERROR(get_int(t, p, "chain_id", 1, kMaxChainId, chain_id));
+    f.chain_id = static_cast<uint64_t>(chain_id);
 
     if (const toml::node* secret_node = t.get("secret")) {
       std::string secret;
@@ -661,6 +685,10 @@ std::string dump_config(const Config& c) {
   line("listen", quote(c.service.listen));
   line("log_level", quote(c.service.log_level));
   line("log_format", quote(c.service.log_format));
+  line("chain_id", std::to_string(c.service.chain_id));
+  if (!c.service.admin_token_secret.empty()) {
+    line("admin_token_secret", quote(c.service.admin_token_secret.str()));
+  }
 
   out += "\n[store]\n";
   line("kind", quote(c.store.kind));
@@ -686,6 +714,7 @@ std::string dump_config(const Config& c) {
     line("retries", std::to_string(f.retries));
     if (!f.secret.empty()) line("secret", quote(f.secret.str()));
     line("decimals", std::to_string(f.decimals));
+    line("chain_id", std::to_string(f.chain_id));
     std::visit(
         [&](const RandomIntSourceConfig& r) {
           line("source",

@@ -26,6 +26,8 @@ struct ServiceConfig {
   std::string listen = "127.0.0.1:8080";
   std::string log_level = "info";   // trace|debug|info|warn|error
   std::string log_format = "text";  // text|json
+  uint64_t chain_id = 1;            // EIP-712 domain chainId of every feed without its own
+  SecretName admin_token_secret;    // bearer token for the API's mutating endpoints; empty: none
 };
 
 struct StoreConfig {
@@ -58,6 +60,7 @@ struct FeedConfig {
   SecretName secret;           // may be empty: the feed uses no secret
   SourceConfig source = RandomIntSourceConfig{};
   int decimals = 0;
+  uint64_t chain_id = 1;  // EIP-712 domain chainId (default: service.chain_id)
 };
 
 struct AlarmConfig {

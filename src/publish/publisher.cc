@@ -18,11 +18,9 @@ WallTime FeedRuntime::deadline_of(SlotTime slot) const {
   return next ? WallTime(*next) : WallTime(slot) + window;
 }
 
-Publisher::Publisher(Store& store, DeadLetterQueue& dlq, const SecretRegistry& secrets,
-                     Clock& clock, BackoffPolicy backoff)
+Publisher::Publisher(Store& store, DeadLetterQueue& dlq, Clock& clock, BackoffPolicy backoff)
     : store_(store),
       dlq_(dlq),
-      secrets_(secrets),
       clock_(clock),
       backoff_(backoff),
       jitter_engine_(std::random_device{}()) {}
@@ -46,28 +44,18 @@ SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
   // Retries keep going through a shutdown: the slot in flight finishes within its deadline.
   const std::stop_token no_stop;
 
-  // Observe (and read the secret, as the replaced function did on every invocation).
-  std::optional<Observation> observation;
+  // Observe.
+  std::optional<SourceValue> observation;
   for (;;) {
     ++attempts;
     Status status;
-    if (!feed.secret.empty()) {
-      auto secret = secrets_.read(feed.secret);
-      if (!secret.ok()) {
-        status = secret.status();
-        stage = "secret";
-      }
+    auto observed = feed.source->observe(ObserveContext{feed.id, job.slot, job.deadline, stop});
+    if (observed.ok()) {
+      observation = std::move(*observed);
+      break;
     }
-    if (status.ok()) {
-      auto observed = feed.source->observe(
-          ObserveContext{feed.id, job.slot, job.deadline, stop});
-      if (observed.ok()) {
-        observation = std::move(*observed);
-        break;
-      }
-      status = observed.status().With(feed.source->describe());
-      stage = "observe";
-    }
+    status = observed.status().With(feed.source->describe());
+    stage = "observe";
     if (!first_failure) first_failure = clock_.now();
     failure = status;
     if (!status.retryable() || attempts > feed.retries) break;
@@ -89,8 +77,19 @@ SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
     record.decimals = feed.decimals;
     record.observed_at = clock_.now();
     record.execution = job.execution;
-    result.record = std::move(record);
+    Status signed_ok = job.signer ? job.signer->sign_record(record, feed.signer->domain())
+                                  : Status::Ok();
+    if (signed_ok.ok()) {
+      result.record = std::move(record);
+    } else {
+      // Not retryable: the same value would fail again. Nothing unsigned is ever stored.
+      if (!first_failure) first_failure = clock_.now();
+      stage = "sign";
+      failure = signed_ok.With(fmt::format("signing value '{}'", record.value.substr(0, 80)));
+    }
+  }
 
+  if (result.record) {
     // Write: the same record on every attempt, so a retry after an ambiguous failure stores
     // exactly the observed value (the store keeps the first one if the slot already has it).
     int commit_attempts = 0;

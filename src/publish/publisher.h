@@ -1,6 +1,6 @@
 // Publisher: the replaced system's "publishing function", for one slot of one feed:
-// observe the value (source) → read the feed's secret → write the record to the store in one
-// durable transaction, retrying retryable errors with backoff inside the slot's deadline.
+// observe the value (source) → sign it with the feed's key (its secret, read when the window was
+// planned; see FeedSigner) → write the record to the store in one durable transaction, retrying retryable errors with backoff inside the slot's deadline.
 // A slot not published by its deadline is failed, and goes to the dead-letter queue with the
 // record if one was produced, so a redrive delivers exactly the value observed at that slot.
 //
@@ -21,7 +21,7 @@
 #include "dlq/dead_letter_queue.h"
 #include "publish/backoff.h"
 #include "schedule/schedule.h"
-#include "secret/secret_registry.h"
+#include "publish/feed_signer.h"
 #include "source/source.h"
 #include "store/store.h"
 
@@ -35,8 +35,8 @@ struct FeedRuntime {
   std::optional<Millis> deadline;  // default: until the next slot
   int retries = 3;
   int decimals = 0;
-  SecretName secret;  // empty: none
   std::unique_ptr<Source> source;
+  std::unique_ptr<FeedSigner> signer;  // null: the feed's records are not signed
 
   // When the slot must be published by: slot + deadline, or the next slot.
   WallTime deadline_of(SlotTime slot) const;
@@ -47,6 +47,7 @@ struct SlotJob {
   SlotTime slot;
   WallTime fired_at;  // when the task started; >= slot
   WallTime deadline;
+  std::shared_ptr<const Signer> signer;  // the window's key; null: unsigned
 };
 
 struct SlotResult {
@@ -58,8 +59,7 @@ struct SlotResult {
 
 class Publisher {
  public:
-  Publisher(Store& store, DeadLetterQueue& dlq, const SecretRegistry& secrets, Clock& clock,
-            BackoffPolicy backoff = {});
+  Publisher(Store& store, DeadLetterQueue& dlq, Clock& clock, BackoffPolicy backoff = {});
 
   SlotResult publish_slot(const FeedRuntime& feed, const SlotJob& job, std::stop_token stop);
 
@@ -82,7 +82,6 @@ class Publisher {
 
   Store& store_;
   DeadLetterQueue& dlq_;
-  const SecretRegistry& secrets_;
   Clock& clock_;
   BackoffPolicy backoff_;
   std::function<void(SlotOutcome)> on_outcome_;

@@ -7,9 +7,9 @@ namespace metronome {
 RandomIntSource::RandomIntSource(int64_t min, int64_t max)
     : engine_(std::random_device{}()), dist_(min, max) {}
 
-Result<Observation> RandomIntSource::observe(const ObserveContext&) {
+Result<SourceValue> RandomIntSource::observe(const ObserveContext&) {
   std::lock_guard lock(mu_);
-  return Observation{std::to_string(dist_(engine_))};
+  return SourceValue{std::to_string(dist_(engine_))};
 }
 
 std::string RandomIntSource::describe() const {

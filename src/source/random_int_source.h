@@ -14,7 +14,7 @@ class RandomIntSource final : public Source {
  public:
   // REQUIRES: min <= max (the config rejects anything else).
   RandomIntSource(int64_t min, int64_t max);
-  Result<Observation> observe(const ObserveContext& ctx) override;
+  Result<SourceValue> observe(const ObserveContext& ctx) override;
   std::string describe() const override;
 
  private:

@@ -22,7 +22,7 @@ struct ObserveContext {
   std::stop_token stop;   // shutdown
 };
 
-struct Observation {
+struct SourceValue {
   std::string value;      // exact decimal text
 };
 
@@ -30,7 +30,7 @@ class Source {
  public:
   virtual ~Source() = default;
   // Errors name the source and what went wrong; retryable() ones are retried within the deadline.
-  virtual Result<Observation> observe(const ObserveContext& ctx) = 0;
+  virtual Result<SourceValue> observe(const ObserveContext& ctx) = 0;
   // "random_int 0..1000"
   virtual std::string describe() const = 0;
 };

@@ -17,6 +17,7 @@ struct Scheduler::FeedState {
 struct Scheduler::ExecState {
   FeedState* feed = nullptr;
   std::vector<SlotTime> run;  // the slots this process fires, ascending
+  std::shared_ptr<const Signer> signer;  // the key of this window (null: unsigned feed)
   std::mutex mu;
   Execution execution;     // with every slot's outcome as far as known
   size_t remaining = 0;    // slots of `execution` still kPlanned
@@ -264,6 +265,8 @@ std::shared_ptr<Scheduler::ExecState> Scheduler::make_exec(FeedState& feed,
                                                            std::optional<WallTime> only_after) {
   auto exec = std::make_shared<ExecState>();
   exec->feed = &feed;
+  // A rotated key takes effect here, at the window's planning.
+  if (feed.rt->signer) exec->signer = feed.rt->signer->for_next_window();
   exec->execution = execution;
   for (const auto& s : execution.slots) {
     if (s.outcome != SlotOutcome::kPlanned) continue;
@@ -455,7 +458,7 @@ void Scheduler::run_slot(std::shared_ptr<ExecState> exec, size_t index) {
     }
   }
 
-  SlotJob job{exec->execution.id, slot, fired_at, feed.rt->deadline_of(slot)};
+  SlotJob job{exec->execution.id, slot, fired_at, feed.rt->deadline_of(slot), exec->signer};
   SlotResult result = publisher_.publish_slot(*feed.rt, job, std::stop_token());
   feed.in_flight.store(false);
   finish_slot(*exec, result.slot, result.outcome_persisted);

@@ -28,12 +28,12 @@ SlotTime slot(const char* iso) { return std::chrono::floor<Millis>(at(iso)); }
 // A source whose observe() can be held until the test releases it.
 class GatedSource final : public Source {
  public:
-  Result<Observation> observe(const ObserveContext&) override {
+  Result<SourceValue> observe(const ObserveContext&) override {
     std::unique_lock lock(mu_);
     ++calls_;
     cv_.notify_all();
     cv_.wait(lock, [&] { return open_; });
-    return Observation{std::to_string(calls_)};
+    return SourceValue{std::to_string(calls_)};
   }
   std::string describe() const override { return "gated"; }
   void close() {
@@ -69,8 +69,7 @@ class SchedulerTest : public ::testing::Test {
     o.dlq_path = dir_ / "metronome.dlq.db";
     store_ = std::move(*SqliteStore::open(o));
     dlq_ = std::make_unique<DeadLetterQueue>(*store_, clock_);
-    secrets_ = std::make_unique<SecretRegistry>(SecretRegistry::from_providers({}));
-    publisher_ = std::make_unique<Publisher>(*store_, *dlq_, *secrets_, clock_);
+    publisher_ = std::make_unique<Publisher>(*store_, *dlq_, clock_);
     feed_.id = FeedId("random_int");
     feed_.schedule = Schedule::every(2000ms);
     feed_.window = 60000ms;
@@ -106,7 +105,6 @@ class SchedulerTest : public ::testing::Test {
   ManualClock clock_{at("2026-11-27T21:15:37.500Z")};
   std::unique_ptr<SqliteStore> store_;
   std::unique_ptr<DeadLetterQueue> dlq_;
-  std::unique_ptr<SecretRegistry> secrets_;
   std::unique_ptr<Publisher> publisher_;
   FeedRuntime feed_;
   std::unique_ptr<Scheduler> scheduler_;

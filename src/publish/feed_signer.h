@@ -1,0 +1,47 @@
+// FeedSigner: a feed's signing key (its secret), turned into a Signer, and kept current.
+//
+// The key is read and checked when the daemon starts: a malformed key (not 64 hex digits, zero,
+// not below the curve order) refuses the start with an error naming the secret, never its value.
+// Afterwards for_next_window() is called when each window is planned: it re-reads the secret
+// (the provider caches it and notices a changed file) and, when the key changed, makes the new
+// key current for that window and the ones after it, logging the new address. A new key that is
+// malformed or unreadable is refused with an error in the log, and the previous key stays.
+//
+// Thread-safety: for_next_window() may be called from any worker; the Signers it hands out are
+// immutable and shared by the slots of a window.
+#pragma once
+
+#include <memory>
+#include <mutex>
+
+#include "secret/secret_registry.h"
+#include "sign/eip712.h"
+#include "sign/keccak.h"
+#include "sign/signer.h"
+
+namespace metronome {
+
+class FeedSigner {
+ public:
+  static Result<std::unique_ptr<FeedSigner>> create(const FeedId& feed, const SecretName& secret,
+                                                     const SecretRegistry& secrets,
+                                                     uint64_t chain_id);
+
+  std::shared_ptr<const Signer> for_next_window();
+  std::shared_ptr<const Signer> current() const;
+  const ObservationDomain& domain() const { return domain_; }
+
+ private:
+  FeedSigner(FeedId feed, SecretName secret, const SecretRegistry& secrets, uint64_t chain_id);
+
+  FeedId feed_;
+  SecretName secret_;
+  const SecretRegistry& secrets_;
+  const ObservationDomain domain_;
+  mutable std::mutex mu_;
+  std::shared_ptr<const Signer> signer_;  // guarded by mu_
+  Hash32 key_fingerprint_{};              // guarded by mu_: keccak of the key text, not the key
+  Hash32 refused_fingerprint_{};          // guarded by mu_: a refused key is logged once
+};
+
+}  // namespace metronome
