@@ -7,6 +7,8 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <iostream>
 #include <thread>
 
@@ -17,6 +19,9 @@
 #include "config/config.h"
 #include "dlq/dead_letter_queue.h"
 #include "schedule/window.h"
+#include "secret/file_secret.h"
+#include "sign/signer.h"
+#include "sign/signing_key.h"
 #include "store/sqlite_store.h"
 
 namespace metronome {
@@ -240,6 +245,74 @@ int cmd_dlq(const Common& common, const DlqArgs& args) {
   return kExitOk;
 }
 
+int cmd_keygen(const std::string& out) {
+  auto key = generate_signing_key_hex();
+  if (!key.ok()) return fail(key.status(), kExitRuntime);
+  SecretValue value(std::move(*key));
+  auto signing_key = SigningKey::FromHex(SecretName(out), value.reveal());
+  if (!signing_key.ok()) return fail(signing_key.status(), kExitRuntime);
+  Status st = FileSecret::create(out, value);
+  if (!st.ok()) return fail(st, st.code() == Status::Code::kAlreadyExists ? kExitUsage : kExitRuntime);
+  std::printf("%s\n", to_checksum_address(signing_key->address()).c_str());
+  std::fprintf(stderr, "metronome: wrote a new signing key to %s (mode 0600)\n", out.c_str());
+  return kExitOk;
+}
+
+struct VerifyArgs {
+  std::string file;  // empty: stdin
+  std::string signer;
+  int64_t chain_id = 0;  // 0: the feed's (config) chain id
+};
+
+int cmd_verify(const Common& common, const VerifyArgs& args) {
+  auto config = load(common);
+  if (!config.ok()) return fail(config.status(), kExitUsage);
+  std::optional<Address> expected;
+  if (!args.signer.empty()) {
+    auto a = parse_address(args.signer);
+    if (!a.ok()) return fail(a.status().With("--signer"), kExitUsage);
+    expected = *a;
+  }
+  std::string text;
+  if (args.file.empty()) {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    std::ifstream in(args.file);
+    if (!in) return fail(Status::NotFound("cannot read " + args.file), kExitUsage);
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  nlohmann::json input;
+  try {
+    input = nlohmann::json::parse(text);
+  } catch (const std::exception& e) {
+    return fail(Status::InvalidArgument(std::string("input is not JSON: ") + e.what()),
+                kExitUsage);
+  }
+  if (!input.is_array()) input = nlohmann::json::array({input});
+  int bad = 0;
+  for (size_t i = 0; i < input.size(); ++i) {
+    std::string name = fmt::format("record {}", i);
+    auto record = value_record_from_json(input[i]);
+    if (!record.ok()) {
+      std::printf("FAIL %s: %s\n", name.c_str(), record.status().message().c_str());
+      ++bad;
+      continue;
+    }
+    name = fmt::format("record {} ({} round {} slot {})", i, record->feed.str(), record->round,
+                       format_iso_ms(record->slot));
+    uint64_t chain_id = config->service.chain_id;
+    if (const FeedConfig* f = config->find_feed(record->feed)) chain_id = f->chain_id;
+    if (args.chain_id > 0) chain_id = static_cast<uint64_t>(args.chain_id);
+    Status st = verify_record(*record, ObservationDomain(chain_id), expected);
+    if (!st.ok()) {
+      std::printf("FAIL %s: %s\n", name.c_str(), st.message().c_str());
+      ++bad;
+    }
+  }
+  std::printf("%zu records, %zu verified, %d failed\n", input.size(), input.size() - bad, bad);
+  return bad == 0 ? kExitOk : kExitRuntime;
+}
+
 int cmd_config_check(const Common& common) {
   auto config = load(common);
   if (!config.ok()) return fail(config.status(), kExitUsage);
@@ -303,6 +376,21 @@ int run_cli(int argc, char** argv) {
   dlq_purge->add_option("id", dlq_args.id, "Message id");
   dlq_purge->add_flag("--all", dlq_args.all, "Every message");
 
+  std::string keygen_out;
+  auto* keygen = app.add_subcommand(
+      "keygen", "Write a new secp256k1 signing key (hex, mode 0600) and print its address");
+  keygen->add_option("--out", keygen_out, "Where to write the key (never overwritten)")
+      ->required();
+
+  VerifyArgs verify_args;
+  auto* verify = app.add_subcommand(
+      "verify", "Check the signatures of records (JSON, one or a list, e.g. from `values`)");
+  verify->add_option("--file", verify_args.file, "Read the records from this file (default: stdin)");
+  verify->add_option("--signer", verify_args.signer, "Also require this signer address");
+  verify->add_option("--chain-id", verify_args.chain_id,
+                     "EIP-712 chainId (default: the feed's, from the config)")
+      ->check(CLI::PositiveNumber);
+
   auto* config = app.add_subcommand("config", "Configuration");
   config->require_subcommand(1);
   auto* check = config->add_subcommand("check", "Validate and print the effective config");
@@ -332,6 +420,8 @@ int run_cli(int argc, char** argv) {
     return cmd_dlq(common, dlq_args);
   }
   if (check->parsed()) return cmd_config_check(common);
+  if (keygen->parsed()) return cmd_keygen(keygen_out);
+  if (verify->parsed()) return cmd_verify(common, verify_args);
   return kExitUsage;
 }
 

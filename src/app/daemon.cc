@@ -11,6 +11,7 @@
 #include "publish/publisher.h"
 #include "secret/file_secret.h"
 #include "secret/secret_registry.h"
+#include "sign/signing_key.h"
 #include "source/random_int_source.h"
 #include "store/sqlite_store.h"
 #include "workflow/scheduler.h"
@@ -46,8 +47,13 @@ Status ensure_default_secret(const Config& config) {
   if (!config.is_builtin_default()) return Status::Ok();
   for (const auto& [name, secret] : config.secrets) {
     if (!secret.file || std::filesystem::exists(*secret.file)) continue;
-    METRONOME_RETURN_IF_ERROR(FileSecret::create_random(*secret.file));
-    spdlog::info("created secret {} at {} (mode 0600)", name, secret.file->string());
+    // The default feed signs with this secret, so it is a signing key.
+    METRONOME_ASSIGN_OR_RETURN(std::string key, generate_signing_key_hex());
+    SecretValue value(std::move(key));
+    METRONOME_RETURN_IF_ERROR(FileSecret::create(*secret.file, value));
+    METRONOME_ASSIGN_OR_RETURN(SigningKey signing_key, SigningKey::FromHex(name, value.reveal()));
+    spdlog::info("created signing key {} at {} (mode 0600), address {}", name,
+                 secret.file->string(), to_checksum_address(signing_key.address()));
   }
   return Status::Ok();
 }

@@ -341,12 +341,13 @@ TEST_F(DeadLetterQueueTest, RedriveAllReachesPastTheFirstPage) {
   // More messages that stay on the queue than one page holds, then some that can be redriven.
   constexpr int kStaying = 520;
   for (int i = 0; i < kStaying; ++i) {
-    DlqMessage plan;
-    plan.feed = kFeed;
-    plan.execution = execution_id();
-    plan.stage = "plan";
-    plan.error = "unavailable";
-    ASSERT_TRUE(store_->dlq_push(plan).ok());
+    DlqMessage observe;  // the source failed: no record, purge only
+    observe.feed = kFeed;
+    observe.slot = slot(i % 30);
+    observe.execution = execution_id();
+    observe.stage = "observe";
+    observe.error = "unavailable";
+    ASSERT_TRUE(store_->dlq_push(observe).ok());
   }
   for (int i = 0; i < 3; ++i) push(failed_slot(i, true));
   RedriveSummary summary = dlq_->redrive_all();

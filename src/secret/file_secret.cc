@@ -160,7 +160,7 @@ Result<SecretValue> FileSecret::read() {
   return cached_;
 }
 
-Status FileSecret::create_random(const std::filesystem::path& path) {
+Status FileSecret::create(const std::filesystem::path& path, const SecretValue& value) {
   const std::string& p = path.string();
   if (path.has_parent_path()) {
     Status st = make_private_dirs(path.parent_path());
@@ -182,24 +182,8 @@ Status FileSecret::create_random(const std::filesystem::path& path) {
   };
   // The umask can only remove bits from 0600, but make the mode explicit anyway.
   if (::fchmod(fd.get(), 0600) != 0) return fail("chmod 600", errno);
-
-  unsigned char raw[32];
-  for (size_t got = 0; got < sizeof raw;) {
-    ssize_t n = ::getrandom(raw + got, sizeof raw - got, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail("getrandom", errno);
-    got += static_cast<size_t>(n);
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  char text[2 * sizeof raw + 1];
-  for (size_t i = 0; i < sizeof raw; ++i) {
-    text[2 * i] = kHex[raw[i] >> 4];
-    text[2 * i + 1] = kHex[raw[i] & 0xf];
-  }
-  text[sizeof text - 1] = '\n';
-  explicit_bzero(raw, sizeof raw);
-  Status written = write_all(fd.get(), std::string_view(text, sizeof text));
-  explicit_bzero(text, sizeof text);
+  Status written = write_all(fd.get(), value.reveal());
+  if (written.ok()) written = write_all(fd.get(), "\n");
   if (!written.ok()) {
     ::unlink(p.c_str());
     return written.With(fmt::format("secret file {}: write", p));
@@ -207,6 +191,27 @@ Status FileSecret::create_random(const std::filesystem::path& path) {
   if (::fsync(fd.get()) != 0) return fail("fsync", errno);
   if (fd.close() != 0) return fail("close", errno);
   return Status::Ok();
+}
+
+Status FileSecret::create_random(const std::filesystem::path& path) {
+  unsigned char raw[32];
+  for (size_t got = 0; got < sizeof raw;) {
+    ssize_t n = ::getrandom(raw + got, sizeof raw - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      return Status::IOError(fmt::format("secret file {}: getrandom: {}", path.string(),
+                                         strerror(errno)));
+    }
+    got += static_cast<size_t>(n);
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string text(2 * sizeof raw, '0');
+  for (size_t i = 0; i < sizeof raw; ++i) {
+    text[2 * i] = kHex[raw[i] >> 4];
+    text[2 * i + 1] = kHex[raw[i] & 0xf];
+  }
+  explicit_bzero(raw, sizeof raw);
+  return create(path, SecretValue(std::move(text)));  // SecretValue wipes the text
 }
 
 }  // namespace metronome

@@ -22,6 +22,9 @@ class FileSecret final : public SecretProvider {
   // Creates `path` with 32 random bytes as 64 hex characters, mode 0600, creating missing parent
   // directories with mode 0700. AlreadyExists if the file exists (it is never overwritten).
   static Status create_random(const std::filesystem::path& path);
+  // Creates `path` holding `value` and a newline, with the same modes and the same refusal to
+  // overwrite as create_random().
+  static Status create(const std::filesystem::path& path, const SecretValue& value);
 
  private:
   struct Stamp {

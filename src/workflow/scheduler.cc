@@ -14,7 +14,7 @@ struct Scheduler::FeedState {
 };
 
 // One execution being run. `run` is fixed at creation; the rest is guarded by `mu`.
-struct Scheduler::ExecState {
+struct Scheduler::ExecState : std::enable_shared_from_this<ExecState> {
   FeedState* feed = nullptr;
   std::vector<SlotTime> run;  // the slots this process fires, ascending
   std::shared_ptr<const Signer> signer;  // the key of this window (null: unsigned feed)
@@ -294,6 +294,11 @@ void Scheduler::persist_new_execution(ExecState& exec) {
     if (exec.plan_failure_reported) return;  // later slots retry quietly
     exec.plan_failure_reported = true;
   }
+  {
+    std::lock_guard lock(mu_);
+    unpersisted_.push_back(exec.shared_from_this());
+    has_unpersisted_.store(true);
+  }
   spdlog::error("feed={} execution {} could not be persisted: {}; running it anyway and "
                 "persisting it at a later slot",
                 snapshot.feed, snapshot.id, st.ToString());
@@ -308,6 +313,42 @@ void Scheduler::persist_new_execution(ExecState& exec) {
   if (!pushed.ok()) {
     spdlog::critical("execution {}: could not put the planning failure on the DLQ either: {}",
                      snapshot.id, pushed.status().ToString());
+  }
+}
+
+void Scheduler::retry_unpersisted() {
+  std::vector<std::shared_ptr<ExecState>> pending;
+  {
+    std::lock_guard lock(mu_);
+    pending.swap(unpersisted_);
+    has_unpersisted_.store(false);
+  }
+  std::vector<std::shared_ptr<ExecState>> still;
+  for (auto& exec : pending) {
+    Execution snapshot;
+    {
+      std::lock_guard lock(exec->mu);
+      if (exec->persisted) continue;
+      snapshot = exec->execution;
+    }
+    if (!store_.create_execution(snapshot).ok()) {
+      still.push_back(std::move(exec));
+      continue;
+    }
+    bool finished;
+    {
+      std::lock_guard lock(exec->mu);
+      exec->persisted = true;
+      finished = exec->finished;
+    }
+    // An execution that ended while unpersisted gets its final state now.
+    if (finished) (void)store_.set_execution_state(snapshot.id, snapshot.state, clock_.now());
+    spdlog::info("execution {} persisted after its planning had failed", snapshot.id);
+  }
+  if (!still.empty()) {
+    std::lock_guard lock(mu_);
+    unpersisted_.insert(unpersisted_.end(), still.begin(), still.end());
+    has_unpersisted_.store(true);
   }
 }
 
@@ -441,6 +482,7 @@ void Scheduler::run_slot(std::shared_ptr<ExecState> exec, size_t index) {
   const WallTime fired_at = clock_.now();
 
   persist_new_execution(*exec);  // no-op once persisted; retries a failed planning
+  if (has_unpersisted_.load()) retry_unpersisted();
   bool mark_running = false;
   {
     std::lock_guard lock(exec->mu);

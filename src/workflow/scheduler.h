@@ -89,6 +89,8 @@ class Scheduler {
   std::shared_ptr<ExecState> make_exec(FeedState& feed, const Execution& execution,
                                        std::optional<WallTime> only_after);
   void persist_new_execution(ExecState& exec);
+  // Persists executions whose planning failed (the store was down), once it answers again.
+  void retry_unpersisted();
   void plan_next(FeedState& feed, SlotTime previous_end);
   void push_next_entry(const std::shared_ptr<ExecState>& exec, size_t index);
   void timer_loop(std::stop_token stop);
@@ -111,6 +113,8 @@ class Scheduler {
   std::optional<WallTime> sleeping_until_;           // guarded by mu_
   std::condition_variable_any heap_cv_;
   std::map<ExecutionId, std::shared_ptr<ExecState>> live_;  // guarded by mu_
+  std::vector<std::shared_ptr<ExecState>> unpersisted_;     // guarded by mu_
+  std::atomic<bool> has_unpersisted_{false};
 
   std::atomic<uint64_t> outcomes_{0};
   std::atomic<uint64_t> clock_steps_{0};

@@ -14,7 +14,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string config_100ms(const std::string& extra_alarms = "") {
+std::string config_100ms(const std::string& extra_alarms = "", const std::string& window = "1s") {
   return R"(
 [service]
 data_dir = "var"
@@ -26,7 +26,7 @@ file = "secrets/oracle_key"
 [[feeds]]
 id = "fast"
 every = "100ms"
-window = "1s"
+window = ")" + window + R"("
 retries = 2
 secret = "oracle_key"
 source = { kind = "random_int", min = 0, max = 1000 }
@@ -150,7 +150,8 @@ TEST(Daemon, Kill9MidWindowThenRestartRecordsTheGapAsMissedAndPublishesNothingTw
 
 TEST(Daemon, SigtermExitsZeroWithTheExecutionInterrupted) {
   TempDir dir("sigterm");
-  dir.write("metronome.toml", config_100ms());
+  // A one-minute window, so the signal lands inside a window, not between two.
+  dir.write("metronome.toml", config_100ms("", "1m"));
   write_secret(dir);
   Daemon d(dir.path(), {"--config", "metronome.toml"});
   d.start();
