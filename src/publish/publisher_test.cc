@@ -1,0 +1,204 @@
+// Publisher tests: retries with backoff inside the slot's deadline, exactly-once on ambiguous
+// failures, DLQ routing with and without a record, signing. A ManualClock drives the backoff
+// sleeps; the store is a real SQLite store behind the fault-injecting FaultyStore.
+#include "publish/publisher.h"
+
+#include <gtest/gtest.h>
+
+#include <future>
+
+#include "publish/backoff.h"
+#include "secret/file_secret.h"
+#include "sign/signer.h"
+#include "sign/signing_key.h"
+#include "source/random_int_source.h"
+#include "store/sqlite_store.h"
+#include "testing/faulty_store.h"
+#include "testing/manual_clock.h"
+#include "testing/store_conformance.h"
+
+namespace metronome {
+namespace {
+
+using namespace std::chrono_literals;
+
+class FailingSource final : public Source {
+ public:
+  explicit FailingSource(Status status) : status_(std::move(status)) {}
+  Result<SourceValue> observe(const ObserveContext&) override {
+    ++calls;
+    return status_;
+  }
+  std::string describe() const override { return "failing"; }
+  int calls = 0;
+
+ private:
+  Status status_;
+};
+
+class PublisherTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SqliteStoreOptions o;
+    o.path = dir_.path() / "metronome.db";
+    o.dlq_path = dir_.path() / "metronome.dlq.db";
+    sqlite_ = std::move(*SqliteStore::open(o));
+    store_ = std::make_unique<testing::FaultyStore>(*sqlite_);
+    dlq_ = std::make_unique<DeadLetterQueue>(*store_, clock_);
+    publisher_ = std::make_unique<Publisher>(*store_, *dlq_, clock_);
+    feed_.id = FeedId("random_int");
+    feed_.schedule = Schedule::every(2000ms);
+    feed_.retries = 3;
+    feed_.source = std::make_unique<RandomIntSource>(0, 1000);
+  }
+
+  SlotJob job() {
+    SlotJob j;
+    j.execution = make_execution_id(feed_.id, slot_ - Millis(to_unix_ms(slot_) % 60000));
+    j.slot = slot_;
+    j.fired_at = WallTime(slot_) + 150us;
+    j.deadline = feed_.deadline_of(slot_);
+    return j;
+  }
+
+  // Runs publish_slot on another thread, moving the manual clock on whenever it sleeps.
+  SlotResult publish(const SlotJob& j) {
+    clock_.set(j.fired_at);
+    auto result = std::async(std::launch::async, [&] {
+      return publisher_->publish_slot(feed_, j, std::stop_token());
+    });
+    while (result.wait_for(1ms) != std::future_status::ready) {
+      if (clock_.sleepers() > 0) clock_.advance(1ms);
+    }
+    return result.get();
+  }
+
+  testing::TempDir dir_{"publisher"};
+  testing::ManualClock clock_{WallTime(std::chrono::seconds(1'795'000'000))};
+  SlotTime slot_ = std::chrono::floor<Millis>(WallTime(std::chrono::seconds(1'795'000'002)));
+  std::unique_ptr<SqliteStore> sqlite_;
+  std::unique_ptr<testing::FaultyStore> store_;
+  std::unique_ptr<DeadLetterQueue> dlq_;
+  std::unique_ptr<Publisher> publisher_;
+  FeedRuntime feed_;
+};
+
+TEST(Backoff, GrowsExponentiallyWithJitterAndIsCapped) {
+  BackoffPolicy p{20ms, 2.0, 1000ms};
+  EXPECT_EQ(backoff_delay(p, 1, 0.0), 10ms);
+  EXPECT_EQ(backoff_delay(p, 1, 0.999999), Nanos(19'999'990));
+  EXPECT_EQ(backoff_delay(p, 3, 0.0), 40ms);   // 80 ms step, half fixed
+  EXPECT_EQ(backoff_delay(p, 20, 0.0), 500ms);  // capped at max
+  EXPECT_LT(backoff_delay(p, 20, 0.99), 1000ms);
+  WallTime t(std::chrono::seconds(10));
+  EXPECT_TRUE(retry_fits(t, 10ms, 0ms, t + 11ms));
+  EXPECT_FALSE(retry_fits(t, 10ms, 0ms, t + 10ms));
+}
+
+TEST_F(PublisherTest, PublishesOneRecordWithItsRoundAndLateness) {
+  SlotResult r = publish(job());
+  ASSERT_EQ(r.slot.outcome, SlotOutcome::kPublished) << r.slot.error;
+  EXPECT_TRUE(r.inserted);
+  EXPECT_EQ(*r.slot.lateness_us, 150);
+  auto stored = sqlite_->get_value(feed_.id, slot_);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->round, to_unix_ms(slot_) / 2000);
+  EXPECT_EQ((*stored)->value, r.record->value);
+}
+
+TEST_F(PublisherTest, RetryableStoreErrorsAreRetriedAndTheSameValueIsStored) {
+  store_->fail_next_commits(2, Status::IOError("disk I/O error"));
+  SlotResult r = publish(job());
+  ASSERT_EQ(r.slot.outcome, SlotOutcome::kPublished) << r.slot.error;
+  EXPECT_EQ(r.slot.attempts, 3);
+  EXPECT_EQ((*sqlite_->get_value(feed_.id, slot_))->value, r.record->value);
+  EXPECT_EQ(*dlq_->depth(), 0);
+}
+
+TEST_F(PublisherTest, AmbiguousFailureAfterTheCommitLandedKeepsTheFirstValueOnce) {
+  store_->fail_next_commits_after_applying(1, Status::IOError("connection lost after commit"));
+  SlotResult r = publish(job());
+  ASSERT_EQ(r.slot.outcome, SlotOutcome::kPublished) << r.slot.error;
+  EXPECT_FALSE(r.inserted);  // the retry found the first attempt's value
+  auto values = sqlite_->list_values(ValueQuery{.feed = feed_.id, .limit = 10});
+  ASSERT_EQ(values->size(), 1u);
+  EXPECT_EQ(values->front().value, r.record->value);
+}
+
+TEST_F(PublisherTest, BackoffStaysInsideTheDeadlineThenTheSlotFailsIntoTheDlqWithItsRecord) {
+  feed_.retries = 100;  // the deadline, not the retry count, ends it
+  store_->fail_commits_always(Status::IOError("disk I/O error"));
+  SlotJob j = job();
+  SlotResult r = publish(j);
+  EXPECT_EQ(r.slot.outcome, SlotOutcome::kFailed);
+  EXPECT_EQ(r.slot.error.rfind("deadline_exceeded: ", 0), 0u) << r.slot.error;
+  EXPECT_LE(clock_.now(), j.deadline) << "a retry ran past the slot's deadline";
+  EXPECT_GT(r.slot.attempts, 3);
+  auto messages = dlq_->list();
+  ASSERT_EQ(messages->size(), 1u);
+  const DlqMessage& m = messages->front();
+  EXPECT_EQ(m.stage, "publish");
+  EXPECT_EQ(m.slot, slot_);
+  ASSERT_TRUE(m.record.has_value());
+  EXPECT_EQ(m.record->value, r.record->value);  // redrive delivers exactly the observed value
+  EXPECT_EQ(m.attempts, r.slot.attempts);
+  EXPECT_FALSE(r.outcome_persisted);
+  EXPECT_EQ(publisher_->pending_outcomes(), 1u);
+  // The store recovers: the next commit also records the failed outcome that was waiting.
+  store_->clear_faults();
+  EXPECT_EQ(publisher_->flush_pending(), 0u);
+}
+
+TEST_F(PublisherTest, RetriesStopAtTheConfiguredCount) {
+  feed_.retries = 2;
+  store_->fail_commits_always(Status::Unavailable("database is locked"));
+  SlotResult r = publish(job());
+  EXPECT_EQ(r.slot.outcome, SlotOutcome::kFailed);
+  EXPECT_EQ(store_->counts().commit_calls, 3 + 1);  // 3 attempts, then the failed outcome
+}
+
+TEST_F(PublisherTest, NonRetryableErrorFailsAtOnce) {
+  store_->fail_commits_always(Status::Internal("constraint failed"));
+  SlotResult r = publish(job());
+  EXPECT_EQ(r.slot.outcome, SlotOutcome::kFailed);
+  EXPECT_EQ(r.slot.attempts, 1);
+}
+
+TEST_F(PublisherTest, SourceFailureGoesToTheDlqWithoutARecord) {
+  auto source = std::make_unique<FailingSource>(Status::InvalidArgument("not a number: 'abc'"));
+  FailingSource* s = source.get();
+  feed_.source = std::move(source);
+  SlotResult r = publish(job());
+  EXPECT_EQ(r.slot.outcome, SlotOutcome::kFailed);
+  EXPECT_EQ(s->calls, 1);  // not retryable
+  EXPECT_FALSE(r.record.has_value());
+  auto messages = dlq_->list();
+  ASSERT_EQ(messages->size(), 1u);
+  EXPECT_EQ(messages->front().stage, "observe");
+  EXPECT_FALSE(messages->front().record.has_value());
+  EXPECT_NE(messages->front().error.find("failing"), std::string::npos);
+  EXPECT_FALSE(sqlite_->get_value(feed_.id, slot_)->has_value());
+}
+
+TEST_F(PublisherTest, SignedRecordsVerify) {
+  auto key_path = dir_.path() / "key";
+  auto key = generate_signing_key_hex();
+  ASSERT_TRUE(FileSecret::create(key_path, SecretValue(*key)).ok());
+  std::map<SecretName, SecretConfig> secrets{
+      {SecretName("k"), SecretConfig{SecretName("k"), key_path, std::nullopt}}};
+  auto registry = SecretRegistry::from_config(secrets);
+  ASSERT_TRUE(registry.ok());
+  auto signer = FeedSigner::create(feed_.id, SecretName("k"), *registry, 1);
+  ASSERT_TRUE(signer.ok()) << signer.status().ToString();
+  feed_.signer = std::move(*signer);
+  SlotJob j = job();
+  j.signer = feed_.signer->for_next_window();
+  SlotResult r = publish(j);
+  ASSERT_EQ(r.slot.outcome, SlotOutcome::kPublished) << r.slot.error;
+  auto stored = **sqlite_->get_value(feed_.id, slot_);
+  EXPECT_EQ(stored.signer, j.signer->address_text());
+  EXPECT_TRUE(verify_record(stored, ObservationDomain(1)).ok());
+}
+
+}  // namespace
+}  // namespace metronome
