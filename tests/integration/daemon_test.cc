@@ -167,6 +167,25 @@ TEST(Daemon, SigtermExitsZeroWithTheExecutionInterrupted) {
   EXPECT_EQ(interrupted, 1) << r.out;
 }
 
+TEST(Daemon, JsonLogsAreOneObjectPerLine) {
+  TempDir dir("jsonlog");
+  std::string config = config_100ms();
+  config.replace(config.find("log_level = \"info\""), 18, "log_format = \"json\"");
+  dir.write("metronome.toml", config);
+  write_secret(dir);
+  Daemon d(dir.path(), {"--config", "metronome.toml"});
+  d.start();
+  ASSERT_TRUE(d.wait_for_log("published feed=fast", 10s)) << d.log();
+  EXPECT_EQ(d.stop(SIGTERM), 0);
+  std::istringstream lines(d.log());
+  int n = 0;
+  for (std::string line; std::getline(lines, line); ++n) {
+    auto j = nlohmann::json::parse(line);  // throws (and fails the test) on a non-JSON line
+    EXPECT_TRUE(j.contains("time") && j.contains("level") && j.contains("msg")) << line;
+  }
+  EXPECT_GT(n, 3);
+}
+
 TEST(Daemon, BadConfigExitsTwoNamingFileLineAndKey) {
   TempDir dir("badconfig");
   dir.write("metronome.toml", "[[feeds]]\nid = \"x\"\nevery = \"2x\"\n");
