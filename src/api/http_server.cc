@@ -390,6 +390,12 @@ void ApiServer::Impl::configure() {
   server_.set_keep_alive_max_count(options_.keep_alive_max_count);
   server_.set_payload_max_length(options_.max_body);
   server_.set_tcp_nodelay(true);
+  // httplib's default also sets SO_REUSEPORT, which would let a second daemon bind the same
+  // port and silently share the traffic; a busy port must be an error instead.
+  server_.set_socket_options([](int sock) {
+    int yes = 1;
+    (void)setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   server_.set_default_headers({{"Cache-Control", "no-store"}});
 
   auto handler = [this](const Request& req, Response& res) { route(req, res); };
