@@ -245,6 +245,24 @@ int cmd_dlq(const Common& common, const DlqArgs& args) {
   return kExitOk;
 }
 
+int cmd_backup(const Common& common, const std::string& out) {
+  auto config = load(common);
+  if (!config.ok()) return fail(config.status(), kExitUsage);
+  std::filesystem::path values_out = out;
+  std::filesystem::path dlq_out = values_out;
+  if (values_out.extension() == ".db") {
+    dlq_out.replace_extension(".dlq.db");
+  } else {
+    dlq_out += ".dlq.db";
+  }
+  auto store = open_store(*config, true);
+  if (!store.ok()) return fail(store.status(), kExitRuntime);
+  Status st = (*store)->backup(values_out, dlq_out);
+  if (!st.ok()) return fail(st, st.code() == Status::Code::kAlreadyExists ? kExitUsage : kExitRuntime);
+  std::printf("%s\n%s\n", values_out.c_str(), dlq_out.c_str());
+  return kExitOk;
+}
+
 int cmd_keygen(const std::string& out) {
   auto key = generate_signing_key_hex();
   if (!key.ok()) return fail(key.status(), kExitRuntime);
@@ -376,6 +394,13 @@ int run_cli(int argc, char** argv) {
   dlq_purge->add_option("id", dlq_args.id, "Message id");
   dlq_purge->add_flag("--all", dlq_args.all, "Every message");
 
+  std::string backup_out;
+  auto* backup = app.add_subcommand(
+      "backup", "Copy the databases (values and DLQ) while the daemon runs, each consistent");
+  backup->add_option("--out", backup_out,
+                     "Values database copy (the DLQ copy goes beside it as *.dlq.db)")
+      ->required();
+
   std::string keygen_out;
   auto* keygen = app.add_subcommand(
       "keygen", "Write a new secp256k1 signing key (hex, mode 0600) and print its address");
@@ -421,6 +446,7 @@ int run_cli(int argc, char** argv) {
   }
   if (check->parsed()) return cmd_config_check(common);
   if (keygen->parsed()) return cmd_keygen(keygen_out);
+  if (backup->parsed()) return cmd_backup(common, backup_out);
   if (verify->parsed()) return cmd_verify(common, verify_args);
   return kExitUsage;
 }

@@ -1,6 +1,7 @@
 #include "app/daemon.h"
 
 #include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
 
 #include <condition_variable>
 #include <filesystem>
@@ -99,8 +100,17 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
       std::make_unique<Publisher>(*parts->store, *parts->dlq, clock);
   parts->alarms = std::make_unique<AlarmManager>(*parts->store, clock, config.alarms,
                                                  make_alarm_actions(config.alarms, clock));
+  SchedulerOptions options;
+  // systemd's watchdog (WatchdogSec=): the timer thread pings it at half the interval, so a
+  // stuck timer gets the service restarted. Not under systemd: no heartbeat.
+  uint64_t watchdog_usec = 0;
+  if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
+    options.heartbeat_period = std::chrono::microseconds(watchdog_usec / 2);
+    options.heartbeat = [] { sd_notify(0, "WATCHDOG=1"); };
+    spdlog::info("systemd watchdog every {} ms", watchdog_usec / 1000);
+  }
   parts->scheduler = std::make_unique<Scheduler>(clock, *parts->store, *parts->dlq,
-                                                 *parts->publisher, runtimes);
+                                                 *parts->publisher, runtimes, options);
   AlarmManager* alarms = parts->alarms.get();
   parts->dlq->set_on_change([alarms] { alarms->poke(); });
   parts->publisher->set_on_outcome([alarms](SlotOutcome o) {
@@ -118,6 +128,8 @@ Status Daemon::run(std::stop_token stop) {
   METRONOME_RETURN_IF_ERROR(p.scheduler->start());
   p.alarms->start();
   p.alarms->poke();  // missed slots recorded by recovery
+  // Every feed's first execution is planned: tell systemd (Type=notify) we are ready.
+  sd_notify(0, "READY=1\nSTATUS=publishing");
   spdlog::info("metronome running");
 
   std::mutex mu;
@@ -125,6 +137,7 @@ Status Daemon::run(std::stop_token stop) {
   std::unique_lock lock(mu);
   cv.wait(lock, stop, [] { return false; });
 
+  sd_notify(0, "STOPPING=1");
   spdlog::info("stopping: no new slots; waiting for slots in flight");
   p.scheduler->stop();
   (void)p.alarms->evaluate_once();

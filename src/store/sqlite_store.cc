@@ -916,6 +916,56 @@ Status SqliteStore::put_alarm_state(const AlarmState& state) {
   });
 }
 
+// ---- backup ----
+
+namespace {
+
+// Copies the database behind `c` into a new file `out` with SQLite's online backup API, in one
+// step: the copy is one consistent snapshot (a read transaction), taken while other connections
+// keep writing (WAL).
+Status backup_one(Connection& c, const std::filesystem::path& out) {
+  if (std::filesystem::exists(out)) {
+    return Status::AlreadyExists(
+        fmt::format("backup {}: the file exists; it is never overwritten", out.string()));
+  }
+  if (out.has_parent_path()) {
+    std::error_code ec;
+    std::filesystem::create_directories(out.parent_path(), ec);
+    if (ec) {
+      return Status::IOError(
+          fmt::format("backup {}: cannot create its folder: {}", out.string(), ec.message()));
+    }
+  }
+  return c.run([&]() -> Status {
+    sqlite3* dest = nullptr;
+    int rc = sqlite3_open_v2(out.c_str(), &dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                             nullptr);
+    auto fail = [&](const char* what) {
+      std::string msg = dest ? sqlite3_errmsg(dest) : "out of memory";
+      sqlite3_close(dest);
+      std::filesystem::remove(out);
+      return Status::IOError(fmt::format("backup {} -> {}: {}: {}", c.path().string(),
+                                         out.string(), what, msg));
+    };
+    if (rc != SQLITE_OK) return fail("open");
+    sqlite3_backup* b = sqlite3_backup_init(dest, "main", c.db().getHandle(), "main");
+    if (b == nullptr) return fail("backup_init");
+    rc = sqlite3_backup_step(b, -1);
+    sqlite3_backup_finish(b);
+    if (rc != SQLITE_DONE) return fail("backup_step");
+    if (sqlite3_close(dest) != SQLITE_OK) return fail("close");
+    return Status::Ok();
+  });
+}
+
+}  // namespace
+
+Status SqliteStore::backup(const std::filesystem::path& values_out,
+                           const std::filesystem::path& dlq_out) {
+  METRONOME_RETURN_IF_ERROR(backup_one(*impl_->values, values_out));
+  return backup_one(*impl_->dlq, dlq_out);
+}
+
 // ---- health ----
 
 Status SqliteStore::ping() {

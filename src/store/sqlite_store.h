@@ -60,6 +60,10 @@ class SqliteStore final : public Store {
 
   Status ping() override;
 
+  // Online backup of both files (values, DLQ) into new files, each one consistent snapshot,
+  // while the daemon keeps writing. AlreadyExists if an output file exists.
+  Status backup(const std::filesystem::path& values_out, const std::filesystem::path& dlq_out);
+
  private:
   struct Impl;
   explicit SqliteStore(std::unique_ptr<Impl> impl);

@@ -383,14 +383,28 @@ void Scheduler::push_next_entry(const std::shared_ptr<ExecState>& exec, size_t i
 }
 
 void Scheduler::timer_loop(std::stop_token stop) {
+  const bool heartbeat = options_.heartbeat && options_.heartbeat_period > Nanos(0);
+  MonoTime next_heartbeat = clock_.monotonic_now();
   while (!stop.stop_requested()) {
+    if (heartbeat && clock_.monotonic_now() >= next_heartbeat) {
+      options_.heartbeat();
+      next_heartbeat = clock_.monotonic_now() + options_.heartbeat_period;
+    }
     WallTime due;
     std::stop_source interrupt;
     {
       std::unique_lock lock(mu_);
-      heap_cv_.wait(lock, stop, [&] { return !heap_.empty(); });
+      if (!heartbeat) heap_cv_.wait(lock, stop, [&] { return !heap_.empty(); });
       if (stop.stop_requested()) return;
-      due = heap_.top().due;
+      // The heartbeat is measured on the monotonic clock; the sleep is to a wall time, so the
+      // next heartbeat is placed on the wall clock relative to now.
+      WallTime heartbeat_due = clock_.now() + (next_heartbeat - clock_.monotonic_now());
+      if (heap_.empty()) {
+        due = heartbeat_due;
+      } else {
+        due = heap_.top().due;
+        if (heartbeat && heartbeat_due < due) due = heartbeat_due;
+      }
       sleep_interrupt_ = interrupt;
       sleeping_until_ = due;
     }

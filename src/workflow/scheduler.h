@@ -28,6 +28,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -51,6 +52,10 @@ struct SchedulerOptions {
   // Upper bound on the missed slots recorded for windows that passed while the daemon was down;
   // beyond it the gap is logged (with its size) but not itemised.
   size_t max_gap_slots = 100'000;
+  // Called from the timer thread at least every heartbeat_period (e.g. the systemd watchdog), so
+  // a stuck timer thread is noticed. Zero: no heartbeat. The callback must not block.
+  Nanos heartbeat_period{0};
+  std::function<void()> heartbeat;
 };
 
 class Scheduler {

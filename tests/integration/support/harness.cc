@@ -127,8 +127,9 @@ std::string TempDir::read(const std::string& name) const {
   return s.str();
 }
 
-Daemon::Daemon(const std::filesystem::path& cwd, std::vector<std::string> args)
-    : cwd_(cwd), args_(std::move(args)), log_path_(cwd / "daemon.log") {}
+Daemon::Daemon(const std::filesystem::path& cwd, std::vector<std::string> args,
+               std::vector<std::pair<std::string, std::string>> env)
+    : cwd_(cwd), args_(std::move(args)), env_(std::move(env)), log_path_(cwd / "daemon.log") {}
 
 Daemon::~Daemon() {
   if (pid_ > 0) {
@@ -144,6 +145,7 @@ void Daemon::start() {
   pid_ = fork();
   if (pid_ == 0) {
     if (chdir(cwd_.c_str()) != 0) _exit(127);
+    for (const auto& [k, v] : env_) setenv(k.c_str(), v.c_str(), 1);
     int log = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     int devnull = open("/dev/null", O_RDONLY);
     dup2(devnull, 0);

@@ -47,7 +47,8 @@ class TempDir {
 // `metronome run` as a child process; stderr goes to a log file in the temp dir.
 class Daemon {
  public:
-  Daemon(const std::filesystem::path& cwd, std::vector<std::string> args);
+  Daemon(const std::filesystem::path& cwd, std::vector<std::string> args,
+         std::vector<std::pair<std::string, std::string>> env = {});
   ~Daemon();  // SIGKILL if still running
 
   void start();
@@ -62,6 +63,7 @@ class Daemon {
  private:
   std::filesystem::path cwd_;
   std::vector<std::string> args_;
+  std::vector<std::pair<std::string, std::string>> env_;
   std::filesystem::path log_path_;
   pid_t pid_ = -1;
   int starts_ = 0;
