@@ -2,12 +2,13 @@
 #   make run    install what is missing, build, start the daemon on its embedded default
 #   make test   install what is missing (incl. test tools), build, run all tests, then again under ASan+UBSan
 #   make bench  build and run the benchmarks (JSON on stdout)
+#   make deb    build the Debian package (RelWithDebInfo) and print its path
 JOBS ?= $(shell nproc)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 CMAKE_FLAGS ?=
 
-.PHONY: all setup setup-test build build-asan run test test-release test-asan bench format clean
+.PHONY: all setup setup-test build build-asan run test test-release test-asan bench deb format clean
 
 all: build
 
@@ -22,7 +23,7 @@ build: setup
 	@cmake --build $(BUILD) -j $(JOBS)
 
 build-asan: setup-test
-	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMETRONOME_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMETRONOME_SANITIZE=ON -DMETRONOME_BENCH=OFF $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 run: build
@@ -38,8 +39,19 @@ test-asan: build-asan
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS) --timeout 900
 
+# Each benchmark prints one JSON object (defaults: lateness 100 s, nanosleep_baseline 100 s, scale
+# 60 s, footprint FOOTPRINT_SECONDS); docs/performance.md has the figures and the commands.
+FOOTPRINT_SECONDS ?= 300
 bench: build
-	@for b in $(BUILD)/bench/*; do [ -x "$$b" ] && "$$b"; done
+	@for b in $(BUILD)/bench/*; do if [ -f "$$b" ] && [ -x "$$b" ]; then "$$b" || exit 1; fi; done
+	@METRONOME_BIN=$(BUILD)/src/metronome bench/footprint.sh --seconds $(FOOTPRINT_SECONDS)
+
+# cpack needs dpkg-dev (dpkg-shlibdeps), which the test set-up installs.
+deb: setup-test
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	@cd $(BUILD) && { cpack -G DEB >cpack.log 2>&1 || { cat cpack.log; exit 1; }; }
+	@sed -n 's/^CPack: - package: \(.*\.deb\) generated\.$$/\1/p' $(BUILD)/cpack.log
 
 format:
 	@find src tests bench -name '*.h' -o -name '*.cc' | xargs clang-format -i

@@ -10,9 +10,12 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libsecp256k1-dev libcrypto++-dev libcpp-httplib-dev prometheus-cpp-dev
   libpqxx-dev libsystemd-dev e2fsprogs
+  help2man  # every configure: packaging/ generates the man page
 )
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(nodejs npm wrk)
+  # packaging tests: dpkg-dev (dpkg-shlibdeps for cpack), systemd (systemd-analyze),
+  # prometheus (promtool for the alert rules), python3-yaml (their fallback check)
+  packages+=(nodejs npm wrk dpkg-dev systemd prometheus python3-yaml)
 fi
 
 missing=()

@@ -39,7 +39,8 @@ constexpr int kDlqMaxLimit = 1000;
 class NicedThreadPool final : public httplib::TaskQueue {
  public:
   explicit NicedThreadPool(size_t threads) {
-    for (size_t i = 0; i < std::max<size_t>(threads, 1); ++i) threads_.emplace_back([this] { run(); });
+    for (size_t i = 0; i < std::max<size_t>(threads, 1); ++i)
+      threads_.emplace_back([this] { run(); });
   }
   ~NicedThreadPool() override { shutdown(); }
 
@@ -92,19 +93,32 @@ class NicedThreadPool final : public httplib::TaskQueue {
 
 std::string_view error_kind(int status) {
   switch (status) {
-    case 400: return "bad_request";
-    case 401: return "unauthorized";
-    case 403: return "forbidden";
-    case 404: return "not_found";
-    case 405: return "method_not_allowed";
-    case 408: return "request_timeout";
-    case 409: return "conflict";
-    case 413: return "payload_too_large";
-    case 414: return "uri_too_long";
-    case 416: return "range_not_satisfiable";
-    case 500: return "internal";
-    case 503: return "unavailable";
-    default: return status >= 500 ? "internal" : "bad_request";
+    case 400:
+      return "bad_request";
+    case 401:
+      return "unauthorized";
+    case 403:
+      return "forbidden";
+    case 404:
+      return "not_found";
+    case 405:
+      return "method_not_allowed";
+    case 408:
+      return "request_timeout";
+    case 409:
+      return "conflict";
+    case 413:
+      return "payload_too_large";
+    case 414:
+      return "uri_too_long";
+    case 416:
+      return "range_not_satisfiable";
+    case 500:
+      return "internal";
+    case 503:
+      return "unavailable";
+    default:
+      return status >= 500 ? "internal" : "bad_request";
   }
 }
 
@@ -125,12 +139,20 @@ void send_error(Response& res, int status, std::string_view detail) {
 // A store or DLQ error as an HTTP answer. Status messages name things, never secret values.
 void send_status(Response& res, const Status& status) {
   switch (status.code()) {
-    case Status::Code::kNotFound: send_error(res, 404, status.message()); return;
-    case Status::Code::kInvalidArgument: send_error(res, 400, status.message()); return;
+    case Status::Code::kNotFound:
+      send_error(res, 404, status.message());
+      return;
+    case Status::Code::kInvalidArgument:
+      send_error(res, 400, status.message());
+      return;
     case Status::Code::kIOError:
     case Status::Code::kUnavailable:
-    case Status::Code::kDeadlineExceeded: send_error(res, 503, status.ToString()); return;
-    default: send_error(res, 500, status.ToString()); return;
+    case Status::Code::kDeadlineExceeded:
+      send_error(res, 503, status.ToString());
+      return;
+    default:
+      send_error(res, 500, status.ToString());
+      return;
   }
 }
 
@@ -178,7 +200,9 @@ std::optional<std::string> base64url_decode(std::string_view in) {
 }
 
 // The opaque paging cursor: base64url of the decimal slot (or window start) in unix ms.
-std::string make_cursor(SlotTime t) { return base64url_encode(std::to_string(to_unix_ms(t))); }
+std::string make_cursor(SlotTime t) {
+  return base64url_encode(std::to_string(to_unix_ms(t)));
+}
 
 // The query parameters of one request, checked: unknown or repeated parameters are errors.
 class Params {
@@ -246,8 +270,19 @@ class Params {
 };
 
 enum class Route {
-  kFeeds, kLatest, kValues, kRound, kExecutions, kExecution, kDlq, kDlqMessage, kRedrive,
-  kAlarms, kHealthz, kReadyz, kMetrics,
+  kFeeds,
+  kLatest,
+  kValues,
+  kRound,
+  kExecutions,
+  kExecution,
+  kDlq,
+  kDlqMessage,
+  kRedrive,
+  kAlarms,
+  kHealthz,
+  kReadyz,
+  kMetrics,
 };
 
 struct Matched {
@@ -262,7 +297,8 @@ std::vector<std::string> split_path(const std::string& path) {
   size_t start = 1;
   while (true) {
     size_t slash = path.find('/', start);
-    out.push_back(path.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
+    out.push_back(
+        path.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
     if (slash == std::string::npos) break;
     start = slash + 1;
   }
@@ -407,19 +443,26 @@ void ApiServer::Impl::configure() {
   server_.Options(".*", handler);
 
   // Answers httplib's own errors (malformed request, 413, 414, unknown method) as JSON too.
-  server_.set_error_handler(httplib::Server::HandlerWithResponse(
-      [](const Request&, Response& res) {
-        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-        std::string detail;
-        switch (res.status) {
-          case 413: detail = "request body too large"; break;
-          case 414: detail = "request target too long"; break;
-          case 400: detail = "malformed request"; break;
-          default: detail = std::string(error_kind(res.status)); break;
-        }
-        send_error(res, res.status, detail);
-        return httplib::Server::HandlerResponse::Handled;
-      }));
+  server_.set_error_handler(httplib::Server::HandlerWithResponse([](const Request&, Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    std::string detail;
+    switch (res.status) {
+      case 413:
+        detail = "request body too large";
+        break;
+      case 414:
+        detail = "request target too long";
+        break;
+      case 400:
+        detail = "malformed request";
+        break;
+      default:
+        detail = std::string(error_kind(res.status));
+        break;
+    }
+    send_error(res, res.status, detail);
+    return httplib::Server::HandlerResponse::Handled;
+  }));
   server_.set_exception_handler([](const Request& req, Response& res, std::exception_ptr ep) {
     std::string what = "unknown exception";
     try {
@@ -450,8 +493,8 @@ void ApiServer::Impl::route(const Request& req, Response& res) {
   }
   if (!method_allowed(req.method, m->allow)) {
     res.set_header("Allow", std::string(m->allow));
-    send_error(res, 405, fmt::format("{} does not answer {} (allowed: {})", req.path, req.method,
-                                     m->allow));
+    send_error(res, 405,
+               fmt::format("{} does not answer {} (allowed: {})", req.path, req.method, m->allow));
     return;
   }
   handle(*m, req, res);
@@ -468,9 +511,15 @@ void ApiServer::Impl::handle(const Matched& m, const Request& req, Response& res
     case Route::kHealthz:
       send_json(res, 200, Json{{"status", "ok"}, {"version", deps_.version}});
       return;
-    case Route::kReadyz: readyz(req, res); return;
-    case Route::kMetrics: metrics(req, res); return;
-    case Route::kFeeds: feeds(req, res); return;
+    case Route::kReadyz:
+      readyz(req, res);
+      return;
+    case Route::kMetrics:
+      metrics(req, res);
+      return;
+    case Route::kFeeds:
+      feeds(req, res);
+      return;
     case Route::kLatest:
       if (auto f = known_feed(m.args[0])) latest(*f, req, res);
       return;
@@ -480,9 +529,15 @@ void ApiServer::Impl::handle(const Matched& m, const Request& req, Response& res
     case Route::kRound:
       if (auto f = known_feed(m.args[0])) round(*f, m.args[1], req, res);
       return;
-    case Route::kExecutions: executions(req, res); return;
-    case Route::kExecution: execution(m.args[0], req, res); return;
-    case Route::kDlq: dlq(req, res); return;
+    case Route::kExecutions:
+      executions(req, res);
+      return;
+    case Route::kExecution:
+      execution(m.args[0], req, res);
+      return;
+    case Route::kDlq:
+      dlq(req, res);
+      return;
     case Route::kDlqMessage:
       if (req.method == "DELETE") {
         if (authorize(req, res)) purge(m.args[0], req, res);
@@ -493,7 +548,9 @@ void ApiServer::Impl::handle(const Matched& m, const Request& req, Response& res
     case Route::kRedrive:
       if (authorize(req, res)) redrive(m.args[0], req, res);
       return;
-    case Route::kAlarms: alarms(req, res); return;
+    case Route::kAlarms:
+      alarms(req, res);
+      return;
   }
 }
 
@@ -617,8 +674,8 @@ void ApiServer::Impl::values(const FeedId& feed, const Request& req, Response& r
   send_json(res, 200, Json{{"values", std::move(list)}, {"next_cursor", std::move(next)}});
 }
 
-void ApiServer::Impl::round(const FeedId& feed, const std::string& round_text,
-                            const Request& req, Response& res) {
+void ApiServer::Impl::round(const FeedId& feed, const std::string& round_text, const Request& req,
+                            Response& res) {
   auto params = Params::of(req, {});
   if (!params.ok()) return send_error(res, 400, params.status().message());
   auto round = parse_int(round_text);
@@ -832,7 +889,9 @@ void ApiServer::Impl::metrics(const Request& req, Response& res) {
 ApiServer::ApiServer(ApiDeps deps, ApiOptions options)
     : impl_(std::make_unique<Impl>(std::move(deps), options)) {}
 
-ApiServer::~ApiServer() { stop(); }
+ApiServer::~ApiServer() {
+  stop();
+}
 
 Status ApiServer::start(const std::string& listen) {
   auto colon = listen.rfind(':');

@@ -7,9 +7,10 @@
 // (its own store handle) for redrive and purge. Its threads run at a lower scheduling priority
 // (nice +5) than the slot path.
 //
-// Requests are served by a fixed pool of threads, one connection at a time per thread; read and
-// write timeouts bound how long a stalled client holds one, and keep-alive connections are
-// closed after `keep_alive_max_count` requests or `keep_alive_timeout` idle.
+// Requests are served by a fixed pool of threads, one connection at a time per thread. A stalled
+// client holds a thread at most read_timeout (its request is then answered 400) plus
+// keep_alive_timeout (idle keep-alive); keep-alive connections are also closed after
+// keep_alive_max_count requests.
 //
 // Errors are JSON {"error": "<kind>", "detail": "<what>"}: 400 bad parameter (named), 401/403,
 // 404, 405 (with Allow), 409, 413 (body over max_body), 414 (target over max_uri), 500, 503.
@@ -39,11 +40,11 @@
 namespace metronome {
 
 struct ApiDeps {
-  Store& store;            // reads; give it its own (read-only) connection
-  DeadLetterQueue& dlq;    // redrive and purge
+  Store& store;          // reads; give it its own (read-only) connection
+  DeadLetterQueue& dlq;  // redrive and purge
   const StatusBoard& board;
   Metrics& metrics;
-  Clock& clock;            // readiness: is a feed's last outcome overdue?
+  Clock& clock;  // readiness: is a feed's last outcome overdue?
   // Reads the admin token for POST/DELETE; empty function: mutating endpoints answer 403.
   std::function<Result<SecretValue>()> admin_token;
   std::string version;
@@ -55,7 +56,7 @@ struct ApiOptions {
   size_t threads = 8;
   std::chrono::milliseconds read_timeout{5000};
   std::chrono::milliseconds write_timeout{5000};
-  std::chrono::seconds keep_alive_timeout{5};
+  std::chrono::seconds keep_alive_timeout{2};
   size_t keep_alive_max_count = 1000;
   size_t max_body = 64 * 1024;  // larger bodies: 413
   size_t max_uri = 8 * 1024;    // longer request targets: 414

@@ -18,7 +18,9 @@ namespace {
 constexpr SlotOutcome kReportedOutcomes[] = {SlotOutcome::kPublished, SlotOutcome::kFailed,
                                              SlotOutcome::kMissed, SlotOutcome::kSkipped};
 
-double seconds(Nanos d) { return std::chrono::duration<double>(d).count(); }
+double seconds(Nanos d) {
+  return std::chrono::duration<double>(d).count();
+}
 
 }  // namespace
 
@@ -45,8 +47,7 @@ prometheus::ClientMetric AtomicHistogram::collect(
     cumulative += counts_[i].load(std::memory_order_relaxed);
     prometheus::ClientMetric::Bucket bucket;
     bucket.cumulative_count = cumulative;
-    bucket.upper_bound =
-        i < bounds_.size() ? bounds_[i] : std::numeric_limits<double>::infinity();
+    bucket.upper_bound = i < bounds_.size() ? bounds_[i] : std::numeric_limits<double>::infinity();
     metric.histogram.bucket.push_back(bucket);
   }
   metric.histogram.sample_count = cumulative;
@@ -122,7 +123,9 @@ void Metrics::on_slot(const FeedId& feed, SlotOutcome outcome, std::optional<Nan
   if (publish_latency) m.publish_latency->observe(seconds(std::max(*publish_latency, Nanos(0))));
 }
 
-void Metrics::set_dlq_depth(int64_t depth) { dlq_depth_.Set(static_cast<double>(depth)); }
+void Metrics::set_dlq_depth(int64_t depth) {
+  dlq_depth_.Set(static_cast<double>(depth));
+}
 
 void Metrics::set_alarm_state(const std::string& alarm, AlarmStatus status) {
   prometheus::Gauge* gauge = nullptr;
@@ -135,20 +138,20 @@ void Metrics::set_alarm_state(const std::string& alarm, AlarmStatus status) {
   gauge->Set(status == AlarmStatus::kAlarm ? 1 : 0);
 }
 
-void Metrics::on_clock_step() { clock_steps_.Increment(); }
+void Metrics::on_clock_step() {
+  clock_steps_.Increment();
+}
 
 std::string Metrics::serialize() const {
   std::vector<prometheus::MetricFamily> families = registry_->Collect();
-  prometheus::MetricFamily lateness{
-      .name = "metronome_slot_fire_lateness_seconds",
-      .help = "How long after its slot time each slot was fired.",
-      .type = prometheus::MetricType::Histogram,
-      .metric = {}};
-  prometheus::MetricFamily latency{
-      .name = "metronome_publish_latency_seconds",
-      .help = "From slot time to the durable commit of its value.",
-      .type = prometheus::MetricType::Histogram,
-      .metric = {}};
+  prometheus::MetricFamily lateness{.name = "metronome_slot_fire_lateness_seconds",
+                                    .help = "How long after its slot time each slot was fired.",
+                                    .type = prometheus::MetricType::Histogram,
+                                    .metric = {}};
+  prometheus::MetricFamily latency{.name = "metronome_publish_latency_seconds",
+                                   .help = "From slot time to the durable commit of its value.",
+                                   .type = prometheus::MetricType::Histogram,
+                                   .metric = {}};
   auto add = [&](const FeedId& id, const FeedMetrics& m) {
     lateness.metric.push_back(m.fire_lateness->collect({{"feed", id.str()}}));
     latency.metric.push_back(m.publish_latency->collect({{"feed", id.str()}}));

@@ -56,11 +56,12 @@ class AtomicHistogram {
   explicit AtomicHistogram(std::span<const double> bounds);
   void observe(double value);
   // With `labels`, as prometheus-cpp's Histogram::Collect() would produce it.
-  prometheus::ClientMetric collect(const std::vector<std::pair<std::string, std::string>>& labels) const;
+  prometheus::ClientMetric collect(
+      const std::vector<std::pair<std::string, std::string>>& labels) const;
 
  private:
-  std::vector<double> bounds_;                          // ascending upper bounds
-  std::unique_ptr<std::atomic<uint64_t>[]> counts_;     // per bucket, not cumulative; +Inf last
+  std::vector<double> bounds_;                       // ascending upper bounds
+  std::unique_ptr<std::atomic<uint64_t>[]> counts_;  // per bucket, not cumulative; +Inf last
   std::atomic<double> sum_{0};
 };
 
@@ -68,7 +69,7 @@ class Metrics {
  public:
   // The bucket upper bounds of both histograms, in seconds: 10 µs … 1 s.
   static constexpr std::array<double, 16> kBuckets = {
-      10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3,
+      10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3,   2.5e-3,
       5e-3,  10e-3, 25e-3, 50e-3,  100e-3, 250e-3, 500e-3, 1};
 
   explicit Metrics(std::string_view version);
@@ -109,8 +110,8 @@ class Metrics {
   std::vector<FeedId> feed_order_;
 
   mutable std::mutex late_mu_;  // feeds not given to set_feeds(), and alarm gauges
-  std::map<FeedId, std::unique_ptr<FeedMetrics>> late_feeds_;    // guarded by late_mu_
-  std::map<std::string, prometheus::Gauge*> alarm_gauges_;       // guarded by late_mu_
+  std::map<FeedId, std::unique_ptr<FeedMetrics>> late_feeds_;  // guarded by late_mu_
+  std::map<std::string, prometheus::Gauge*> alarm_gauges_;     // guarded by late_mu_
 };
 
 }  // namespace metronome

@@ -7,8 +7,8 @@ namespace {
 
 // Replaces `slot` by `next` unless it holds a snapshot for a later slot than `next` does.
 template <typename T, typename SlotOf>
-void store_if_not_older(std::atomic<std::shared_ptr<const T>>& slot,
-                        std::shared_ptr<const T> next, SlotOf slot_of) {
+void store_if_not_older(std::atomic<std::shared_ptr<const T>>& slot, std::shared_ptr<const T> next,
+                        SlotOf slot_of) {
   auto current = slot.load();
   while (!current || slot_of(*current) <= slot_of(*next)) {
     if (slot.compare_exchange_weak(current, next)) return;
@@ -104,7 +104,9 @@ void StatusBoard::set_store_reachable(bool reachable, std::string reason) {
   store_.store(std::make_shared<const StoreStatus>(StoreStatus{reachable, std::move(reason)}));
 }
 
-bool StatusBoard::has_feed(const FeedId& feed) const { return cell(feed) != nullptr; }
+bool StatusBoard::has_feed(const FeedId& feed) const {
+  return cell(feed) != nullptr;
+}
 
 FeedSnapshot StatusBoard::snapshot_of(const Cell& c) {
   return FeedSnapshot{
@@ -134,6 +136,8 @@ std::shared_ptr<const ClockStepStatus> StatusBoard::clock_step() const {
   return clock_step_.load();
 }
 
-std::shared_ptr<const StoreStatus> StatusBoard::store_status() const { return store_.load(); }
+std::shared_ptr<const StoreStatus> StatusBoard::store_status() const {
+  return store_.load();
+}
 
 }  // namespace metronome

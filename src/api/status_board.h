@@ -57,8 +57,8 @@ struct SlotStatus {
 
 struct ClockStepStatus {
   bool unresolved = false;
-  WallTime at;     // when the last step was noticed
-  Nanos step{0};   // how far the wall clock moved against the monotonic clock
+  WallTime at;    // when the last step was noticed
+  Nanos step{0};  // how far the wall clock moved against the monotonic clock
   uint64_t total = 0;
 };
 

@@ -13,7 +13,8 @@ std::string table(const std::vector<std::string>& header,
   std::vector<size_t> width(header.size());
   for (size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
   for (const auto& r : rows) {
-    for (size_t i = 0; i < r.size() && i < width.size(); ++i) width[i] = std::max(width[i], r[i].size());
+    for (size_t i = 0; i < r.size() && i < width.size(); ++i)
+      width[i] = std::max(width[i], r[i].size());
   }
   std::string out;
   auto line = [&](const std::vector<std::string>& cells) {
@@ -178,14 +179,12 @@ std::string executions_table(const std::vector<Execution>& executions) {
   for (const auto& e : executions) {
     int counts[5] = {0, 0, 0, 0, 0};
     for (const auto& s : e.slots) ++counts[static_cast<int>(s.outcome)];
-    rows.push_back({e.id.str(), std::string(to_string(e.state)),
-                    std::to_string(e.slots.size()), std::to_string(counts[1]),
-                    std::to_string(counts[2]), std::to_string(counts[3]),
+    rows.push_back({e.id.str(), std::string(to_string(e.state)), std::to_string(e.slots.size()),
+                    std::to_string(counts[1]), std::to_string(counts[2]), std::to_string(counts[3]),
                     std::to_string(counts[4]), std::to_string(counts[0])});
   }
-  return table({"EXECUTION", "STATE", "SLOTS", "PUBLISHED", "FAILED", "MISSED", "SKIPPED",
-                "PLANNED"},
-               rows);
+  return table(
+      {"EXECUTION", "STATE", "SLOTS", "PUBLISHED", "FAILED", "MISSED", "SKIPPED", "PLANNED"}, rows);
 }
 
 std::string dlq_table(const std::vector<DlqMessage>& messages) {
