@@ -27,7 +27,7 @@ build-asan: setup-test
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 run: build
-	./$(BUILD)/metronome run $(ARGS)
+	./$(BUILD)/src/metronome run $(ARGS)
 
 test: setup-test test-release test-asan
 

@@ -7,6 +7,10 @@
 #include <filesystem>
 #include <mutex>
 
+#include "api/http_server.h"
+#include "api/metrics.h"
+#include "api/slot_reporter.h"
+#include "api/status_board.h"
 #include "dlq/alarms.h"
 #include "dlq/dead_letter_queue.h"
 #include "publish/publisher.h"
@@ -35,7 +39,13 @@ std::unique_ptr<Source> make_source(const SourceConfig& config) {
 
 struct Daemon::Parts {
   Clock* clock = nullptr;
+  std::string listen;
   std::unique_ptr<SqliteStore> store;
+  std::unique_ptr<SqliteStore> api_store;  // the API's own read-only connection
+  std::unique_ptr<StatusBoard> board;
+  std::unique_ptr<Metrics> metrics;
+  std::unique_ptr<SlotReporter> reporter;
+  std::unique_ptr<ApiServer> api;
   std::unique_ptr<SecretRegistry> secrets;
   std::vector<std::unique_ptr<FeedRuntime>> feeds;
   std::unique_ptr<DeadLetterQueue> dlq;
@@ -95,6 +105,29 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
     parts->feeds.push_back(std::move(rt));
   }
 
+  // The API reads through its own read-only connection, so HTTP never waits on the writer.
+  store_options.read_only = true;
+  METRONOME_ASSIGN_OR_RETURN(parts->api_store, SqliteStore::open(store_options));
+  parts->board = std::make_unique<StatusBoard>();
+  parts->metrics = std::make_unique<Metrics>(METRONOME_VERSION);
+  parts->reporter = std::make_unique<SlotReporter>(*parts->board, *parts->metrics);
+  {
+    std::vector<FeedSummary> summaries;
+    std::vector<FeedId> ids;
+    for (size_t i = 0; i < config.feeds.size(); ++i) {
+      summaries.push_back(
+          summarize_feed(config.feeds[i], parts->feeds[i]->source->describe()));
+      ids.push_back(config.feeds[i].id);
+    }
+    parts->board->set_feeds(std::move(summaries));
+    // The latest value survives a restart: seed the snapshots from the store.
+    for (size_t i = 0; i < config.feeds.size(); ++i) {
+      auto latest = parts->store->latest_value(config.feeds[i].id);
+      if (latest.ok() && *latest) parts->board->on_published(**latest);
+    }
+    parts->metrics->set_feeds(ids);
+  }
+
   parts->dlq = std::make_unique<DeadLetterQueue>(*parts->store, clock);
   parts->publisher =
       std::make_unique<Publisher>(*parts->store, *parts->dlq, clock);
@@ -109,13 +142,31 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
     options.heartbeat = [] { sd_notify(0, "WATCHDOG=1"); };
     spdlog::info("systemd watchdog every {} ms", watchdog_usec / 1000);
   }
+  options.on_clock_step = [reporter = parts->reporter.get()](WallTime at, Nanos step) {
+    reporter->on_clock_step(at, step);
+  };
   parts->scheduler = std::make_unique<Scheduler>(clock, *parts->store, *parts->dlq,
                                                  *parts->publisher, runtimes, options);
   AlarmManager* alarms = parts->alarms.get();
+  SlotReporter* reporter = parts->reporter.get();
   parts->dlq->set_on_change([alarms] { alarms->poke(); });
-  parts->publisher->set_on_outcome([alarms](SlotOutcome o) {
-    if (o != SlotOutcome::kPublished) alarms->poke();
-  });
+  parts->publisher->set_on_outcome(
+      [alarms, reporter](const FeedId& feed, const SlotRecord& slot, const ValueRecord* record) {
+        reporter->on_slot(feed, slot, record);
+        if (slot.outcome != SlotOutcome::kPublished) alarms->poke();
+      });
+  parts->publisher->set_on_store_write([reporter](const Status& s) { reporter->on_store_write(s); });
+
+  ApiDeps deps{*parts->api_store, *parts->dlq, *parts->board, *parts->metrics, clock, {},
+               METRONOME_VERSION,
+               [reporter](const ValueRecord& r) { reporter->on_redriven(r); }};
+  if (!config.service.admin_token_secret.empty()) {
+    SecretRegistry* secrets = parts->secrets.get();
+    SecretName name = config.service.admin_token_secret;
+    deps.admin_token = [secrets, name] { return secrets->read(name); };
+  }
+  parts->api = std::make_unique<ApiServer>(std::move(deps));
+  parts->listen = config.service.listen;
   return std::unique_ptr<Daemon>(new Daemon(std::move(parts)));
 }
 
@@ -125,6 +176,8 @@ Status Daemon::run(std::stop_token stop) {
     spdlog::info("feed={} {} window={} source={}", feed->id, feed->schedule.describe(),
                  format_duration(feed->window), feed->source->describe());
   }
+  METRONOME_RETURN_IF_ERROR(p.api->start(p.listen));
+  spdlog::info("API listening on {}:{}", p.listen.substr(0, p.listen.rfind(':')), p.api->port());
   METRONOME_RETURN_IF_ERROR(p.scheduler->start());
   p.alarms->start();
   p.alarms->poke();  // missed slots recorded by recovery
@@ -140,6 +193,7 @@ Status Daemon::run(std::stop_token stop) {
   sd_notify(0, "STOPPING=1");
   spdlog::info("stopping: no new slots; waiting for slots in flight");
   p.scheduler->stop();
+  p.api->stop();
   (void)p.alarms->evaluate_once();
   p.alarms.reset();
   spdlog::info("stopped");

@@ -100,6 +100,7 @@ SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
       result.slot.attempts = attempts + commit_attempts - 1;
       SlotCommit commit{job.execution, feed.id, result.slot, result.record};
       auto committed = store_.commit_slots(std::span<const SlotCommit>(&commit, 1));
+      if (on_store_write_) on_store_write_(committed.status());
       if (committed.ok()) {
         result.inserted = (*committed)[0];
         result.outcome_persisted = true;
@@ -131,7 +132,7 @@ SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
                    format_iso_ms(job.slot));
     }
     flush_pending();
-    if (on_outcome_) on_outcome_(SlotOutcome::kPublished);
+    if (on_outcome_) on_outcome_(feed.id, result.slot, &*result.record);
     return result;
   }
 
@@ -166,7 +167,7 @@ SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
                      format_iso_ms(job.slot), pushed.status().ToString(),
                      result.record ? result.record->value : std::string("(none observed)"));
   }
-  if (on_outcome_) on_outcome_(SlotOutcome::kFailed);
+  if (on_outcome_) on_outcome_(feed.id, result.slot, nullptr);
   return result;
 }
 
@@ -179,7 +180,7 @@ void Publisher::record_outcome(const FeedId& feed, const ExecutionId& execution,
                  format_iso_ms(slot.slot), slot.outcome, committed.status().ToString());
     keep_pending(std::move(commit));
   }
-  if (on_outcome_) on_outcome_(slot.outcome);
+  if (on_outcome_) on_outcome_(feed, slot, nullptr);
 }
 
 void Publisher::keep_pending(SlotCommit commit) {

@@ -71,9 +71,14 @@ class Publisher {
   size_t flush_pending();
   size_t pending_outcomes() const;
 
-  // Called after each slot outcome (e.g. to evaluate alarms).
-  void set_on_outcome(std::function<void(SlotOutcome)> callback) {
-    on_outcome_ = std::move(callback);
+  // Called on the worker after each slot outcome, with the stored record when published (e.g. to
+  // evaluate alarms, update metrics and the API's snapshots). REQUIRES: set before slots run.
+  using OutcomeCallback =
+      std::function<void(const FeedId&, const SlotRecord&, const ValueRecord* record)>;
+  void set_on_outcome(OutcomeCallback callback) { on_outcome_ = std::move(callback); }
+  // Called after each store write of a slot, with its status (store reachability).
+  void set_on_store_write(std::function<void(const Status&)> callback) {
+    on_store_write_ = std::move(callback);
   }
 
  private:
@@ -84,7 +89,8 @@ class Publisher {
   DeadLetterQueue& dlq_;
   Clock& clock_;
   BackoffPolicy backoff_;
-  std::function<void(SlotOutcome)> on_outcome_;
+  OutcomeCallback on_outcome_;
+  std::function<void(const Status&)> on_store_write_;
 
   std::mutex jitter_mu_;
   std::mt19937_64 jitter_engine_;  // guarded by jitter_mu_

@@ -424,6 +424,7 @@ void Scheduler::timer_loop(std::stop_token stop) {
         // sleeps to the earliest again. Slots now past their deadline are recorded missed at
         // dispatch instead of firing in a burst.
         ++clock_steps_;
+        if (options_.on_clock_step) options_.on_clock_step(clock_.now(), slept.step);
         spdlog::warn("wall clock stepped by {} ms; re-planning timers",
                      std::chrono::duration_cast<Millis>(slept.step).count());
         dispatch_due(clock_.now());

@@ -56,6 +56,8 @@ struct SchedulerOptions {
   // a stuck timer thread is noticed. Zero: no heartbeat. The callback must not block.
   Nanos heartbeat_period{0};
   std::function<void()> heartbeat;
+  // Called from the timer thread when the wall clock was stepped (by `step`). Must not block.
+  std::function<void(WallTime at, Nanos step)> on_clock_step;
 };
 
 class Scheduler {

@@ -18,6 +18,7 @@ std::string config_100ms(const std::string& extra_alarms = "", const std::string
   return R"(
 [service]
 data_dir = "var"
+listen = "127.0.0.1:0"
 log_level = "info"
 [store]
 path = "var/metronome.db"

@@ -15,6 +15,8 @@ using namespace std::chrono_literals;
 
 std::string config() {
   return R"(
+[service]
+listen = "127.0.0.1:0"
 [store]
 path = "var/metronome.db"
 [secrets.oracle_key]

@@ -16,6 +16,8 @@ using namespace std::chrono_literals;
 
 std::string config(const std::string& window = "1s") {
   return R"(
+[service]
+listen = "127.0.0.1:0"
 [store]
 path = "var/metronome.db"
 [secrets.oracle_key]
