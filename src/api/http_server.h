@@ -53,11 +53,15 @@ struct ApiDeps {
 };
 
 struct ApiOptions {
+  // Few threads, at lower priority, so HTTP load cannot starve the slot workers. cpp-httplib
+  // serves a connection per thread and a keep-alive connection keeps its thread: the small
+  // keep_alive_max_count below makes busy connections take turns, so more clients than threads
+  // are all served without long waits.
   size_t threads = 8;
   std::chrono::milliseconds read_timeout{5000};
   std::chrono::milliseconds write_timeout{5000};
   std::chrono::seconds keep_alive_timeout{2};
-  size_t keep_alive_max_count = 1000;
+  size_t keep_alive_max_count = 100;
   size_t max_body = 64 * 1024;  // larger bodies: 413
   size_t max_uri = 8 * 1024;    // longer request targets: 414
   // A feed is not ready when no outcome arrived this long after its next slot's deadline.

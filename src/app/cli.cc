@@ -78,6 +78,7 @@ int cmd_run(const Common& common) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGUSR1);  // the daemon thread ended on its own
+  sigaddset(&signals, SIGHUP);   // reload the config
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   SystemClock clock;
@@ -100,6 +101,14 @@ int cmd_run(const Common& common) {
   for (;;) {
     sigwait(&signals, &sig);
     if (sig == SIGUSR1) break;
+    if (sig == SIGHUP) {
+      spdlog::info("received SIGHUP: reloading the config");
+      Status reloaded = (*daemon)->reload();
+      if (!reloaded.ok()) {
+        spdlog::error("reload refused, keeping the running config: {}", reloaded.message());
+      }
+      continue;
+    }
     spdlog::info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     stop.request_stop();
   }

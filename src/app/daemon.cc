@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
@@ -35,6 +36,28 @@ std::unique_ptr<Source> make_source(const SourceConfig& config) {
       config);
 }
 
+// The runtimes of `config`'s feeds: sources built, signing keys read and checked.
+Result<std::vector<std::unique_ptr<FeedRuntime>>> make_runtimes(const Config& config,
+                                                                const SecretRegistry& secrets) {
+  std::vector<std::unique_ptr<FeedRuntime>> out;
+  for (const auto& feed : config.feeds) {
+    auto rt = std::make_unique<FeedRuntime>();
+    rt->id = feed.id;
+    rt->schedule = feed.schedule;
+    rt->window = feed.window;
+    rt->deadline = feed.deadline;
+    rt->retries = feed.retries;
+    rt->decimals = feed.decimals;
+    rt->source = make_source(feed.source);
+    if (!feed.secret.empty()) {
+      METRONOME_ASSIGN_OR_RETURN(rt->signer,
+                                 FeedSigner::create(feed.id, feed.secret, secrets, feed.chain_id));
+    }
+    out.push_back(std::move(rt));
+  }
+  return out;
+}
+
 }  // namespace
 
 struct Daemon::Parts {
@@ -46,7 +69,13 @@ struct Daemon::Parts {
   std::unique_ptr<Metrics> metrics;
   std::unique_ptr<SlotReporter> reporter;
   std::unique_ptr<ApiServer> api;
+  Config config;  // the configuration in force
+  std::atomic<bool> scheduler_started{false};
   std::unique_ptr<SecretRegistry> secrets;
+  // Every generation of feeds and secrets since start: executions planned before a reload keep
+  // pointing at the runtimes they were planned with, so none is ever freed while running.
+  std::vector<std::unique_ptr<FeedRuntime>> retired_feeds;
+  std::vector<std::unique_ptr<SecretRegistry>> retired_secrets;
   std::vector<std::unique_ptr<FeedRuntime>> feeds;
   std::unique_ptr<DeadLetterQueue> dlq;
   std::unique_ptr<Publisher> publisher;
@@ -87,23 +116,10 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
   METRONOME_ASSIGN_OR_RETURN(SecretRegistry secrets, SecretRegistry::from_config(config.secrets));
   parts->secrets = std::make_unique<SecretRegistry>(std::move(secrets));
 
+  METRONOME_ASSIGN_OR_RETURN(parts->feeds, make_runtimes(config, *parts->secrets));
   std::vector<const FeedRuntime*> runtimes;
-  for (const auto& feed : config.feeds) {
-    auto rt = std::make_unique<FeedRuntime>();
-    rt->id = feed.id;
-    rt->schedule = feed.schedule;
-    rt->window = feed.window;
-    rt->deadline = feed.deadline;
-    rt->retries = feed.retries;
-    rt->decimals = feed.decimals;
-    rt->source = make_source(feed.source);
-    if (!feed.secret.empty()) {
-      METRONOME_ASSIGN_OR_RETURN(rt->signer, FeedSigner::create(feed.id, feed.secret,
-                                                                *parts->secrets, feed.chain_id));
-    }
-    runtimes.push_back(rt.get());
-    parts->feeds.push_back(std::move(rt));
-  }
+  for (const auto& rt : parts->feeds) runtimes.push_back(rt.get());
+  parts->config = config;
 
   // The API reads through its own read-only connection, so HTTP never waits on the writer.
   store_options.read_only = true;
@@ -170,6 +186,43 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
   return std::unique_ptr<Daemon>(new Daemon(std::move(parts)));
 }
 
+Status Daemon::reload() {
+  Parts& p = *parts_;
+  if (!p.scheduler_started.load()) {
+    return Status::Unavailable("the daemon is still starting; send SIGHUP again in a moment");
+  }
+  if (p.config.is_builtin_default()) {
+    spdlog::info("SIGHUP: running on the built-in default config; nothing to reload");
+    return Status::Ok();
+  }
+  auto config = load_config(p.config.file);
+  if (!config.ok()) return config.status();
+  if (config->store.path != p.config.store.path || config->store.dlq_path != p.config.store.dlq_path ||
+      config->service.listen != p.config.service.listen) {
+    return Status::InvalidArgument(
+        "[store] and [service] listen cannot change by reload; restart the daemon for them");
+  }
+  METRONOME_ASSIGN_OR_RETURN(SecretRegistry secrets, SecretRegistry::from_config(config->secrets));
+  auto registry = std::make_unique<SecretRegistry>(std::move(secrets));
+  METRONOME_ASSIGN_OR_RETURN(auto feeds, make_runtimes(*config, *registry));
+
+  std::vector<const FeedRuntime*> runtimes;
+  std::vector<FeedSummary> summaries;
+  for (size_t i = 0; i < feeds.size(); ++i) {
+    runtimes.push_back(feeds[i].get());
+    summaries.push_back(summarize_feed(config->feeds[i], feeds[i]->source->describe()));
+  }
+  p.scheduler->reconfigure(runtimes);
+  p.board->set_feeds(std::move(summaries));
+  for (auto& rt : p.feeds) p.retired_feeds.push_back(std::move(rt));
+  p.feeds = std::move(feeds);
+  p.retired_secrets.push_back(std::move(p.secrets));
+  p.secrets = std::move(registry);
+  p.config = std::move(*config);
+  spdlog::info("reloaded {}: {} feeds", p.config.file.string(), p.feeds.size());
+  return Status::Ok();
+}
+
 Status Daemon::run(std::stop_token stop) {
   Parts& p = *parts_;
   for (const auto& feed : p.feeds) {
@@ -179,6 +232,7 @@ Status Daemon::run(std::stop_token stop) {
   METRONOME_RETURN_IF_ERROR(p.api->start(p.listen));
   spdlog::info("API listening on {}:{}", p.listen.substr(0, p.listen.rfind(':')), p.api->port());
   METRONOME_RETURN_IF_ERROR(p.scheduler->start());
+  p.scheduler_started.store(true);
   p.alarms->start();
   p.alarms->poke();  // missed slots recorded by recovery
   // Every feed's first execution is planned: tell systemd (Type=notify) we are ready.

@@ -26,6 +26,11 @@ class Daemon {
   // Recovers, starts publishing, and blocks until `stop` is requested; then shuts down.
   Status run(std::stop_token stop);
 
+  // Re-reads the config file (SIGHUP): feeds added, removed or changed take effect at their next
+  // window. An invalid config is refused with its error and the running one is kept.
+  // REQUIRES: run() has started the scheduler; called from one thread at a time.
+  Status reload();
+
  private:
   struct Parts;
   explicit Daemon(std::unique_ptr<Parts> parts);

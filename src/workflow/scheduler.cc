@@ -9,13 +9,17 @@
 namespace metronome {
 
 struct Scheduler::FeedState {
-  const FeedRuntime* rt = nullptr;
+  // The runtime that plans this feed's next windows; replaced by reconfigure(). An execution
+  // keeps the runtime it was planned with, so a change takes effect at the next window.
+  std::atomic<const FeedRuntime*> rt{nullptr};
+  std::atomic<bool> removed{false};  // no further window is planned
   std::atomic<bool> in_flight{false};
 };
 
 // One execution being run. `run` is fixed at creation; the rest is guarded by `mu`.
 struct Scheduler::ExecState : std::enable_shared_from_this<ExecState> {
   FeedState* feed = nullptr;
+  const FeedRuntime* rt = nullptr;  // the runtime this window was planned with
   std::vector<SlotTime> run;  // the slots this process fires, ascending
   std::shared_ptr<const Signer> signer;  // the key of this window (null: unsigned feed)
   std::mutex mu;
@@ -95,7 +99,7 @@ Status Scheduler::start() {
   // Executions of feeds no longer configured: close them so they do not stay "running".
   for (const auto& ex : *unfinished) {
     bool known = std::any_of(feeds_.begin(), feeds_.end(),
-                             [&](const auto& f) { return f->rt->id == ex.feed; });
+                             [&](const auto& f) { return f->rt.load()->id == ex.feed; });
     if (known) continue;
     std::vector<SlotCommit> commits;
     for (SlotTime s : missed_slots(ex, now)) {
@@ -113,7 +117,7 @@ Status Scheduler::start() {
 
 Status Scheduler::recover_feed(FeedState& feed, WallTime now,
                                const std::vector<Execution>& unfinished) {
-  const FeedRuntime& rt = *feed.rt;
+  const FeedRuntime& rt = *feed.rt.load();
   const SlotTime current_start = window_start_of(now, rt.window);
   const ExecutionId current_id = make_execution_id(rt.id, current_start);
 
@@ -265,8 +269,9 @@ std::shared_ptr<Scheduler::ExecState> Scheduler::make_exec(FeedState& feed,
                                                            std::optional<WallTime> only_after) {
   auto exec = std::make_shared<ExecState>();
   exec->feed = &feed;
+  exec->rt = feed.rt.load();
   // A rotated key takes effect here, at the window's planning.
-  if (feed.rt->signer) exec->signer = feed.rt->signer->for_next_window();
+  if (exec->rt->signer) exec->signer = exec->rt->signer->for_next_window();
   exec->execution = execution;
   for (const auto& s : execution.slots) {
     if (s.outcome != SlotOutcome::kPlanned) continue;
@@ -353,7 +358,11 @@ void Scheduler::retry_unpersisted() {
 }
 
 void Scheduler::plan_next(FeedState& feed, SlotTime previous_end) {
-  const FeedRuntime& rt = *feed.rt;
+  if (feed.removed.load()) {
+    spdlog::info("feed={} was removed from the config; no further window", feed.rt.load()->id);
+    return;
+  }
+  const FeedRuntime& rt = *feed.rt.load();
   auto plan = next_window(rt.schedule, rt.window, previous_end);
   if (!plan) {
     spdlog::warn("feed={}: schedule {} has no further slot; the feed stops", rt.id,
@@ -457,14 +466,14 @@ void Scheduler::dispatch_due(WallTime now) {
       pool_->submit([this, &feed, end = exec->execution.window_end] { plan_next(feed, end); });
     }
 
-    const WallTime deadline = feed.rt->deadline_of(slot);
+    const WallTime deadline = exec->rt->deadline_of(slot);
     if (now >= deadline) {
       pool_->submit([this, exec, slot, now] {
         SlotRecord r = missed_record(
             slot, fmt::format("the timer woke at {}, after the slot's deadline (clock step or "
                               "suspended process)",
                               format_iso_us(now)));
-        publisher_.record_outcome(exec->feed->rt->id, exec->execution.id, r);
+        publisher_.record_outcome(exec->rt->id, exec->execution.id, r);
         finish_slot(*exec, r, true);
       });
     } else if (feed.in_flight.exchange(true)) {
@@ -476,9 +485,9 @@ void Scheduler::dispatch_due(WallTime now) {
         r.lateness_us =
             std::chrono::duration_cast<Micros>(*r.fired_at - WallTime(slot)).count();
         r.error = "the previous slot of this feed was still running";
-        spdlog::warn("skipped feed={} slot={}: {}", exec->feed->rt->id, format_iso_ms(slot),
+        spdlog::warn("skipped feed={} slot={}: {}", exec->rt->id, format_iso_ms(slot),
                      r.error);
-        publisher_.record_outcome(exec->feed->rt->id, exec->execution.id, r);
+        publisher_.record_outcome(exec->rt->id, exec->execution.id, r);
         finish_slot(*exec, r, true);
       });
     } else {
@@ -515,8 +524,8 @@ void Scheduler::run_slot(std::shared_ptr<ExecState> exec, size_t index) {
     }
   }
 
-  SlotJob job{exec->execution.id, slot, fired_at, feed.rt->deadline_of(slot), exec->signer};
-  SlotResult result = publisher_.publish_slot(*feed.rt, job, std::stop_token());
+  SlotJob job{exec->execution.id, slot, fired_at, exec->rt->deadline_of(slot), exec->signer};
+  SlotResult result = publisher_.publish_slot(*exec->rt, job, std::stop_token());
   feed.in_flight.store(false);
   finish_slot(*exec, result.slot, result.outcome_persisted);
 }
@@ -548,6 +557,41 @@ void Scheduler::finish_slot(ExecState& exec, const SlotRecord& outcome, bool) {
     live_.erase(id);
   }
   count_outcome();
+}
+
+void Scheduler::reconfigure(std::vector<const FeedRuntime*> feeds) {
+  std::lock_guard lock(reconfigure_mu_);
+  const WallTime now = clock_.now();
+  for (auto& f : feeds_) {
+    const FeedRuntime* old = f->rt.load();
+    auto it = std::find_if(feeds.begin(), feeds.end(),
+                           [&](const FeedRuntime* rt) { return rt->id == old->id; });
+    if (it == feeds.end()) {
+      if (!f->removed.exchange(true)) {
+        spdlog::info("feed={} removed: its current window finishes, no further one", old->id);
+      }
+      continue;
+    }
+    f->rt.store(*it);
+    if (f->removed.exchange(false)) {
+      // Removed, then configured again: it comes back at its next window.
+      pool_->submit([this, feed = f.get(), now] {
+        const FeedRuntime& rt = *feed->rt.load();
+        plan_next(*feed, window_start_of(now, rt.window) + rt.window);
+      });
+    }
+    feeds.erase(it);
+  }
+  for (const FeedRuntime* rt : feeds) {
+    auto f = std::make_unique<FeedState>();
+    f->rt.store(rt);
+    FeedState* feed = f.get();
+    feeds_.push_back(std::move(f));
+    spdlog::info("feed={} added: it starts at its next window", rt->id);
+    pool_->submit([this, feed, end = window_start_of(now, rt->window) + rt->window] {
+      plan_next(*feed, end);
+    });
+  }
 }
 
 void Scheduler::count_outcome() {

@@ -72,6 +72,12 @@ class Scheduler {
   Status start();
   void stop();
 
+  // Applies a new set of feeds (a reloaded config): a feed still present with changed settings
+  // uses them from its next window (the current window finishes as planned); a removed feed
+  // finishes its current window and plans no other; an added feed starts at its next window.
+  // Runtimes are matched by id and must outlive the scheduler. REQUIRES: start() succeeded.
+  void reconfigure(std::vector<const FeedRuntime*> feeds);
+
   // Slot outcomes handled since start (published, failed, skipped, missed at wake-up).
   uint64_t outcomes_handled() const { return outcomes_.load(); }
   // Blocks (real time, bounded) until at least n outcomes were handled. For tests.
@@ -111,6 +117,7 @@ class Scheduler {
   DeadLetterQueue& dlq_;
   Publisher& publisher_;
   SchedulerOptions options_;
+  std::mutex reconfigure_mu_;  // one reconfigure() at a time; feeds_ only grows, under it
   std::vector<std::unique_ptr<FeedState>> feeds_;
 
   std::mutex mu_;

@@ -7,7 +7,10 @@
 // The HTTP client is a small blocking HTTP/1.1 client on POSIX sockets (keep-alive, responses
 // with Content-Length), so this test needs no HTTP library.
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include <mutex>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -302,6 +305,8 @@ TEST_F(ApiDaemonTest, SlotCountersGrowAndHistogramCountsEqualPublishedSlots) {
 }
 
 TEST_F(ApiDaemonTest, ThirtyTwoClientsTimesFiveHundredWhileTheFeedRunsPublishEverySlotOnce) {
+  // /latest answers 404 until the first slot is published; start the load after it.
+  ASSERT_TRUE(daemon_->wait_for_log("published feed=fast", 10s)) << daemon_->log();
   const std::vector<std::string> targets = {"/v1/feeds/fast/latest",
                                             "/v1/feeds",
                                             "/v1/feeds/fast/values?limit=20",
@@ -310,6 +315,8 @@ TEST_F(ApiDaemonTest, ThirtyTwoClientsTimesFiveHundredWhileTheFeedRunsPublishEve
                                             "/healthz",
                                             "/readyz"};
   std::atomic<int> ok{0}, failed{0};
+  std::mutex first_failure_mu;
+  std::string first_failure;
   std::vector<std::thread> clients;
   for (int t = 0; t < 32; ++t) {
     clients.emplace_back([&, t] {
@@ -321,13 +328,19 @@ TEST_F(ApiDaemonTest, ThirtyTwoClientsTimesFiveHundredWhileTheFeedRunsPublishEve
           ++ok;
         } else {
           ++failed;
+          std::lock_guard lock(first_failure_mu);
+          if (first_failure.empty()) {
+            first_failure = fmt::format("{} {}: {}", r.status,
+                                        targets[static_cast<size_t>(t + i) % targets.size()],
+                                        r.body.substr(0, 300));
+          }
         }
       }
     });
   }
   for (auto& t : clients) t.join();
   EXPECT_EQ(ok.load(), 32 * 500);
-  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(failed.load(), 0) << "first failure: " << first_failure;
   sleep_ms(300);
   ASSERT_EQ(daemon_->stop(SIGTERM), 0) << daemon_->log();
 
