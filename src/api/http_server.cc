@@ -1,5 +1,7 @@
 #include "api/http_server.h"
 
+#include <thread>
+
 #include <httplib.h>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
@@ -921,6 +923,18 @@ Status ApiServer::start(const std::string& listen) {
     port_ = static_cast<int>(*port);
   }
   listener_ = std::jthread([&server] { server.listen_after_bind(); });
+  // httplib's stop() does nothing until the listener thread is inside its accept loop, so a
+  // stop() right after start() would leave the listener running and its join() hanging: wait
+  // until it runs (bounded), so that stop() always ends it.
+  // A thread start-up handshake, not a wait for time to pass: it polls in real time (the
+  // injected Clock may be a test's manual clock that never moves).
+  for (int i = 0; i < 5000 && !server.is_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (!server.is_running()) {
+    server.stop();
+    return Status::Unavailable(fmt::format("api server: {} did not start listening", listen));
+  }
   spdlog::info("api listening on {}:{}", host, port_);
   return Status::Ok();
 }
