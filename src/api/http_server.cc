@@ -1,7 +1,5 @@
 #include "api/http_server.h"
 
-#include <thread>
-
 #include <httplib.h>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
@@ -16,6 +14,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 #include <unordered_map>
 
 #include "api/views.h"

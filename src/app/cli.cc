@@ -8,8 +8,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <iostream>
+#include <iterator>
 #include <thread>
 
 #include "api/views.h"
@@ -133,16 +133,15 @@ int cmd_plan(const Common& common, const std::string& feed) {
     nlohmann::json times = nlohmann::json::array();
     for (SlotTime s : plan.slots) times.push_back(slot_text(s));
     nlohmann::ordered_json out = {{"feed", f.id.str()},
-                          {"next_minute", slot_text(plan.start)},
-                          {"invocation_times", std::move(times)}};
+                                  {"next_minute", slot_text(plan.start)},
+                                  {"invocation_times", std::move(times)}};
     std::cout << out.dump() << "\n";
   }
   if (!found) return fail(Status::NotFound("no feed '" + feed + "' in the config"), kExitUsage);
   return kExitOk;
 }
 
-int cmd_values(const Common& common, const std::string& feed, const std::string& since,
-               int limit) {
+int cmd_values(const Common& common, const std::string& feed, const std::string& since, int limit) {
   auto config = load(common);
   if (!config.ok()) return fail(config.status(), kExitUsage);
   ValueQuery q;
@@ -267,7 +266,8 @@ int cmd_backup(const Common& common, const std::string& out) {
   auto store = open_store(*config, true);
   if (!store.ok()) return fail(store.status(), kExitRuntime);
   Status st = (*store)->backup(values_out, dlq_out);
-  if (!st.ok()) return fail(st, st.code() == Status::Code::kAlreadyExists ? kExitUsage : kExitRuntime);
+  if (!st.ok())
+    return fail(st, st.code() == Status::Code::kAlreadyExists ? kExitUsage : kExitRuntime);
   std::printf("%s\n%s\n", values_out.c_str(), dlq_out.c_str());
   return kExitOk;
 }
@@ -279,7 +279,8 @@ int cmd_keygen(const std::string& out) {
   auto signing_key = SigningKey::FromHex(SecretName(out), value.reveal());
   if (!signing_key.ok()) return fail(signing_key.status(), kExitRuntime);
   Status st = FileSecret::create(out, value);
-  if (!st.ok()) return fail(st, st.code() == Status::Code::kAlreadyExists ? kExitUsage : kExitRuntime);
+  if (!st.ok())
+    return fail(st, st.code() == Status::Code::kAlreadyExists ? kExitUsage : kExitRuntime);
   std::printf("%s\n", to_checksum_address(signing_key->address()).c_str());
   std::fprintf(stderr, "metronome: wrote a new signing key to %s (mode 0600)\n", out.c_str());
   return kExitOk;
@@ -312,8 +313,7 @@ int cmd_verify(const Common& common, const VerifyArgs& args) {
   try {
     input = nlohmann::json::parse(text);
   } catch (const std::exception& e) {
-    return fail(Status::InvalidArgument(std::string("input is not JSON: ") + e.what()),
-                kExitUsage);
+    return fail(Status::InvalidArgument(std::string("input is not JSON: ") + e.what()), kExitUsage);
   }
   if (!input.is_array()) input = nlohmann::json::array({input});
   int bad = 0;
@@ -369,7 +369,8 @@ int run_cli(int argc, char** argv) {
 
   auto* run = app.add_subcommand("run", "Run the daemon: publish every feed's slots");
   std::string plan_feed;
-  auto* plan = app.add_subcommand("plan", "Print each feed's next window and its slot times (JSON)");
+  auto* plan =
+      app.add_subcommand("plan", "Print each feed's next window and its slot times (JSON)");
   plan->add_option("--feed", plan_feed, "Only this feed");
 
   std::string values_feed, values_since;
@@ -406,23 +407,25 @@ int run_cli(int argc, char** argv) {
   std::string backup_out;
   auto* backup = app.add_subcommand(
       "backup", "Copy the databases (values and DLQ) while the daemon runs, each consistent");
-  backup->add_option("--out", backup_out,
-                     "Values database copy (the DLQ copy goes beside it as *.dlq.db)")
+  backup
+      ->add_option("--out", backup_out,
+                   "Values database copy (the DLQ copy goes beside it as *.dlq.db)")
       ->required();
 
   std::string keygen_out;
   auto* keygen = app.add_subcommand(
       "keygen", "Write a new secp256k1 signing key (hex, mode 0600) and print its address");
-  keygen->add_option("--out", keygen_out, "Where to write the key (never overwritten)")
-      ->required();
+  keygen->add_option("--out", keygen_out, "Where to write the key (never overwritten)")->required();
 
   VerifyArgs verify_args;
   auto* verify = app.add_subcommand(
       "verify", "Check the signatures of records (JSON, one or a list, e.g. from `values`)");
-  verify->add_option("--file", verify_args.file, "Read the records from this file (default: stdin)");
+  verify->add_option("--file", verify_args.file,
+                     "Read the records from this file (default: stdin)");
   verify->add_option("--signer", verify_args.signer, "Also require this signer address");
-  verify->add_option("--chain-id", verify_args.chain_id,
-                     "EIP-712 chainId (default: the feed's, from the config)")
+  verify
+      ->add_option("--chain-id", verify_args.chain_id,
+                   "EIP-712 chainId (default: the feed's, from the config)")
       ->check(CLI::PositiveNumber);
 
   auto* config = app.add_subcommand("config", "Configuration");

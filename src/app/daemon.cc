@@ -131,8 +131,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
     std::vector<FeedSummary> summaries;
     std::vector<FeedId> ids;
     for (size_t i = 0; i < config.feeds.size(); ++i) {
-      summaries.push_back(
-          summarize_feed(config.feeds[i], parts->feeds[i]->source->describe()));
+      summaries.push_back(summarize_feed(config.feeds[i], parts->feeds[i]->source->describe()));
       ids.push_back(config.feeds[i].id);
     }
     parts->board->set_feeds(std::move(summaries));
@@ -145,8 +144,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
   }
 
   parts->dlq = std::make_unique<DeadLetterQueue>(*parts->store, clock);
-  parts->publisher =
-      std::make_unique<Publisher>(*parts->store, *parts->dlq, clock);
+  parts->publisher = std::make_unique<Publisher>(*parts->store, *parts->dlq, clock);
   parts->alarms = std::make_unique<AlarmManager>(*parts->store, clock, config.alarms,
                                                  make_alarm_actions(config.alarms, clock));
   SchedulerOptions options;
@@ -171,9 +169,15 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
         reporter->on_slot(feed, slot, record);
         if (slot.outcome != SlotOutcome::kPublished) alarms->poke();
       });
-  parts->publisher->set_on_store_write([reporter](const Status& s) { reporter->on_store_write(s); });
+  parts->publisher->set_on_store_write(
+      [reporter](const Status& s) { reporter->on_store_write(s); });
 
-  ApiDeps deps{*parts->api_store, *parts->dlq, *parts->board, *parts->metrics, clock, {},
+  ApiDeps deps{*parts->api_store,
+               *parts->dlq,
+               *parts->board,
+               *parts->metrics,
+               clock,
+               {},
                METRONOME_VERSION,
                [reporter](const ValueRecord& r) { reporter->on_redriven(r); }};
   if (!config.service.admin_token_secret.empty()) {
@@ -197,7 +201,8 @@ Status Daemon::reload() {
   }
   auto config = load_config(p.config.file);
   if (!config.ok()) return config.status();
-  if (config->store.path != p.config.store.path || config->store.dlq_path != p.config.store.dlq_path ||
+  if (config->store.path != p.config.store.path ||
+      config->store.dlq_path != p.config.store.dlq_path ||
       config->service.listen != p.config.service.listen) {
     return Status::InvalidArgument(
         "[store] and [service] listen cannot change by reload; restart the daemon for them");

@@ -56,9 +56,13 @@ class Fd {
 
 SystemClock::SystemClock() : reference_offset_ns_(wall_minus_mono().count()) {}
 
-WallTime SystemClock::now() const { return WallTime(read_clock(CLOCK_REALTIME)); }
+WallTime SystemClock::now() const {
+  return WallTime(read_clock(CLOCK_REALTIME));
+}
 
-MonoTime SystemClock::monotonic_now() const { return std::chrono::steady_clock::now(); }
+MonoTime SystemClock::monotonic_now() const {
+  return std::chrono::steady_clock::now();
+}
 
 Nanos SystemClock::wall_minus_mono() const {
   return read_clock(CLOCK_REALTIME) - read_clock(CLOCK_MONOTONIC);
@@ -95,8 +99,8 @@ Clock::SleepResult SystemClock::sleep_until(WallTime deadline, std::stop_token s
     reference_offset_ns_.store(offset.count(), std::memory_order_relaxed);
     if (now() >= deadline) return {Wake::kDeadline, Nanos(0)};
 
-    if (timerfd_settime(timer.get(), TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &spec,
-                        nullptr) != 0) {
+    if (timerfd_settime(timer.get(), TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &spec, nullptr) !=
+        0) {
       if (errno == ECANCELED) continue;  // the clock was set just now: re-check above
       die("timerfd_settime");
     }

@@ -9,12 +9,12 @@
 namespace metronome {
 template <typename T>
 concept HasFormatAs = requires(const T& t) {
-  { format_as(t) };
+  {format_as(t)};
 };
 }  // namespace metronome
 
 template <typename T>
-  requires metronome::HasFormatAs<T>
+requires metronome::HasFormatAs<T>
 struct fmt::formatter<T, char, void> : fmt::formatter<std::string_view> {
   template <typename FormatContext>
   auto format(const T& value, FormatContext& ctx) const -> decltype(ctx.out()) {

@@ -1,12 +1,12 @@
 // Small strong types for identifiers, so a feed id is never passed where a secret name is expected.
 #pragma once
 
-#include "common/format.h"
-
 #include <compare>
 #include <functional>
 #include <string>
 #include <string_view>
+
+#include "common/format.h"
 
 namespace metronome {
 

@@ -21,7 +21,7 @@ namespace metronome {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {  // NOLINT: implicit by design
     if (status_.ok()) {
       std::fprintf(stderr, "Result constructed from an OK status without a value\n");
@@ -33,9 +33,18 @@ class [[nodiscard]] Result {
   explicit operator bool() const { return ok(); }
   [[nodiscard]] const Status& status() const { return status_; }
 
-  T& value() & { check(); return *value_; }
-  const T& value() const& { check(); return *value_; }
-  T&& value() && { check(); return std::move(*value_); }
+  T& value() & {
+    check();
+    return *value_;
+  }
+  const T& value() const& {
+    check();
+    return *value_;
+  }
+  T&& value() && {
+    check();
+    return std::move(*value_);
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
@@ -62,10 +71,10 @@ class [[nodiscard]] Result {
 }  // namespace metronome
 
 // Returns the Status of an expression from the enclosing function when it is not OK.
-#define METRONOME_RETURN_IF_ERROR(expr)             \
-  do {                                              \
-    ::metronome::Status _st = (expr);               \
-    if (!_st.ok()) return _st;                      \
+#define METRONOME_RETURN_IF_ERROR(expr) \
+  do {                                  \
+    ::metronome::Status _st = (expr);   \
+    if (!_st.ok()) return _st;          \
   } while (0)
 
 #define METRONOME_CONCAT_INNER(a, b) a##b

@@ -6,11 +6,11 @@
 // Modelled on leveldb::Status. Thread-compatible: a const Status may be shared.
 #pragma once
 
-#include "common/format.h"
-
 #include <string>
 #include <string_view>
 #include <utility>
+
+#include "common/format.h"
 
 namespace metronome {
 
@@ -32,7 +32,9 @@ class Status {
   Status() = default;  // OK
 
   static Status Ok() { return Status(); }
-  static Status InvalidArgument(std::string msg) { return {Code::kInvalidArgument, std::move(msg)}; }
+  static Status InvalidArgument(std::string msg) {
+    return {Code::kInvalidArgument, std::move(msg)};
+  }
   static Status NotFound(std::string msg) { return {Code::kNotFound, std::move(msg)}; }
   static Status AlreadyExists(std::string msg) { return {Code::kAlreadyExists, std::move(msg)}; }
   static Status PermissionDenied(std::string msg) {
@@ -78,16 +80,26 @@ class Status {
 
 inline std::string_view Status::CodeName(Code code) {
   switch (code) {
-    case Code::kOk: return "ok";
-    case Code::kInvalidArgument: return "invalid_argument";
-    case Code::kNotFound: return "not_found";
-    case Code::kAlreadyExists: return "already_exists";
-    case Code::kPermissionDenied: return "permission_denied";
-    case Code::kIOError: return "io_error";
-    case Code::kUnavailable: return "unavailable";
-    case Code::kDeadlineExceeded: return "deadline_exceeded";
-    case Code::kCancelled: return "cancelled";
-    case Code::kInternal: return "internal";
+    case Code::kOk:
+      return "ok";
+    case Code::kInvalidArgument:
+      return "invalid_argument";
+    case Code::kNotFound:
+      return "not_found";
+    case Code::kAlreadyExists:
+      return "already_exists";
+    case Code::kPermissionDenied:
+      return "permission_denied";
+    case Code::kIOError:
+      return "io_error";
+    case Code::kUnavailable:
+      return "unavailable";
+    case Code::kDeadlineExceeded:
+      return "deadline_exceeded";
+    case Code::kCancelled:
+      return "cancelled";
+    case Code::kInternal:
+      return "internal";
   }
   return "unknown";
 }
@@ -97,6 +109,8 @@ inline std::string Status::ToString() const {
   return fmt::format("{}: {}", CodeName(code_), message_);
 }
 
-inline std::string format_as(const Status& s) { return s.ToString(); }
+inline std::string format_as(const Status& s) {
+  return s.ToString();
+}
 
 }  // namespace metronome

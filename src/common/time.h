@@ -19,12 +19,16 @@ using Micros = std::chrono::microseconds;
 using Millis = std::chrono::milliseconds;
 using Seconds = std::chrono::seconds;
 
-using WallTime = std::chrono::sys_time<Nanos>;         // a point in UTC, nanosecond resolution
-using SlotTime = std::chrono::sys_time<Millis>;        // a slot's time, whole milliseconds
+using WallTime = std::chrono::sys_time<Nanos>;           // a point in UTC, nanosecond resolution
+using SlotTime = std::chrono::sys_time<Millis>;          // a slot's time, whole milliseconds
 using MonoTime = std::chrono::steady_clock::time_point;  // for durations only
 
-inline int64_t to_unix_ms(SlotTime t) { return t.time_since_epoch().count(); }
-inline SlotTime slot_from_unix_ms(int64_t ms) { return SlotTime(Millis(ms)); }
+inline int64_t to_unix_ms(SlotTime t) {
+  return t.time_since_epoch().count();
+}
+inline SlotTime slot_from_unix_ms(int64_t ms) {
+  return SlotTime(Millis(ms));
+}
 
 // "2026-11-27T21:16:02.000Z" (milliseconds).
 std::string format_iso_ms(SlotTime t);

@@ -22,7 +22,6 @@ namespace {
 // Chain ids are JSON numbers in wallets; keep them exact in a double (EIP-155 practice).
 constexpr int64_t kMaxChainId = (int64_t{1} << 53) - 1;
 
-
 namespace fs = std::filesystem;
 
 constexpr Millis kMinInterval{10};
@@ -138,10 +137,10 @@ class Loader {
     if (!c.service.admin_token_secret.empty() &&
         !c.secrets.contains(c.service.admin_token_secret)) {
       const toml::node* n = service->get("admin_token_secret");
-      return error(*n, "service.admin_token_secret",
-                   fmt::format("unknown secret '{}' (define it as [secrets.{}])",
-                               c.service.admin_token_secret.str(),
-                               c.service.admin_token_secret.str()));
+      return error(
+          *n, "service.admin_token_secret",
+          fmt::format("unknown secret '{}' (define it as [secrets.{}])",
+                      c.service.admin_token_secret.str(), c.service.admin_token_secret.str()));
     }
     if (alarms != nullptr) METRONOME_RETURN_IF_ERROR(parse_alarms(*alarms, c.alarms));
     return Status::Ok();
@@ -379,10 +378,9 @@ class Loader {
 
   Status parse_feed(const toml::table& t, size_t index, const Config& c, FeedConfig& f) const {
     std::string p = fmt::format("feeds[{}]", index);
-    METRONOME_RETURN_IF_ERROR(check_keys(
-        t, p,
-        {"id", "every", "cron", "window", "deadline", "retries", "secret", "decimals", "source",
-         "chain_id"}));
+    METRONOME_RETURN_IF_ERROR(check_keys(t, p,
+                                         {"id", "every", "cron", "window", "deadline", "retries",
+                                          "secret", "decimals", "source", "chain_id"}));
     const toml::node* id_node = t.get("id");
     if (id_node == nullptr) return error(t, join(p, "id"), "missing (every feed needs an id)");
     std::string id;

@@ -53,11 +53,11 @@ using SourceConfig = std::variant<RandomIntSourceConfig>;
 struct FeedConfig {
   FeedId id;
   Schedule schedule = Schedule::every(Millis(2000));
-  std::string schedule_text;   // as written: "2s" or the cron expression
+  std::string schedule_text;  // as written: "2s" or the cron expression
   Millis window{60'000};
   std::optional<Millis> deadline;  // default: the interval (cron: up to the next slot)
   int retries = 3;
-  SecretName secret;           // may be empty: the feed uses no secret
+  SecretName secret;  // may be empty: the feed uses no secret
   SourceConfig source = RandomIntSourceConfig{};
   int decimals = 0;
   uint64_t chain_id = 1;  // EIP-712 domain chainId (default: service.chain_id)

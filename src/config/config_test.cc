@@ -65,7 +65,7 @@ TEST_F(ConfigTest, UnknownKeysAreErrors) {
   expect_error("[servce]\n", 1, "servce", "unknown key");
   expect_error("[service]\nlisten = \"127.0.0.1:1\"\nlsten = \"x\"\n", 3, "service.lsten",
                "unknown key (expected one of: data_dir, listen, log_level, log_format, chain_id, "
-                          "admin_token_secret)");
+               "admin_token_secret)");
   expect_error("[store]\nkind = \"sqlite\"\nfile = \"x\"\n", 3, "store.file");
   expect_error("[secrets.k]\nfile = \"k\"\npath = \"x\"\n", 3, "secrets.k.path");
   expect_error("[[feeds]]\nid = \"a\"\nevry = \"2s\"\n", 3, "feeds[0].evry");

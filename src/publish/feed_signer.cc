@@ -17,8 +17,7 @@ FeedSigner::FeedSigner(FeedId feed, SecretName secret, const SecretRegistry& sec
                        uint64_t chain_id)
     : feed_(std::move(feed)), secret_(std::move(secret)), secrets_(secrets), domain_(chain_id) {}
 
-Result<std::unique_ptr<FeedSigner>> FeedSigner::create(const FeedId& feed,
-                                                       const SecretName& secret,
+Result<std::unique_ptr<FeedSigner>> FeedSigner::create(const FeedId& feed, const SecretName& secret,
                                                        const SecretRegistry& secrets,
                                                        uint64_t chain_id) {
   std::unique_ptr<FeedSigner> fs(new FeedSigner(feed, secret, secrets, chain_id));

@@ -24,8 +24,8 @@ namespace metronome {
 class FeedSigner {
  public:
   static Result<std::unique_ptr<FeedSigner>> create(const FeedId& feed, const SecretName& secret,
-                                                     const SecretRegistry& secrets,
-                                                     uint64_t chain_id);
+                                                    const SecretRegistry& secrets,
+                                                    uint64_t chain_id);
 
   std::shared_ptr<const Signer> for_next_window();
   std::shared_ptr<const Signer> current() const;

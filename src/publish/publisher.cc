@@ -77,8 +77,8 @@ SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
     record.decimals = feed.decimals;
     record.observed_at = clock_.now();
     record.execution = job.execution;
-    Status signed_ok = job.signer ? job.signer->sign_record(record, feed.signer->domain())
-                                  : Status::Ok();
+    Status signed_ok =
+        job.signer ? job.signer->sign_record(record, feed.signer->domain()) : Status::Ok();
     if (signed_ok.ok()) {
       result.record = std::move(record);
     } else {

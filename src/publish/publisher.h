@@ -1,8 +1,9 @@
 // Publisher: the replaced system's "publishing function", for one slot of one feed:
 // observe the value (source) → sign it with the feed's key (its secret, read when the window was
-// planned; see FeedSigner) → write the record to the store in one durable transaction, retrying retryable errors with backoff inside the slot's deadline.
-// A slot not published by its deadline is failed, and goes to the dead-letter queue with the
-// record if one was produced, so a redrive delivers exactly the value observed at that slot.
+// planned; see FeedSigner) → write the record to the store in one durable transaction, retrying
+// retryable errors with backoff inside the slot's deadline. A slot not published by its deadline is
+// failed, and goes to the dead-letter queue with the record if one was produced, so a redrive
+// delivers exactly the value observed at that slot.
 //
 // Thread-safety: publish_slot() may run concurrently for different feeds. The caller guarantees
 // that one feed never has two slots in publish_slot() at once.
@@ -20,8 +21,8 @@
 #include "common/ids.h"
 #include "dlq/dead_letter_queue.h"
 #include "publish/backoff.h"
-#include "schedule/schedule.h"
 #include "publish/feed_signer.h"
+#include "schedule/schedule.h"
 #include "source/source.h"
 #include "store/store.h"
 

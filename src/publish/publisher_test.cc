@@ -64,9 +64,8 @@ class PublisherTest : public ::testing::Test {
   // Runs publish_slot on another thread, moving the manual clock on whenever it sleeps.
   SlotResult publish(const SlotJob& j) {
     clock_.set(j.fired_at);
-    auto result = std::async(std::launch::async, [&] {
-      return publisher_->publish_slot(feed_, j, std::stop_token());
-    });
+    auto result = std::async(std::launch::async,
+                             [&] { return publisher_->publish_slot(feed_, j, std::stop_token()); });
     while (result.wait_for(1ms) != std::future_status::ready) {
       if (clock_.sleepers() > 0) clock_.advance(1ms);
     }
@@ -87,7 +86,7 @@ TEST(Backoff, GrowsExponentiallyWithJitterAndIsCapped) {
   BackoffPolicy p{20ms, 2.0, 1000ms};
   EXPECT_EQ(backoff_delay(p, 1, 0.0), 10ms);
   EXPECT_EQ(backoff_delay(p, 1, 0.999999), Nanos(19'999'990));
-  EXPECT_EQ(backoff_delay(p, 3, 0.0), 40ms);   // 80 ms step, half fixed
+  EXPECT_EQ(backoff_delay(p, 3, 0.0), 40ms);    // 80 ms step, half fixed
   EXPECT_EQ(backoff_delay(p, 20, 0.0), 500ms);  // capped at max
   EXPECT_LT(backoff_delay(p, 20, 0.99), 1000ms);
   WallTime t(std::chrono::seconds(10));

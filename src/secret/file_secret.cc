@@ -199,8 +199,8 @@ Status FileSecret::create_random(const std::filesystem::path& path) {
     ssize_t n = ::getrandom(raw + got, sizeof raw - got, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      return Status::IOError(fmt::format("secret file {}: getrandom: {}", path.string(),
-                                         strerror(errno)));
+      return Status::IOError(
+          fmt::format("secret file {}: getrandom: {}", path.string(), strerror(errno)));
     }
     got += static_cast<size_t>(n);
   }

@@ -25,7 +25,9 @@ class SecretValue {
   // The secret's text. Never log, format or put it in an error.
   [[nodiscard]] std::string_view reveal() const { return value_; }
   [[nodiscard]] bool empty() const { return value_.empty(); }
-  friend bool operator==(const SecretValue& a, const SecretValue& b) { return a.value_ == b.value_; }
+  friend bool operator==(const SecretValue& a, const SecretValue& b) {
+    return a.value_ == b.value_;
+  }
 
  private:
   std::string value_;

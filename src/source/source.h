@@ -18,12 +18,12 @@ namespace metronome {
 struct ObserveContext {
   FeedId feed;
   SlotTime slot;
-  WallTime deadline;      // the observation must finish by then
-  std::stop_token stop;   // shutdown
+  WallTime deadline;     // the observation must finish by then
+  std::stop_token stop;  // shutdown
 };
 
 struct SourceValue {
-  std::string value;      // exact decimal text
+  std::string value;  // exact decimal text
 };
 
 class Source {

@@ -17,9 +17,9 @@ namespace metronome {
 // A value published for one slot of one feed. (feed, slot) is unique in every store.
 struct ValueRecord {
   FeedId feed;
-  int64_t round = 0;      // slot_ms / interval_ms (cron feeds: slot_ms / 1000); see schedule/
+  int64_t round = 0;  // slot_ms / interval_ms (cron feeds: slot_ms / 1000); see schedule/
   SlotTime slot;
-  std::string value;      // exact decimal text, e.g. "537" or "-12.5"
+  std::string value;  // exact decimal text, e.g. "537" or "-12.5"
   int decimals = 0;
   WallTime observed_at;
   WallTime published_at;  // when the record was handed to the store's durable commit
@@ -41,15 +41,17 @@ enum class SlotOutcome {
 };
 std::string_view to_string(SlotOutcome o);
 Result<SlotOutcome> parse_slot_outcome(std::string_view text);
-inline std::string_view format_as(SlotOutcome o) { return to_string(o); }
+inline std::string_view format_as(SlotOutcome o) {
+  return to_string(o);
+}
 
 // One slot in an execution, with its outcome once it has one.
 struct SlotRecord {
   SlotTime slot;
   SlotOutcome outcome = SlotOutcome::kPlanned;
-  std::optional<WallTime> fired_at{};  // when the publish task started
+  std::optional<WallTime> fired_at{};    // when the publish task started
   std::optional<int64_t> lateness_us{};  // fired_at - slot, in microseconds (never negative)
-  std::string error{};                 // why it failed / was skipped, empty otherwise
+  std::string error{};                   // why it failed / was skipped, empty otherwise
   int attempts = 0;
 
   friend bool operator==(const SlotRecord&, const SlotRecord&) = default;
@@ -64,7 +66,9 @@ enum class ExecutionState {
 };
 std::string_view to_string(ExecutionState s);
 Result<ExecutionState> parse_execution_state(std::string_view text);
-inline std::string_view format_as(ExecutionState s) { return to_string(s); }
+inline std::string_view format_as(ExecutionState s) {
+  return to_string(s);
+}
 inline bool is_final(ExecutionState s) {
   return s == ExecutionState::kSucceeded || s == ExecutionState::kFailed ||
          s == ExecutionState::kInterrupted;
@@ -93,7 +97,7 @@ struct DlqMessage {
   FeedId feed;
   std::optional<SlotTime> slot;  // absent for failures that are not about one slot
   ExecutionId execution;
-  std::string stage;             // "publish", "plan", later "sink:dynamodb", ...
+  std::string stage;  // "publish", "plan", later "sink:dynamodb", ...
   std::string error;
   int attempts = 0;
   WallTime first_failure;
@@ -105,16 +109,18 @@ struct DlqMessage {
 
 enum class AlarmStatus { kOk, kAlarm };
 std::string_view to_string(AlarmStatus s);
-inline std::string_view format_as(AlarmStatus s) { return to_string(s); }
+inline std::string_view format_as(AlarmStatus s) {
+  return to_string(s);
+}
 
 // The persisted state of one alarm ("dlq_not_empty", "missed_slots").
 struct AlarmState {
   std::string name;
   AlarmStatus status = AlarmStatus::kOk;
-  WallTime since;      // last transition
-  std::string reason;  // why it is in this state, e.g. "DLQ depth 3 >= 1"
+  WallTime since;                           // last transition
+  std::string reason;                       // why it is in this state, e.g. "DLQ depth 3 >= 1"
   AlarmStatus previous = AlarmStatus::kOk;  // the state before the last transition
-  bool actions_pending = false;  // the last transition's actions have not all run yet
+  bool actions_pending = false;             // the last transition's actions have not all run yet
 
   friend bool operator==(const AlarmState&, const AlarmState&) = default;
 };

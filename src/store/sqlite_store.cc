@@ -938,14 +938,14 @@ Status backup_one(Connection& c, const std::filesystem::path& out) {
   }
   return c.run([&]() -> Status {
     sqlite3* dest = nullptr;
-    int rc = sqlite3_open_v2(out.c_str(), &dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                             nullptr);
+    int rc =
+        sqlite3_open_v2(out.c_str(), &dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
     auto fail = [&](const char* what) {
       std::string msg = dest ? sqlite3_errmsg(dest) : "out of memory";
       sqlite3_close(dest);
       std::filesystem::remove(out);
-      return Status::IOError(fmt::format("backup {} -> {}: {}: {}", c.path().string(),
-                                         out.string(), what, msg));
+      return Status::IOError(
+          fmt::format("backup {} -> {}: {}: {}", c.path().string(), out.string(), what, msg));
     };
     if (rc != SQLITE_OK) return fail("open");
     sqlite3_backup* b = sqlite3_backup_init(dest, "main", c.db().getHandle(), "main");

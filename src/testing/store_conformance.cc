@@ -617,8 +617,8 @@ TEST_P(StoreConformanceTest, DlqDeleteAndDepth) {
 TEST_P(StoreConformanceTest, AlarmStatesPutGetList) {
   CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto none, store().alarm_state("dlq_not_empty"));
   EXPECT_FALSE(none.has_value());
-  AlarmState dlq{"dlq_not_empty", AlarmStatus::kAlarm, kT0, "DLQ depth 3 >= 1",
-                 AlarmStatus::kOk, true};
+  AlarmState dlq{"dlq_not_empty",    AlarmStatus::kAlarm, kT0,
+                 "DLQ depth 3 >= 1", AlarmStatus::kOk,    true};
   AlarmState missed{"missed_slots", AlarmStatus::kOk, kT0 + Nanos(5), "", AlarmStatus::kAlarm,
                     false};
   CONFORMANCE_ASSERT_OK(store().put_alarm_state(missed));

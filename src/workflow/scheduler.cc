@@ -19,16 +19,16 @@ struct Scheduler::FeedState {
 // One execution being run. `run` is fixed at creation; the rest is guarded by `mu`.
 struct Scheduler::ExecState : std::enable_shared_from_this<ExecState> {
   FeedState* feed = nullptr;
-  const FeedRuntime* rt = nullptr;  // the runtime this window was planned with
-  std::vector<SlotTime> run;  // the slots this process fires, ascending
+  const FeedRuntime* rt = nullptr;       // the runtime this window was planned with
+  std::vector<SlotTime> run;             // the slots this process fires, ascending
   std::shared_ptr<const Signer> signer;  // the key of this window (null: unsigned feed)
   std::mutex mu;
-  Execution execution;     // with every slot's outcome as far as known
-  size_t remaining = 0;    // slots of `execution` still kPlanned
-  bool persisted = false;  // the execution row exists in the store
-  bool started = false;    // a slot fired
-  bool running_recorded = false;  // the stored state says running
-  bool finished = false;   // the final state was decided
+  Execution execution;                 // with every slot's outcome as far as known
+  size_t remaining = 0;                // slots of `execution` still kPlanned
+  bool persisted = false;              // the execution row exists in the store
+  bool started = false;                // a slot fired
+  bool running_recorded = false;       // the stored state says running
+  bool finished = false;               // the final state was decided
   bool plan_failure_reported = false;  // a planning failure is on the DLQ (once per execution)
 };
 
@@ -83,7 +83,9 @@ Scheduler::Scheduler(Clock& clock, Store& store, DeadLetterQueue& dlq, Publisher
   }
 }
 
-Scheduler::~Scheduler() { stop(); }
+Scheduler::~Scheduler() {
+  stop();
+}
 
 Status Scheduler::start() {
   size_t workers = options_.workers;
@@ -175,9 +177,10 @@ Status Scheduler::recover_feed(FeedState& feed, WallTime now,
       METRONOME_RETURN_IF_ERROR(store_.set_execution_state(e.id, ExecutionState::kFailed, now));
     }
     if (!gaps.empty()) {
-      spdlog::warn("feed={}: {} windows ({} slots) passed while the daemon was not running; "
-                   "recorded as missed",
-                   rt.id, gaps.size(), slots);
+      spdlog::warn(
+          "feed={}: {} windows ({} slots) passed while the daemon was not running; "
+          "recorded as missed",
+          rt.id, gaps.size(), slots);
     }
   }
 
@@ -200,9 +203,10 @@ Status Scheduler::recover_feed(FeedState& feed, WallTime now,
           s = missed_record(s.slot, kNotRunning);
         }
       }
-      spdlog::warn("feed={} execution {}: {} slots missed while the daemon was not running; "
-                   "resuming at the next slot",
-                   rt.id, ex.id, missed.size());
+      spdlog::warn(
+          "feed={} execution {}: {} slots missed while the daemon was not running; "
+          "resuming at the next slot",
+          rt.id, ex.id, missed.size());
     }
     exec = make_exec(feed, ex, now);
     {
@@ -233,8 +237,7 @@ Status Scheduler::recover_feed(FeedState& feed, WallTime now,
     // First start: the window begins at the next slot.
     WindowPlan plan = plan_current_window(rt.schedule, rt.window, now);
     if (!plan.slots.empty()) {
-      exec = make_exec(feed, execution_from_plan(rt.id, plan, now, SlotTime::min()),
-                       std::nullopt);
+      exec = make_exec(feed, execution_from_plan(rt.id, plan, now, SlotTime::min()), std::nullopt);
       persist_new_execution(*exec);
     }
   }
@@ -253,13 +256,12 @@ Status Scheduler::recover_feed(FeedState& feed, WallTime now,
       std::lock_guard lock(exec->mu);
       if (exec->remaining == 0 && !exec->execution.slots.empty() &&
           !is_final(exec->execution.state)) {
-        (void)store_.set_execution_state(exec->execution.id,
-                                         final_state(exec->execution.slots), now);
+        (void)store_.set_execution_state(exec->execution.id, final_state(exec->execution.slots),
+                                         now);
       }
     }
-    pool_->submit([this, &feed, end = window_start_of(now, rt.window) + rt.window] {
-      plan_next(feed, end);
-    });
+    pool_->submit(
+        [this, &feed, end = window_start_of(now, rt.window) + rt.window] { plan_next(feed, end); });
   }
   return Status::Ok();
 }
@@ -304,9 +306,10 @@ void Scheduler::persist_new_execution(ExecState& exec) {
     unpersisted_.push_back(exec.shared_from_this());
     has_unpersisted_.store(true);
   }
-  spdlog::error("feed={} execution {} could not be persisted: {}; running it anyway and "
-                "persisting it at a later slot",
-                snapshot.feed, snapshot.id, st.ToString());
+  spdlog::error(
+      "feed={} execution {} could not be persisted: {}; running it anyway and "
+      "persisting it at a later slot",
+      snapshot.feed, snapshot.id, st.ToString());
   DlqMessage m;
   m.feed = snapshot.feed;
   m.execution = snapshot.id;
@@ -371,8 +374,8 @@ void Scheduler::plan_next(FeedState& feed, SlotTime previous_end) {
   }
   const WallTime now = clock_.now();
   // A fresh plan runs every slot; if planning was late, the timer decides late vs missed.
-  auto exec = make_exec(feed, execution_from_plan(rt.id, *plan, now, SlotTime::min()),
-                        std::nullopt);
+  auto exec =
+      make_exec(feed, execution_from_plan(rt.id, *plan, now, SlotTime::min()), std::nullopt);
   persist_new_execution(*exec);
   {
     std::lock_guard lock(mu_);
@@ -482,11 +485,9 @@ void Scheduler::dispatch_due(WallTime now) {
         r.slot = slot;
         r.outcome = SlotOutcome::kSkipped;
         r.fired_at = clock_.now();
-        r.lateness_us =
-            std::chrono::duration_cast<Micros>(*r.fired_at - WallTime(slot)).count();
+        r.lateness_us = std::chrono::duration_cast<Micros>(*r.fired_at - WallTime(slot)).count();
         r.error = "the previous slot of this feed was still running";
-        spdlog::warn("skipped feed={} slot={}: {}", exec->rt->id, format_iso_ms(slot),
-                     r.error);
+        spdlog::warn("skipped feed={} slot={}: {}", exec->rt->id, format_iso_ms(slot), r.error);
         publisher_.record_outcome(exec->rt->id, exec->execution.id, r);
         finish_slot(*exec, r, true);
       });
@@ -515,8 +516,8 @@ void Scheduler::run_slot(std::shared_ptr<ExecState> exec, size_t index) {
     exec->running_recorded = mark_running || exec->running_recorded;
   }
   if (mark_running) {
-    Status st = store_.set_execution_state(exec->execution.id, ExecutionState::kRunning,
-                                           std::nullopt);
+    Status st =
+        store_.set_execution_state(exec->execution.id, ExecutionState::kRunning, std::nullopt);
     if (!st.ok()) {
       spdlog::warn("execution {}: could not mark running: {}", exec->execution.id, st);
       std::lock_guard lock(exec->mu);
@@ -535,9 +536,9 @@ void Scheduler::finish_slot(ExecState& exec, const SlotRecord& outcome, bool) {
   ExecutionId id;
   {
     std::lock_guard lock(exec.mu);
-    auto it = std::lower_bound(
-        exec.execution.slots.begin(), exec.execution.slots.end(), outcome.slot,
-        [](const SlotRecord& s, SlotTime t) { return s.slot < t; });
+    auto it =
+        std::lower_bound(exec.execution.slots.begin(), exec.execution.slots.end(), outcome.slot,
+                         [](const SlotRecord& s, SlotTime t) { return s.slot < t; });
     if (it != exec.execution.slots.end() && it->slot == outcome.slot) {
       if (it->outcome == SlotOutcome::kPlanned && exec.remaining > 0) --exec.remaining;
       *it = outcome;

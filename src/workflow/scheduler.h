@@ -5,9 +5,9 @@
 // due slots to the worker pool and sleeps again. Never a thread or a timer per feed.
 //
 //   timer:   pop due slots ──▶ in flight? record skipped : hand to a worker
-//   worker:  publish the slot (Publisher) ──▶ record the outcome ──▶ last slot? finish the execution
-//   planning the next window is a worker task queued when a window's last slot is handed over,
-//   so the next execution is persisted (with its planned slots) before its first slot is due.
+//   worker:  publish the slot (Publisher) ──▶ record the outcome ──▶ last slot? finish the
+//   execution planning the next window is a worker task queued when a window's last slot is handed
+//   over, so the next execution is persisted (with its planned slots) before its first slot is due.
 //
 // Start-up recovers what a previous run left: slots whose time passed without an outcome are
 // recorded `missed`, windows that passed with no execution get one whose slots are all missed,
@@ -95,8 +95,7 @@ class Scheduler {
     bool operator>(const Entry& o) const { return due != o.due ? due > o.due : seq > o.seq; }
   };
 
-  Status recover_feed(FeedState& feed, WallTime now,
-                      const std::vector<Execution>& unfinished);
+  Status recover_feed(FeedState& feed, WallTime now, const std::vector<Execution>& unfinished);
   // The in-memory state of `execution`; it fires the planned slots after `only_after` (all of
   // them when absent).
   std::shared_ptr<ExecState> make_exec(FeedState& feed, const Execution& execution,

@@ -22,8 +22,12 @@ namespace {
 using namespace std::chrono_literals;
 using testing::ManualClock;
 
-WallTime at(const char* iso) { return *parse_iso(iso); }
-SlotTime slot(const char* iso) { return std::chrono::floor<Millis>(at(iso)); }
+WallTime at(const char* iso) {
+  return *parse_iso(iso);
+}
+SlotTime slot(const char* iso) {
+  return std::chrono::floor<Millis>(at(iso));
+}
 
 // A source whose observe() can be held until the test releases it.
 class GatedSource final : public Source {

@@ -32,7 +32,7 @@ class WorkerPool {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> queue_;  // guarded by mu_
-  bool stopping_ = false;                     // guarded by mu_
+  bool stopping_ = false;                    // guarded by mu_
   std::vector<std::jthread> threads_;
 };
 

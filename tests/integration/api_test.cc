@@ -9,8 +9,6 @@
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-
-#include <mutex>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -19,6 +17,7 @@
 
 #include <atomic>
 #include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>

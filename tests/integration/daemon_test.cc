@@ -27,7 +27,8 @@ file = "secrets/oracle_key"
 [[feeds]]
 id = "fast"
 every = "100ms"
-window = ")" + window + R"("
+window = ")" +
+         window + R"("
 retries = 2
 secret = "oracle_key"
 source = { kind = "random_int", min = 0, max = 1000 }
@@ -67,7 +68,9 @@ nlohmann::json values(const TempDir& dir) {
   return json_of(r);
 }
 
-int64_t slot_ms(const nlohmann::json& j) { return std::stoll(j["slot_ms"].get<std::string>()); }
+int64_t slot_ms(const nlohmann::json& j) {
+  return std::stoll(j["slot_ms"].get<std::string>());
+}
 
 TEST(Daemon, HundredMillisecondFeedPublishesEverySlotOnceInOrderNeverEarly) {
   TempDir dir("fast");
@@ -223,7 +226,7 @@ TEST(Daemon, DefaultConfigCreatesItsSecretAndPlansTheNextMinute) {
   d.start();
   ASSERT_TRUE(d.wait_for_log("metronome running", 10s)) << d.log();
   EXPECT_EQ(d.stop(SIGTERM), 0);
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(stat((dir / "var/secrets/oracle_key").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   ASSERT_EQ(stat((dir / "var/secrets").c_str(), &st), 0);
@@ -238,8 +241,9 @@ TEST(Daemon, UnwritableDatabaseFailsSlotsIntoTheDlqAlarmsOnceAndRedriveEmptiesIt
     GTEST_SKIP() << "needs root with CAP_LINUX_IMMUTABLE (chattr +i) to make the database "
                     "unwritable under a running daemon; CI runs as root";
   }
-  std::string alarm_cmd = R"(command = ["/bin/sh", "-c", "cat >> )" + (dir / "alarms.log").string() +
-                          R"(; echo >> )" + (dir / "alarms.log").string() + R"("]
+  std::string alarm_cmd = R"(command = ["/bin/sh", "-c", "cat >> )" +
+                          (dir / "alarms.log").string() + R"(; echo >> )" +
+                          (dir / "alarms.log").string() + R"("]
 )";
   dir.write("metronome.toml", config_100ms(alarm_cmd));
   write_secret(dir);
@@ -266,8 +270,8 @@ TEST(Daemon, UnwritableDatabaseFailsSlotsIntoTheDlqAlarmsOnceAndRedriveEmptiesIt
 
   auto redrive = run({"--config", "metronome.toml", "dlq", "redrive", "--all"}, dir.path());
   EXPECT_EQ(redrive.exit_code, 0) << redrive.out << redrive.err;
-  auto after = json_of(run({"--config", "metronome.toml", "dlq", "list", "--format", "json"},
-                           dir.path()));
+  auto after =
+      json_of(run({"--config", "metronome.toml", "dlq", "list", "--format", "json"}, dir.path()));
   EXPECT_TRUE(after.empty()) << after.dump();
   sleep_ms(300);
   EXPECT_EQ(d.stop(SIGTERM), 0);

@@ -88,25 +88,25 @@ TEST(Lifecycle, BackupWhileTheDaemonWritesIsConsistentAndReadable) {
             2);
 
   // The copy is a database the CLI reads, consistent: every published slot has its value.
-  dir.write("copy.toml", "[store]\npath = \"backup/copy.db\"\n[[feeds]]\nid = \"fast\"\n"
-                         "every = \"100ms\"\nwindow = \"1s\"\n");
-  auto values = run({"--config", "copy.toml", "values", "--limit", "1000", "--format", "json"},
-                    dir.path());
+  dir.write("copy.toml",
+            "[store]\npath = \"backup/copy.db\"\n[[feeds]]\nid = \"fast\"\n"
+            "every = \"100ms\"\nwindow = \"1s\"\n");
+  auto values =
+      run({"--config", "copy.toml", "values", "--limit", "1000", "--format", "json"}, dir.path());
   ASSERT_EQ(values.exit_code, 0) << values.err;
   auto v = json_of(values);
   EXPECT_GE(v.size(), 4u);
-  auto executions = run({"--config", "copy.toml", "executions", "--limit", "100", "--format",
-                         "json"},
-                        dir.path());
+  auto executions = run(
+      {"--config", "copy.toml", "executions", "--limit", "100", "--format", "json"}, dir.path());
   ASSERT_EQ(executions.exit_code, 0) << executions.err;
   int published = 0;
   for (const auto& e : json_of(executions)) {
     for (const auto& s : e["slots"]) published += s["outcome"] == "published";
   }
   EXPECT_EQ(published, static_cast<int>(v.size()));
-  auto integrity = run_program({"/usr/bin/sqlite3", (dir / "backup/copy.db").string(),
-                                "PRAGMA integrity_check"},
-                               dir.path());
+  auto integrity =
+      run_program({"/usr/bin/sqlite3", (dir / "backup/copy.db").string(), "PRAGMA integrity_check"},
+                  dir.path());
   EXPECT_EQ(integrity.out, "ok\n");
   EXPECT_TRUE(std::filesystem::exists(dir / "backup/copy.dlq.db"));
 }

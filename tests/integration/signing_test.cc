@@ -25,7 +25,8 @@ file = "secrets/oracle_key"
 [[feeds]]
 id = "signed"
 every = "100ms"
-window = ")" + window + R"("
+window = ")" +
+         window + R"("
 secret = "oracle_key"
 decimals = 2
 chain_id = 31337
@@ -74,15 +75,15 @@ TEST(Signing, PublishedRecordsVerifyWithMetronomeAndWithEthers) {
   }
   dir.write("values.json", values.dump());
 
-  auto ours = run({"--config", "metronome.toml", "verify", "--file", "values.json", "--signer",
-                   kAddress},
-                  dir.path());
+  auto ours =
+      run({"--config", "metronome.toml", "verify", "--file", "values.json", "--signer", kAddress},
+          dir.path());
   EXPECT_EQ(ours.exit_code, 0) << ours.out << ours.err;
 
-  auto ethers = run_program({"/usr/bin/env", "node",
-                             source_dir() + "/tests/tools/verify_records.mjs", "--chain-id",
-                             "31337"},
-                            dir.path(), 30s, values.dump());
+  auto ethers =
+      run_program({"/usr/bin/env", "node", source_dir() + "/tests/tools/verify_records.mjs",
+                   "--chain-id", "31337"},
+                  dir.path(), 30s, values.dump());
   ASSERT_EQ(ethers.exit_code, 0) << "ethers did not recover our signer (run `npm ci`?)\n"
                                  << ethers.out << ethers.err;
   std::istringstream lines(ethers.out);
@@ -110,10 +111,12 @@ TEST(Signing, VerifyRejectsEveryKindOfTampering) {
     const char* expect;
   };
   std::vector<Case> cases = {
-      {"value", [](auto& r) { r["value"] = r["value"].template get<std::string>() == "1" ? "2" : "1"; },
+      {"value",
+       [](auto& r) { r["value"] = r["value"].template get<std::string>() == "1" ? "2" : "1"; },
        "digest mismatch"},
       {"round", [](auto& r) { r["round"] = "1"; }, "digest mismatch"},
-      {"slot", [](auto& r) {
+      {"slot",
+       [](auto& r) {
          r["slot_ms"] = std::to_string(std::stoll(r["slot_ms"].template get<std::string>()) + 100);
        },
        "digest mismatch"},
@@ -123,7 +126,8 @@ TEST(Signing, VerifyRejectsEveryKindOfTampering) {
       {"malformed hex", [](auto& r) { r["signature"] = "0xzz"; }, "malformed signature hex"},
   };
   // High-s: s' = n - s, v flipped; the same signer, a malleated signature.
-  cases.push_back({"high-s", [](auto& r) {
+  cases.push_back({"high-s",
+                   [](auto& r) {
                      std::string sig = r["signature"];
                      // n - s computed with the node tool would be simpler; do it by hand in hex.
                      static const char* kN =
@@ -155,9 +159,9 @@ TEST(Signing, VerifyRejectsEveryKindOfTampering) {
   }
   // Another chain id is another domain: nothing verifies.
   dir.write("good.json", good.dump());
-  auto other_chain = run({"--config", "metronome.toml", "verify", "--file", "good.json",
-                          "--chain-id", "1"},
-                         dir.path());
+  auto other_chain =
+      run({"--config", "metronome.toml", "verify", "--file", "good.json", "--chain-id", "1"},
+          dir.path());
   EXPECT_EQ(other_chain.exit_code, 1) << other_chain.out;
 }
 
@@ -197,9 +201,8 @@ TEST(Signing, RotatedKeySignsFromTheNextWindowAndIsLogged) {
   EXPECT_NE(d.log().find(new_address), std::string::npos) << d.log();
   sleep_ms(1500);
   EXPECT_EQ(d.stop(), 0);
-  auto values = json_of(run({"--config", "metronome.toml", "values", "--limit", "1000",
-                             "--format", "json"},
-                            dir.path()));
+  auto values = json_of(run(
+      {"--config", "metronome.toml", "values", "--limit", "1000", "--format", "json"}, dir.path()));
   // Newest first: the new signer, then (going back) the old one; one switch, at a window start.
   std::set<std::string> signers;
   std::string previous;
@@ -217,9 +220,9 @@ TEST(Signing, RotatedKeySignsFromTheNextWindowAndIsLogged) {
   EXPECT_EQ(switches, 1);
   EXPECT_EQ(signers, (std::set<std::string>{kAddress, new_address}));
   dir.write("values.json", values.dump());
-  EXPECT_EQ(run({"--config", "metronome.toml", "verify", "--file", "values.json"}, dir.path())
-                .exit_code,
-            0);
+  EXPECT_EQ(
+      run({"--config", "metronome.toml", "verify", "--file", "values.json"}, dir.path()).exit_code,
+      0);
 }
 
 }  // namespace

@@ -38,11 +38,12 @@ std::string binary() {
   return b ? b : METRONOME_BINARY_PATH;
 }
 
-void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+void sleep_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
 
-CommandResult run_program(const std::vector<std::string>& argv_in,
-                          const std::filesystem::path& cwd, std::chrono::milliseconds timeout,
-                          const std::string& stdin_text) {
+CommandResult run_program(const std::vector<std::string>& argv_in, const std::filesystem::path& cwd,
+                          std::chrono::milliseconds timeout, const std::string& stdin_text) {
   auto dir = std::filesystem::temp_directory_path();
   std::string tag = std::to_string(::getpid()) + "-" + std::to_string(std::rand());
   auto out_path = dir / ("metronome-out-" + tag);
@@ -101,7 +102,8 @@ CommandResult run(const std::vector<std::string>& args, const std::filesystem::p
 }
 
 TempDir::TempDir(const std::string& label) {
-  std::string tmpl = (std::filesystem::temp_directory_path() / ("metronome-it-" + label + "-XXXXXX"));
+  std::string tmpl =
+      (std::filesystem::temp_directory_path() / ("metronome-it-" + label + "-XXXXXX"));
   if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
   path_ = tmpl;
 }
@@ -177,7 +179,9 @@ int Daemon::stop(int sig, std::chrono::milliseconds timeout) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-void Daemon::kill9() { stop(SIGKILL); }
+void Daemon::kill9() {
+  stop(SIGKILL);
+}
 
 bool Daemon::running() {
   if (pid_ <= 0) return false;
