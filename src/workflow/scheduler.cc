@@ -382,6 +382,11 @@ void Scheduler::plan_next(FeedState& feed, SlotTime previous_end) {
     live_[exec->execution.id] = exec;
   }
   push_next_entry(exec, 0);
+  {
+    std::lock_guard lock(outcomes_mu_);
+    ++windows_planned_;
+  }
+  outcomes_cv_.notify_all();
 }
 
 void Scheduler::push_next_entry(const std::shared_ptr<ExecState>& exec, size_t index) {
@@ -607,6 +612,11 @@ bool Scheduler::wait_for_outcomes(uint64_t n, std::chrono::milliseconds timeout)
   std::unique_lock lock(outcomes_mu_);
   // Real time on purpose: it bounds a broken test, it does not drive the scheduler.
   return outcomes_cv_.wait_for(lock, timeout, [&] { return outcomes_.load() >= n; });
+}
+
+bool Scheduler::wait_for_windows_planned(uint64_t n, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(outcomes_mu_);
+  return outcomes_cv_.wait_for(lock, timeout, [&] { return windows_planned_.load() >= n; });
 }
 
 void Scheduler::stop() {

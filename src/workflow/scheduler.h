@@ -83,6 +83,11 @@ class Scheduler {
   // Blocks (real time, bounded) until at least n outcomes were handled. For tests.
   bool wait_for_outcomes(uint64_t n, std::chrono::milliseconds timeout);
   uint64_t clock_steps() const { return clock_steps_.load(); }
+  // Next windows planned (persisted and queued) since start, by the window-end planning task.
+  uint64_t windows_planned() const { return windows_planned_.load(); }
+  // Blocks (real time, bounded) until at least n next windows were planned. For tests: planning
+  // runs on a worker, concurrently with the window's last slot.
+  bool wait_for_windows_planned(uint64_t n, std::chrono::milliseconds timeout);
 
  private:
   struct FeedState;
@@ -131,6 +136,7 @@ class Scheduler {
 
   std::atomic<uint64_t> outcomes_{0};
   std::atomic<uint64_t> clock_steps_{0};
+  std::atomic<uint64_t> windows_planned_{0};  // written under outcomes_mu_ (it shares the cv)
   std::mutex outcomes_mu_;
   std::condition_variable outcomes_cv_;
 
