@@ -5,6 +5,9 @@
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
 
+#include <algorithm>
+#include <condition_variable>
+#include <functional>
 #include <iterator>
 #include <limits>
 #include <mutex>
@@ -391,8 +394,18 @@ Status to_status(const std::filesystem::path& path, const std::exception& e) {
 
 // One SQLite connection with its cached prepared statements.
 //
+// Group commit (write()): with synchronous=FULL every transaction waits for an fsync (≈ 4 ms on
+// the dev machine's disk), which caps one-transaction-per-write at ≈ 350 writes/s — far below a
+// boundary of thousands of feeds. Writers therefore queue their operation; the first one to find
+// no commit in progress becomes the leader, takes everything queued, and runs it as one
+// transaction with one SAVEPOINT per operation (a failing operation is rolled back alone and gets
+// its own error), then one fsync for all. Followers wait for the leader's answer. A lone writer
+// pays nothing extra; under load the group grows while the previous fsync runs.
+// (bench/group_commit: 340 records/s at one per transaction, 32,000/s at 100.)
+//
 // Thread-safety: callers hold mu() for the whole of an operation (statement use included); the
-// connection is never used by two threads at once, which is what SQLiteCpp requires.
+// connection is never used by two threads at once, which is what SQLiteCpp requires. The write
+// queue has its own mutex, never held while waiting for mu_ or for the disk.
 class Connection {
  public:
   Connection(std::filesystem::path path, std::unique_ptr<SQLite::Database> db)
@@ -412,6 +425,31 @@ class Connection {
     } catch (...) {
       return Status::Internal(fmt::format("store {}: unknown exception", path_.string()));
     }
+  }
+
+  // Runs `op` (statements on db(), without a transaction of its own) durably, grouped with the
+  // operations other threads queued meanwhile into one transaction (see the class comment).
+  // Returns op's status; when op fails or throws, its own changes are rolled back and the group's
+  // are kept; when the group's commit fails, every operation of the group gets that error.
+  Status write(const std::function<Status()>& op) {
+    Pending me{&op};
+    std::unique_lock q(queue_mu_);
+    queue_.push_back(&me);
+    queue_cv_.wait(q, [&] { return me.done || !leader_; });
+    if (me.done) return me.status;
+    leader_ = true;
+    std::vector<Pending*> group;
+    group.swap(queue_);
+    q.unlock();
+    std::vector<Status> results = run_group(group);
+    q.lock();
+    for (size_t i = 0; i < group.size(); ++i) {
+      group[i]->status = std::move(results[i]);
+      group[i]->done = true;
+    }
+    leader_ = false;
+    queue_cv_.notify_all();
+    return me.status;
   }
 
   // A cached statement for `sql`, ready to bind; reset again (ending its implicit read
@@ -438,6 +476,39 @@ class Connection {
   }
 
  private:
+  struct Pending {
+    const std::function<Status()>* op;
+    Status status = Status::Ok();  // guarded by queue_mu_ (with done)
+    bool done = false;
+  };
+
+  // One transaction for the whole group: a SAVEPOINT per operation, one commit.
+  std::vector<Status> run_group(const std::vector<Pending*>& group) {
+    std::vector<Status> results(group.size(), Status::Ok());
+    Status committed = run([&]() -> Status {
+      SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+      for (size_t i = 0; i < group.size(); ++i) {
+        db_->exec("SAVEPOINT op");
+        try {
+          results[i] = (*group[i]->op)();
+        } catch (const std::exception& e) {
+          results[i] = to_status(path_, e);
+        }
+        if (!results[i].ok()) db_->exec("ROLLBACK TO op");
+        db_->exec("RELEASE op");
+      }
+      txn.commit();
+      return Status::Ok();
+    });
+    if (!committed.ok()) std::fill(results.begin(), results.end(), committed);
+    return results;
+  }
+
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::vector<Pending*> queue_;  // guarded by queue_mu_
+  bool leader_ = false;          // guarded by queue_mu_: a group is being committed
+
   std::mutex mu_;
   const std::filesystem::path path_;
   std::unique_ptr<SQLite::Database> db_;
@@ -604,8 +675,7 @@ Status SqliteStore::create_execution(const Execution& execution) {
     return Status::InvalidArgument("create_execution: an execution needs an id and a feed");
   }
   Connection& c = *impl_->values;
-  return c.run([&]() -> Status {
-    SQLite::Transaction txn(c.db(), SQLite::TransactionBehavior::IMMEDIATE);
+  return c.write([&]() -> Status {
     int inserted;
     {
       auto s = c.statement(kInsertExecution);
@@ -627,7 +697,6 @@ Status SqliteStore::create_execution(const Execution& execution) {
       Impl::bind_slot(*s, execution.id, execution.feed, slot);
       s->exec();
     }
-    txn.commit();
     return Status::Ok();
   });
 }
@@ -679,7 +748,7 @@ Result<std::vector<Execution>> SqliteStore::unfinished_executions() {
 Status SqliteStore::set_execution_state(const ExecutionId& id, ExecutionState state,
                                         std::optional<WallTime> finished_at) {
   Connection& c = *impl_->values;
-  return c.run([&]() -> Status {
+  return c.write([&]() -> Status {
     auto s = c.statement(kSetExecutionState);
     s->bind(1, std::string(to_string(state)));
     bind_optional(*s, 2, finished_at ? std::optional<int64_t>(to_ns(*finished_at)) : std::nullopt);
@@ -720,10 +789,10 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
   if (commits.empty()) return std::vector<bool>();
 
   Connection& c = *impl_->values;
-  return c.run([&]() -> Result<std::vector<bool>> {
-    std::vector<bool> inserted;
+  std::vector<bool> inserted;
+  Status written = c.write([&]() -> Status {
+    inserted.clear();
     inserted.reserve(commits.size());
-    SQLite::Transaction txn(c.db(), SQLite::TransactionBehavior::IMMEDIATE);
     for (const SlotCommit& commit : commits) {
       bool this_inserted = false;
       if (commit.record) {
@@ -750,9 +819,10 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
       }
       inserted.push_back(this_inserted);
     }
-    txn.commit();
-    return inserted;
+    return Status::Ok();
   });
+  if (!written.ok()) return written;
+  return inserted;
 }
 
 Result<std::vector<ValueRecord>> SqliteStore::list_values(const ValueQuery& query) {

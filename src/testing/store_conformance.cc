@@ -351,6 +351,50 @@ TEST_P(StoreConformanceTest, CommitIsExactlyOncePerFeedAndSlot) {
   EXPECT_EQ(values.size(), 1u);
 }
 
+// Many writers at once (a boundary of many feeds): every commit lands exactly once with its own
+// answer, and a writer whose operation fails (an unknown execution) fails alone.
+TEST_P(StoreConformanceTest, ConcurrentWritersEachGetTheirOwnAnswer) {
+  constexpr int kThreads = 16;
+  constexpr int kSlotsEach = 20;
+  std::vector<std::string> errors(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string feed = "feed_" + std::to_string(t);
+      Execution e = make_execution(feed, kWindow, kSlotsEach);
+      if (Status st = store().create_execution(e); !st.ok()) {
+        errors[t] = "create: " + st.ToString();
+        return;
+      }
+      for (int i = 0; i < kSlotsEach; ++i) {
+        auto r = store().commit_slots(std::vector{published(make_record(feed, slot_at(i), "1"))});
+        if (!r.ok() || *r != std::vector<bool>{true}) {
+          errors[t] = "commit " + std::to_string(i) + ": " + describe(r);
+          return;
+        }
+        // Interleaved with the others' commits: an operation that fails on its own.
+        Status missing = store().set_execution_state(ExecutionId(feed + "@nowhere"),
+                                                     ExecutionState::kFailed, kT0);
+        if (missing.code() != Status::Code::kNotFound) {
+          errors[t] = "unknown execution: " + missing.ToString();
+          return;
+        }
+      }
+      if (Status st = store().set_execution_state(e.id, ExecutionState::kSucceeded, kT0);
+          !st.ok()) {
+        errors[t] = "finish: " + st.ToString();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(errors[t], "") << "writer " << t;
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto values,
+                                   store().list_values(values_query({}, {}, {}, 1000)));
+  EXPECT_EQ(values.size(), size_t{kThreads * kSlotsEach});
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto unfinished, store().unfinished_executions());
+  EXPECT_TRUE(unfinished.empty());
+}
+
 TEST_P(StoreConformanceTest, CommittedSlotRecordsEveryField) {
   Execution e = make_execution("random_int", kWindow);
   CONFORMANCE_ASSERT_OK(store().create_execution(e));
