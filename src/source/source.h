@@ -8,10 +8,12 @@
 
 #include <stop_token>
 #include <string>
+#include <vector>
 
 #include "common/ids.h"
 #include "common/result.h"
 #include "common/time.h"
+#include "store/records.h"
 
 namespace metronome {
 
@@ -23,7 +25,8 @@ struct ObserveContext {
 };
 
 struct SourceValue {
-  std::string value;  // exact decimal text
+  std::string value;                    // exact decimal text
+  std::vector<SourceAnswer> answers{};  // a median's sources that answered; empty otherwise
 };
 
 class Source {
