@@ -15,7 +15,8 @@ packages=(
 if [[ "${1:-}" == "--test" ]]; then
   # packaging tests: dpkg-dev (dpkg-shlibdeps for cpack), systemd (systemd-analyze),
   # prometheus (promtool for the alert rules), python3-yaml (their fallback check)
-  packages+=(nodejs npm wrk dpkg-dev systemd prometheus python3-yaml)
+  # postgresql: the PostgreSQL store's tests start their own throwaway cluster (initdb, pg_ctl)
+  packages+=(nodejs npm wrk dpkg-dev systemd prometheus python3-yaml postgresql)
 fi
 
 missing=()

@@ -15,6 +15,7 @@
 #include "api/views.h"
 #include "app/daemon.h"
 #include "app/logging.h"
+#include "app/store_factory.h"
 #include "clock/system_clock.h"
 #include "config/config.h"
 #include "dlq/dead_letter_queue.h"
@@ -54,12 +55,21 @@ Result<Config> load(const Common& common) {
   return load_config(common.config_path);
 }
 
-Result<std::unique_ptr<SqliteStore>> open_store(const Config& config, bool read_only) {
-  SqliteStoreOptions options;
-  options.path = config.store.path;
-  options.dlq_path = config.store.dlq_path;
-  options.read_only = read_only;
-  return SqliteStore::open(options);
+// The secrets the store needs to open (the PostgreSQL password), and nothing else: a command
+// must not fail over a secret it does not use.
+Result<SecretRegistry> store_secrets(const Config& config) {
+  std::map<SecretName, SecretConfig> needed;
+  if (!config.store.password_secret.empty()) {
+    needed.emplace(config.store.password_secret, config.secrets.at(config.store.password_secret));
+  }
+  return SecretRegistry::from_config(needed);
+}
+
+// The configured store (SQLite or PostgreSQL) for a reading or a writing command.
+Result<std::unique_ptr<Store>> open_store(const Config& config, bool read_only) {
+  METRONOME_ASSIGN_OR_RETURN(SecretRegistry secrets, store_secrets(config));
+  return metronome::open_store(config, read_only ? StoreUse::kCliRead : StoreUse::kCliWrite,
+                               secrets);
 }
 
 std::string slot_text(SlotTime t) {
@@ -263,7 +273,17 @@ int cmd_backup(const Common& common, const std::string& out) {
   } else {
     dlq_out += ".dlq.db";
   }
-  auto store = open_store(*config, true);
+  if (config->store.kind != "sqlite") {
+    return fail(Status::InvalidArgument(
+                    "backup copies the SQLite files; back up a PostgreSQL store with pg_dump or "
+                    "the database's own snapshots"),
+                kExitUsage);
+  }
+  SqliteStoreOptions options;
+  options.path = config->store.path;
+  options.dlq_path = config->store.dlq_path;
+  options.read_only = true;
+  auto store = SqliteStore::open(options);
   if (!store.ok()) return fail(store.status(), kExitRuntime);
   Status st = (*store)->backup(values_out, dlq_out);
   if (!st.ok())
@@ -338,6 +358,20 @@ int cmd_verify(const Common& common, const VerifyArgs& args) {
   }
   std::printf("%zu records, %zu verified, %d failed\n", input.size(), input.size() - bad, bad);
   return bad == 0 ? kExitOk : kExitRuntime;
+}
+
+int cmd_migrate(const Common& common) {
+  auto config = load(common);
+  if (!config.ok()) return fail(config.status(), kExitUsage);
+  auto secrets = store_secrets(*config);
+  if (!secrets.ok()) return fail(secrets.status(), kExitUsage);
+  auto done = migrate_store(*config, *secrets);
+  if (!done.ok()) {
+    return fail(done.status(),
+                done.status().code() == Status::Code::kInvalidArgument ? kExitUsage : kExitRuntime);
+  }
+  std::printf("%s\n", done->c_str());
+  return kExitOk;
 }
 
 int cmd_config_check(const Common& common) {
@@ -428,6 +462,9 @@ int run_cli(int argc, char** argv) {
                    "EIP-712 chainId (default: the feed's, from the config)")
       ->check(CLI::PositiveNumber);
 
+  auto* migrate = app.add_subcommand(
+      "migrate", "Bring the store's schema to this version (PostgreSQL: required before run)");
+
   auto* config = app.add_subcommand("config", "Configuration");
   config->require_subcommand(1);
   auto* check = config->add_subcommand("check", "Validate and print the effective config");
@@ -457,6 +494,7 @@ int run_cli(int argc, char** argv) {
     return cmd_dlq(common, dlq_args);
   }
   if (check->parsed()) return cmd_config_check(common);
+  if (migrate->parsed()) return cmd_migrate(common);
   if (keygen->parsed()) return cmd_keygen(keygen_out);
   if (backup->parsed()) return cmd_backup(common, backup_out);
   if (verify->parsed()) return cmd_verify(common, verify_args);

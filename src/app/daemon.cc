@@ -12,6 +12,7 @@
 #include "api/metrics.h"
 #include "api/slot_reporter.h"
 #include "api/status_board.h"
+#include "app/store_factory.h"
 #include "dlq/alarms.h"
 #include "dlq/dead_letter_queue.h"
 #include "publish/publisher.h"
@@ -19,7 +20,6 @@
 #include "secret/secret_registry.h"
 #include "sign/signing_key.h"
 #include "source/random_int_source.h"
-#include "store/sqlite_store.h"
 #include "workflow/scheduler.h"
 
 namespace metronome {
@@ -63,8 +63,8 @@ Result<std::vector<std::unique_ptr<FeedRuntime>>> make_runtimes(const Config& co
 struct Daemon::Parts {
   Clock* clock = nullptr;
   std::string listen;
-  std::unique_ptr<SqliteStore> store;
-  std::unique_ptr<SqliteStore> api_store;  // the API's own read-only connection
+  std::unique_ptr<Store> store;
+  std::unique_ptr<Store> api_store;  // the API's own read-only connection
   std::unique_ptr<StatusBoard> board;
   std::unique_ptr<Metrics> metrics;
   std::unique_ptr<SlotReporter> reporter;
@@ -106,15 +106,9 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
   parts->clock = &clock;
   METRONOME_RETURN_IF_ERROR(ensure_default_secret(config));
 
-  SqliteStoreOptions store_options;
-  store_options.path = config.store.path;
-  store_options.dlq_path = config.store.dlq_path;
-  // A slot waits for a busy database only a little: its deadline bounds it anyway.
-  store_options.busy_timeout = std::chrono::milliseconds(250);
-  METRONOME_ASSIGN_OR_RETURN(parts->store, SqliteStore::open(store_options));
-
   METRONOME_ASSIGN_OR_RETURN(SecretRegistry secrets, SecretRegistry::from_config(config.secrets));
   parts->secrets = std::make_unique<SecretRegistry>(std::move(secrets));
+  METRONOME_ASSIGN_OR_RETURN(parts->store, open_store(config, StoreUse::kDaemon, *parts->secrets));
 
   METRONOME_ASSIGN_OR_RETURN(parts->feeds, make_runtimes(config, *parts->secrets));
   std::vector<const FeedRuntime*> runtimes;
@@ -122,8 +116,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
   parts->config = config;
 
   // The API reads through its own read-only connection, so HTTP never waits on the writer.
-  store_options.read_only = true;
-  METRONOME_ASSIGN_OR_RETURN(parts->api_store, SqliteStore::open(store_options));
+  METRONOME_ASSIGN_OR_RETURN(parts->api_store,
+                             open_store(config, StoreUse::kDaemonApi, *parts->secrets));
   parts->board = std::make_unique<StatusBoard>();
   parts->metrics = std::make_unique<Metrics>(METRONOME_VERSION);
   parts->reporter = std::make_unique<SlotReporter>(*parts->board, *parts->metrics);
@@ -201,8 +195,10 @@ Status Daemon::reload() {
   }
   auto config = load_config(p.config.file);
   if (!config.ok()) return config.status();
-  if (config->store.path != p.config.store.path ||
+  if (config->store.kind != p.config.store.kind || config->store.path != p.config.store.path ||
       config->store.dlq_path != p.config.store.dlq_path ||
+      config->store.url != p.config.store.url ||
+      config->store.password_secret != p.config.store.password_secret ||
       config->service.listen != p.config.service.listen) {
     return Status::InvalidArgument(
         "[store] and [service] listen cannot change by reload; restart the daemon for them");

@@ -106,6 +106,29 @@ fs::path default_dlq_path(const fs::path& db) {
   return s + ".dlq.db";
 }
 
+// A PostgreSQL URL with the password of its user info (if any) replaced, for printing.
+std::string redact_url_password(const std::string& url) {
+  const size_t authority = url.find("://");
+  if (authority == std::string::npos) return url;
+  const size_t end = url.find_first_of("/?", authority + 3);
+  const size_t at = url.rfind('@', end == std::string::npos ? std::string::npos : end);
+  const size_t colon = url.find(':', authority + 3);
+  std::string out = url;
+  if (at != std::string::npos && at > authority && colon != std::string::npos && colon < at) {
+    out = url.substr(0, colon + 1) + "REDACTED" + url.substr(at);
+  }
+  // libpq also takes the password as a query parameter.
+  for (size_t q = out.find('?'); q != std::string::npos; q = out.find('&', q + 1)) {
+    if (out.compare(q + 1, 9, "password=") != 0) continue;
+    const size_t value = q + 10;
+    out.replace(value,
+                out.find('&', value) == std::string::npos ? std::string::npos
+                                                          : out.find('&', value) - value,
+                "REDACTED");
+  }
+  return out;
+}
+
 fs::path absolute_or_self(const fs::path& p) {
   std::error_code ec;
   fs::path abs = fs::absolute(p, ec);
@@ -134,6 +157,11 @@ class Loader {
     METRONOME_RETURN_IF_ERROR(parse_store(store, c.service, c.store));
     if (secrets != nullptr) METRONOME_RETURN_IF_ERROR(parse_secrets(*secrets, c.secrets));
     METRONOME_RETURN_IF_ERROR(parse_feeds(root, c));
+    if (!c.store.password_secret.empty() && !c.secrets.contains(c.store.password_secret)) {
+      return error(*store->get("password_secret"), "store.password_secret",
+                   fmt::format("unknown secret '{}' (define it as [secrets.{}])",
+                               c.store.password_secret.str(), c.store.password_secret.str()));
+    }
     if (!c.service.admin_token_secret.empty() &&
         !c.secrets.contains(c.service.admin_token_secret)) {
       const toml::node* n = service->get("admin_token_secret");
@@ -302,14 +330,39 @@ class Loader {
     s.dlq_path.clear();
     if (t != nullptr) {
       constexpr std::string_view p = "store";
-      METRONOME_RETURN_IF_ERROR(check_keys(*t, p, {"kind", "path", "dlq_path"}));
+      METRONOME_RETURN_IF_ERROR(
+          check_keys(*t, p, {"kind", "path", "dlq_path", "url", "password_secret"}));
       METRONOME_RETURN_IF_ERROR(get_string(*t, p, "kind", s.kind));
-      if (s.kind != "sqlite") {
-        return error(*t->get("kind"), "store.kind",
-                     fmt::format("unsupported store kind '{}' (supported: sqlite)", s.kind));
+      if (s.kind != "sqlite" && s.kind != "postgres") {
+        return error(
+            *t->get("kind"), "store.kind",
+            fmt::format("unsupported store kind '{}' (supported: sqlite, postgres)", s.kind));
+      }
+      // Each kind's keys only: a key the kind ignores is a mistake, not a default.
+      for (std::string_view key : s.kind == "sqlite"
+                                      ? std::vector<std::string_view>{"url", "password_secret"}
+                                      : std::vector<std::string_view>{"path", "dlq_path"}) {
+        if (const toml::node* n = t->get(key)) {
+          return error(*n, join(p, key), fmt::format("not a setting of store kind '{}'", s.kind));
+        }
       }
       METRONOME_RETURN_IF_ERROR(get_path(*t, p, "path", s.path));
       METRONOME_RETURN_IF_ERROR(get_path(*t, p, "dlq_path", s.dlq_path));
+      METRONOME_RETURN_IF_ERROR(get_string(*t, p, "url", s.url));
+      std::string password_secret;
+      METRONOME_RETURN_IF_ERROR(get_string(*t, p, "password_secret", password_secret));
+      s.password_secret = SecretName(password_secret);
+      if (s.kind == "postgres") {
+        if (s.url.empty()) {
+          const toml::node* n = t->get("url");
+          return error(n != nullptr ? line_of(*n) : line_of(*t), "store.url",
+                       "store kind 'postgres' needs url = \"postgresql://USER@HOST:PORT/DB\"");
+        }
+        if (!s.url.starts_with("postgresql://") && !s.url.starts_with("postgres://")) {
+          return error(*t->get("url"), "store.url",
+                       "must be a PostgreSQL URL: postgresql://USER@HOST:PORT/DB");
+        }
+      }
     }
     if (s.path.empty()) s.path = service.data_dir / "metronome.db";
     if (s.dlq_path.empty()) s.dlq_path = default_dlq_path(s.path);
@@ -690,8 +743,15 @@ std::string dump_config(const Config& c) {
 
   out += "\n[store]\n";
   line("kind", quote(c.store.kind));
-  line("path", quote(c.store.path.string()));
-  line("dlq_path", quote(c.store.dlq_path.string()));
+  if (c.store.kind == "postgres") {
+    line("url", quote(redact_url_password(c.store.url)));
+    if (!c.store.password_secret.empty()) {
+      line("password_secret", quote(c.store.password_secret.str()));
+    }
+  } else {
+    line("path", quote(c.store.path.string()));
+    line("dlq_path", quote(c.store.dlq_path.string()));
+  }
 
   for (const auto& [name, s] : c.secrets) {
     out += fmt::format("\n[secrets.{}]\n", toml_key(name.str()));

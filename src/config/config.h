@@ -31,9 +31,11 @@ struct ServiceConfig {
 };
 
 struct StoreConfig {
-  std::string kind = "sqlite";
-  std::filesystem::path path;      // default data_dir/metronome.db
-  std::filesystem::path dlq_path;  // default: path with ".db" replaced by ".dlq.db"
+  std::string kind = "sqlite";     // sqlite | postgres
+  std::filesystem::path path;      // sqlite: default data_dir/metronome.db
+  std::filesystem::path dlq_path;  // sqlite: default: path with ".db" replaced by ".dlq.db"
+  std::string url{};               // postgres: "postgresql://USER@HOST:PORT/DATABASE?..."
+  SecretName password_secret{};    // postgres: the password; empty: the URL's or libpq's own
 };
 
 // Where one named secret lives: exactly one of file / env.

@@ -190,11 +190,40 @@ TEST_F(ConfigTest, ServiceValues) {
   EXPECT_EQ(c.service.listen, "[::1]:0");
 }
 
-TEST_F(ConfigTest, StoreKindOtherThanSqlite) {
-  expect_error("[store]\nkind = \"postgres\"\n", 2, "store.kind",
-               "unsupported store kind 'postgres'");
+TEST_F(ConfigTest, StoreKinds) {
+  expect_error("[store]\nkind = \"mysql\"\n", 2, "store.kind",
+               "unsupported store kind 'mysql' (supported: sqlite, postgres)");
   expect_error("[store]\npath = \"a.db\"\ndlq_path = \"a.db\"\n", 3, "store.dlq_path",
                "must differ");
+  expect_error("[store]\nkind = \"postgres\"\n", 1, "store.url", "needs url");
+  expect_error("[store]\nkind = \"postgres\"\nurl = \"mysql://h/d\"\n", 3, "store.url",
+               "must be a PostgreSQL URL");
+  expect_error("[store]\nkind = \"postgres\"\nurl = \"postgresql://h/d\"\npath = \"a.db\"\n", 4,
+               "store.path", "not a setting of store kind 'postgres'");
+  expect_error("[store]\nurl = \"postgresql://h/d\"\n", 2, "store.url",
+               "not a setting of store kind 'sqlite'");
+  expect_error(std::string("[store]\nkind = \"postgres\"\nurl = \"postgresql://h/d\"\n"
+                           "password_secret = \"pg\"\n") +
+                   std::string(kFeed),
+               4, "store.password_secret", "unknown secret 'pg'");
+
+  Config c = load_ok(
+      std::string("[store]\nkind = \"postgres\"\n"
+                  "url = \"postgresql://oracle:inline@db:5432/m?sslmode=require&password=q\"\n"
+                  "password_secret = \"pg\"\n[secrets.pg]\nenv = \"PGPASS\"\n") +
+      std::string(kFeed));
+  EXPECT_EQ(c.store.kind, "postgres");
+  EXPECT_EQ(c.store.url, "postgresql://oracle:inline@db:5432/m?sslmode=require&password=q");
+  EXPECT_EQ(c.store.password_secret, SecretName("pg"));
+  // The dump never shows a password, and still parses.
+  std::string dumped = dump_config(c);
+  EXPECT_THAT(dumped, HasSubstr("url = \"postgresql://oracle:REDACTED@db:5432/"
+                                "m?sslmode=require&password=REDACTED\"\n"));
+  EXPECT_THAT(dumped, ::testing::Not(HasSubstr("inline")));
+  EXPECT_THAT(dumped, HasSubstr("password_secret = \"pg\"\n"));
+  Result<Config> again = parse_config(dumped, c.file);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->store.password_secret, SecretName("pg"));
 }
 
 TEST_F(ConfigTest, RangesOfIntegers) {
