@@ -23,6 +23,8 @@
 #include "secret/file_secret.h"
 #include "sign/signer.h"
 #include "sign/signing_key.h"
+#include "sink/dynamodb_sink.h"
+#include "sink/sink_dispatcher.h"
 #include "store/sqlite_store.h"
 
 namespace metronome {
@@ -219,6 +221,14 @@ int cmd_dlq(const Common& common, const DlqArgs& args) {
   if (!store.ok()) return fail(store.status(), kExitRuntime);
   SystemClock clock;
   DeadLetterQueue dlq(**store, clock);
+  // Messages of a sink stage are delivered to the feed's sinks from the config, not the store.
+  SinkDispatcher sinks(dlq, clock);
+  if (args.action == "redrive") {
+    sinks.configure(make_feed_sinks(*config, clock));
+    for (const std::string& stage : SinkDispatcher::stages()) {
+      dlq.set_stage_redriver(stage, [&sinks](const DlqMessage& m) { return sinks.redrive(m); });
+    }
+  }
   if (args.action == "list") {
     auto messages = dlq.list(1000);
     if (!messages.ok()) return fail(messages.status(), kExitRuntime);
@@ -360,6 +370,35 @@ int cmd_verify(const Common& common, const VerifyArgs& args) {
   return bad == 0 ? kExitOk : kExitRuntime;
 }
 
+// Creates the DynamoDB table of each dynamodb sink of `feed` (on-demand billing).
+int cmd_dynamodb_create_table(const Common& common, const std::string& feed) {
+  auto config = load(common);
+  if (!config.ok()) return fail(config.status(), kExitUsage);
+  const FeedConfig* f = config->find_feed(FeedId(feed));
+  if (f == nullptr)
+    return fail(Status::NotFound("no feed '" + feed + "' in the config"), kExitUsage);
+  SystemClock clock;
+  int tables = 0;
+  for (const SinkConfig& sink : f->sinks) {
+    const auto* d = std::get_if<DynamoDbSinkConfig>(&sink);
+    if (d == nullptr) continue;
+    ++tables;
+    DynamoDbSink dynamodb(f->id, *d, clock);
+    Status st = dynamodb.create_table(std::chrono::seconds(60));
+    if (st.code() == Status::Code::kAlreadyExists) {
+      std::printf("table %s already exists\n", d->table.c_str());
+      continue;
+    }
+    if (!st.ok()) return fail(st, is_config_error(st) ? kExitUsage : kExitRuntime);
+    std::printf("created table %s (layout %s, on-demand billing)\n", d->table.c_str(),
+                std::string(to_string(d->layout)).c_str());
+  }
+  if (tables == 0) {
+    return fail(Status::NotFound("feed '" + feed + "' has no dynamodb sink"), kExitUsage);
+  }
+  return kExitOk;
+}
+
 int cmd_migrate(const Common& common) {
   auto config = load(common);
   if (!config.ok()) return fail(config.status(), kExitUsage);
@@ -462,6 +501,13 @@ int run_cli(int argc, char** argv) {
                    "EIP-712 chainId (default: the feed's, from the config)")
       ->check(CLI::PositiveNumber);
 
+  std::string dynamodb_feed;
+  auto* dynamodb = app.add_subcommand("dynamodb", "DynamoDB sinks");
+  dynamodb->require_subcommand(1);
+  auto* create_table = dynamodb->add_subcommand(
+      "create-table", "Create the table of each dynamodb sink of a feed (on-demand billing)");
+  create_table->add_option("--feed", dynamodb_feed, "The feed whose sinks need tables")->required();
+
   auto* migrate = app.add_subcommand(
       "migrate", "Bring the store's schema to this version (PostgreSQL: required before run)");
 
@@ -495,6 +541,7 @@ int run_cli(int argc, char** argv) {
   }
   if (check->parsed()) return cmd_config_check(common);
   if (migrate->parsed()) return cmd_migrate(common);
+  if (create_table->parsed()) return cmd_dynamodb_create_table(common, dynamodb_feed);
   if (keygen->parsed()) return cmd_keygen(keygen_out);
   if (backup->parsed()) return cmd_backup(common, backup_out);
   if (verify->parsed()) return cmd_verify(common, verify_args);

@@ -1,13 +1,17 @@
 #include "app/daemon.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
 #include <systemd/sd-daemon.h>
 
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 
+#include "api/event_hub.h"
 #include "api/http_server.h"
 #include "api/metrics.h"
 #include "api/slot_reporter.h"
@@ -19,26 +23,17 @@
 #include "secret/file_secret.h"
 #include "secret/secret_registry.h"
 #include "sign/signing_key.h"
-#include "source/random_int_source.h"
+#include "sink/sink_dispatcher.h"
+#include "source/make_source.h"
 #include "workflow/scheduler.h"
 
 namespace metronome {
 namespace {
 
-std::unique_ptr<Source> make_source(const SourceConfig& config) {
-  return std::visit(
-      [](const auto& c) -> std::unique_ptr<Source> {
-        using T = std::decay_t<decltype(c)>;
-        if constexpr (std::is_same_v<T, RandomIntSourceConfig>) {
-          return std::make_unique<RandomIntSource>(c.min, c.max);
-        }
-      },
-      config);
-}
-
 // The runtimes of `config`'s feeds: sources built, signing keys read and checked.
 Result<std::vector<std::unique_ptr<FeedRuntime>>> make_runtimes(const Config& config,
-                                                                const SecretRegistry& secrets) {
+                                                                const SecretRegistry& secrets,
+                                                                Clock& clock) {
   std::vector<std::unique_ptr<FeedRuntime>> out;
   for (const auto& feed : config.feeds) {
     auto rt = std::make_unique<FeedRuntime>();
@@ -46,9 +41,13 @@ Result<std::vector<std::unique_ptr<FeedRuntime>>> make_runtimes(const Config& co
     rt->schedule = feed.schedule;
     rt->window = feed.window;
     rt->deadline = feed.deadline;
+    rt->observe_lead = feed.observe_lead;
     rt->retries = feed.retries;
     rt->decimals = feed.decimals;
-    rt->source = make_source(feed.source);
+    rt->bounds = SanityBounds{feed.min_value, feed.max_value, feed.max_change_pct};
+    auto source = make_source(feed.source, feed.decimals, &secrets, clock);
+    if (!source) return source.status().With(fmt::format("feed {}: source", feed.id));
+    rt->source = std::move(*source);
     if (!feed.secret.empty()) {
       METRONOME_ASSIGN_OR_RETURN(rt->signer,
                                  FeedSigner::create(feed.id, feed.secret, secrets, feed.chain_id));
@@ -67,6 +66,7 @@ struct Daemon::Parts {
   std::unique_ptr<Store> api_store;  // the API's own read-only connection
   std::unique_ptr<StatusBoard> board;
   std::unique_ptr<Metrics> metrics;
+  std::unique_ptr<EventHub> events;  // the dashboard's live events (GET /v1/events)
   std::unique_ptr<SlotReporter> reporter;
   std::unique_ptr<ApiServer> api;
   Config config;  // the configuration in force
@@ -78,6 +78,8 @@ struct Daemon::Parts {
   std::vector<std::unique_ptr<SecretRegistry>> retired_secrets;
   std::vector<std::unique_ptr<FeedRuntime>> feeds;
   std::unique_ptr<DeadLetterQueue> dlq;
+  std::unique_ptr<SinkDispatcher>
+      sinks;  // after the store: records go on from the outcome callback
   std::unique_ptr<Publisher> publisher;
   std::unique_ptr<AlarmManager> alarms;
   std::unique_ptr<Scheduler> scheduler;
@@ -106,11 +108,12 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
   parts->clock = &clock;
   METRONOME_RETURN_IF_ERROR(ensure_default_secret(config));
 
-  METRONOME_ASSIGN_OR_RETURN(SecretRegistry secrets, SecretRegistry::from_config(config.secrets));
+  METRONOME_ASSIGN_OR_RETURN(SecretRegistry secrets,
+                             SecretRegistry::from_config(config.secrets, clock));
   parts->secrets = std::make_unique<SecretRegistry>(std::move(secrets));
   METRONOME_ASSIGN_OR_RETURN(parts->store, open_store(config, StoreUse::kDaemon, *parts->secrets));
 
-  METRONOME_ASSIGN_OR_RETURN(parts->feeds, make_runtimes(config, *parts->secrets));
+  METRONOME_ASSIGN_OR_RETURN(parts->feeds, make_runtimes(config, *parts->secrets, clock));
   std::vector<const FeedRuntime*> runtimes;
   for (const auto& rt : parts->feeds) runtimes.push_back(rt.get());
   parts->config = config;
@@ -120,7 +123,9 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
                              open_store(config, StoreUse::kDaemonApi, *parts->secrets));
   parts->board = std::make_unique<StatusBoard>();
   parts->metrics = std::make_unique<Metrics>(METRONOME_VERSION);
-  parts->reporter = std::make_unique<SlotReporter>(*parts->board, *parts->metrics);
+  parts->events = std::make_unique<EventHub>();
+  parts->reporter =
+      std::make_unique<SlotReporter>(*parts->board, *parts->metrics, parts->events.get());
   {
     std::vector<FeedSummary> summaries;
     std::vector<FeedId> ids;
@@ -139,9 +144,28 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
 
   parts->dlq = std::make_unique<DeadLetterQueue>(*parts->store, clock);
   parts->publisher = std::make_unique<Publisher>(*parts->store, *parts->dlq, clock);
-  parts->alarms = std::make_unique<AlarmManager>(*parts->store, clock, config.alarms,
-                                                 make_alarm_actions(config.alarms, clock));
+  {
+    // Missing credentials or a missing table stop the start; an unreachable endpoint does not.
+    std::vector<FeedSinks> sinks = make_feed_sinks(config, clock);
+    METRONOME_RETURN_IF_ERROR(check_feed_sinks(sinks));
+    parts->sinks = std::make_unique<SinkDispatcher>(*parts->dlq, clock);
+    parts->sinks->configure(std::move(sinks));
+    for (const std::string& stage : SinkDispatcher::stages()) {
+      parts->dlq->set_stage_redriver(
+          stage, [d = parts->sinks.get()](const DlqMessage& m) { return d->redrive(m); });
+    }
+  }
+  parts->alarms = std::make_unique<AlarmManager>(
+      *parts->store, clock, config.alarms,
+      with_alarm_events(make_alarm_actions(config.alarms, clock), *parts->events));
   SchedulerOptions options;
+  options.realtime = config.service.realtime;
+  if (config.service.realtime && ::mlockall(MCL_CURRENT | MCL_FUTURE) != 0) {
+    // Page faults on the slot path would undo the priority; refused (no CAP_IPC_LOCK and a low
+    // RLIMIT_MEMLOCK): one warning, and the daemon runs unlocked.
+    spdlog::warn("realtime = true, but mlockall was refused ({}); memory stays pageable",
+                 std::strerror(errno));
+  }
   // systemd's watchdog (WatchdogSec=): the timer thread pings it at half the interval, so a
   // stuck timer gets the service restarted. Not under systemd: no heartbeat.
   uint64_t watchdog_usec = 0;
@@ -157,12 +181,19 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
                                                  *parts->publisher, runtimes, options);
   AlarmManager* alarms = parts->alarms.get();
   SlotReporter* reporter = parts->reporter.get();
-  parts->dlq->set_on_change([alarms] { alarms->poke(); });
-  parts->publisher->set_on_outcome(
-      [alarms, reporter](const FeedId& feed, const SlotRecord& slot, const ValueRecord* record) {
-        reporter->on_slot(feed, slot, record);
-        if (slot.outcome != SlotOutcome::kPublished) alarms->poke();
-      });
+  EventHub* events = parts->events.get();
+  parts->dlq->set_on_change([alarms, events] {
+    alarms->poke();
+    events->on_dlq_change();
+  });
+  SinkDispatcher* sinks = parts->sinks.get();
+  parts->publisher->set_on_outcome([alarms, reporter, sinks](const FeedId& feed,
+                                                             const SlotRecord& slot,
+                                                             const ValueRecord* record) {
+    reporter->on_slot(feed, slot, record);
+    if (record != nullptr) sinks->submit(*record);  // queued: never delays the slot
+    if (slot.outcome != SlotOutcome::kPublished) alarms->poke();
+  });
   parts->publisher->set_on_store_write(
       [reporter](const Status& s) { reporter->on_store_write(s); });
 
@@ -173,7 +204,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
                clock,
                {},
                METRONOME_VERSION,
-               [reporter](const ValueRecord& r) { reporter->on_redriven(r); }};
+               [reporter](const ValueRecord& r) { reporter->on_redriven(r); },
+               parts->events.get()};
   if (!config.service.admin_token_secret.empty()) {
     SecretRegistry* secrets = parts->secrets.get();
     SecretName name = config.service.admin_token_secret;
@@ -203,9 +235,12 @@ Status Daemon::reload() {
     return Status::InvalidArgument(
         "[store] and [service] listen cannot change by reload; restart the daemon for them");
   }
-  METRONOME_ASSIGN_OR_RETURN(SecretRegistry secrets, SecretRegistry::from_config(config->secrets));
+  METRONOME_ASSIGN_OR_RETURN(SecretRegistry secrets,
+                             SecretRegistry::from_config(config->secrets, *p.clock));
+  std::vector<FeedSinks> sinks = make_feed_sinks(*config, *p.clock);
+  METRONOME_RETURN_IF_ERROR(check_feed_sinks(sinks));
   auto registry = std::make_unique<SecretRegistry>(std::move(secrets));
-  METRONOME_ASSIGN_OR_RETURN(auto feeds, make_runtimes(*config, *registry));
+  METRONOME_ASSIGN_OR_RETURN(auto feeds, make_runtimes(*config, *registry, *p.clock));
 
   std::vector<const FeedRuntime*> runtimes;
   std::vector<FeedSummary> summaries;
@@ -214,6 +249,7 @@ Status Daemon::reload() {
     summaries.push_back(summarize_feed(config->feeds[i], feeds[i]->source->describe()));
   }
   p.scheduler->reconfigure(runtimes);
+  p.sinks->configure(std::move(sinks));
   p.board->set_feeds(std::move(summaries));
   for (auto& rt : p.feeds) p.retired_feeds.push_back(std::move(rt));
   p.feeds = std::move(feeds);
@@ -248,6 +284,7 @@ Status Daemon::run(std::stop_token stop) {
   sd_notify(0, "STOPPING=1");
   spdlog::info("stopping: no new slots; waiting for slots in flight");
   p.scheduler->stop();
+  p.sinks->stop();  // after the last slot: its records still reach the sinks (or the DLQ)
   p.api->stop();
   (void)p.alarms->evaluate_once();
   p.alarms.reset();

@@ -16,6 +16,8 @@
 #include <string_view>
 #include <system_error>
 
+#include "aws/aws_region.h"
+
 namespace metronome {
 namespace {
 
@@ -27,7 +29,7 @@ namespace fs = std::filesystem;
 constexpr Millis kMinInterval{10};
 constexpr Millis kDefaultInterval{2000};
 constexpr Millis kDefaultWindow{60'000};
-constexpr std::string_view kSupportedSources = "random_int";
+constexpr std::string_view kSupportedSources = "random_int, http_json, command, file, median";
 
 // Feed ids and secret names: [A-Za-z0-9_.-]{1,64}.
 bool is_valid_name(std::string_view s) {
@@ -141,6 +143,8 @@ class Loader {
  public:
   Loader(std::string file_label, fs::path base_dir)
       : file_(std::move(file_label)), base_dir_(std::move(base_dir)) {}
+  // The file's text, for reading floats exactly as written (see get_decimal()).
+  void keep_text(std::string_view text) { text_ = text; }
 
   Status load(const toml::table& root, Config& c) {
     METRONOME_RETURN_IF_ERROR(
@@ -295,9 +299,9 @@ class Loader {
     s.data_dir = resolve("var");
     if (t == nullptr) return Status::Ok();
     constexpr std::string_view p = "service";
-    METRONOME_RETURN_IF_ERROR(check_keys(
-        *t, p,
-        {"data_dir", "listen", "log_level", "log_format", "chain_id", "admin_token_secret"}));
+    METRONOME_RETURN_IF_ERROR(check_keys(*t, p,
+                                         {"data_dir", "listen", "log_level", "log_format",
+                                          "chain_id", "admin_token_secret", "realtime"}));
     METRONOME_RETURN_IF_ERROR(get_path(*t, p, "data_dir", s.data_dir));
     METRONOME_RETURN_IF_ERROR(get_string(*t, p, "listen", s.listen));
     if (std::string why; !is_valid_listen(s.listen, why)) {
@@ -322,6 +326,13 @@ class Loader {
     std::string token;
     METRONOME_RETURN_IF_ERROR(get_string(*t, p, "admin_token_secret", token));
     s.admin_token_secret = SecretName(token);
+    if (const toml::node* n = t->get("realtime")) {
+      if (!n->is_boolean()) {
+        return error(*n, "service.realtime",
+                     fmt::format("expected true or false, got {}", type_name(*n)));
+      }
+      s.realtime = n->as_boolean()->get();
+    }
     return Status::Ok();
   }
 
@@ -386,7 +397,7 @@ class Loader {
                      fmt::format("expected a table with 'file' or 'env', got {}", type_name(node)));
       }
       const toml::table& st = *node.as_table();
-      METRONOME_RETURN_IF_ERROR(check_keys(st, full, {"file", "env"}));
+      METRONOME_RETURN_IF_ERROR(check_keys(st, full, {"file", "env", "aws_secrets_manager"}));
       SecretConfig sc;
       sc.name = SecretName(name);
       if (st.contains("file")) {
@@ -400,12 +411,127 @@ class Loader {
         if (env.empty()) return error(*st.get("env"), join(full, "env"), "must not be empty");
         sc.env = env;
       }
-      if (sc.file.has_value() == sc.env.has_value()) {
-        return error(st, full,
-                     fmt::format("set exactly one of 'file' or 'env' (got {})",
-                                 sc.file ? "both" : "neither"));
+      const toml::table* aws = nullptr;
+      METRONOME_RETURN_IF_ERROR(get_table(st, full, "aws_secrets_manager", aws));
+      if (aws != nullptr) {
+        AwsSecretsManagerConfig a;
+        METRONOME_RETURN_IF_ERROR(parse_aws_secret(*aws, join(full, "aws_secrets_manager"), a));
+        sc.aws_secrets_manager = std::move(a);
+      }
+      int kinds = int{sc.file.has_value()} + int{sc.env.has_value()} +
+                  int{sc.aws_secrets_manager.has_value()};
+      if (kinds != 1) {
+        return error(
+            st, full,
+            fmt::format("set exactly one of 'file', 'env' or 'aws_secrets_manager' (got {})",
+                        kinds == 0 ? "none" : "several"));
       }
       out.emplace(sc.name, std::move(sc));
+    }
+    return Status::Ok();
+  }
+
+  // A required, non-empty string.
+  Status get_required_string(const toml::table& t, std::string_view prefix, std::string_view key,
+                             std::string& out) const {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return error(t, join(prefix, key), "missing");
+    METRONOME_RETURN_IF_ERROR(get_string(t, prefix, key, out));
+    if (out.empty()) return error(*n, join(prefix, key), "must not be empty");
+    return Status::Ok();
+  }
+
+  Status get_region(const toml::table& t, std::string_view prefix, std::string& out) const {
+    METRONOME_RETURN_IF_ERROR(get_required_string(t, prefix, "region", out));
+    if (!is_valid_aws_region(out)) {
+      return error(*t.get("region"), join(prefix, "region"),
+                   fmt::format("unknown region format '{}' (expected e.g. us-east-1)", out));
+    }
+    return Status::Ok();
+  }
+
+  Status get_endpoint(const toml::table& t, std::string_view prefix, std::string& out) const {
+    METRONOME_RETURN_IF_ERROR(get_string(t, prefix, "endpoint", out));
+    if (t.contains("endpoint") && !is_valid_url(out)) {
+      return error(
+          *t.get("endpoint"), join(prefix, "endpoint"),
+          fmt::format("invalid URL '{}' (expected http://host:port or https://host)", out));
+    }
+    return Status::Ok();
+  }
+
+  Status parse_aws_secret(const toml::table& t, const std::string& p,
+                          AwsSecretsManagerConfig& a) const {
+    METRONOME_RETURN_IF_ERROR(
+        check_keys(t, p, {"secret_id", "region", "endpoint", "json_key", "refresh"}));
+    METRONOME_RETURN_IF_ERROR(get_required_string(t, p, "secret_id", a.secret_id));
+    METRONOME_RETURN_IF_ERROR(get_region(t, p, a.region));
+    METRONOME_RETURN_IF_ERROR(get_endpoint(t, p, a.endpoint));
+    METRONOME_RETURN_IF_ERROR(get_string(t, p, "json_key", a.json_key));
+    if (t.contains("json_key") && a.json_key.empty()) {
+      return error(*t.get("json_key"), join(p, "json_key"), "must not be empty");
+    }
+    METRONOME_RETURN_IF_ERROR(get_duration(t, p, "refresh", a.refresh));
+    return Status::Ok();
+  }
+
+  Status parse_sinks(const toml::table& feed, const std::string& p, const FeedConfig& f,
+                     std::vector<SinkConfig>& out) const {
+    const toml::node* n = feed.get("sinks");
+    if (n == nullptr) return Status::Ok();
+    if (!n->is_array_of_tables() && !(n->is_array() && n->as_array()->empty())) {
+      return error(
+          *n, join(p, "sinks"),
+          fmt::format("expected an array of tables, e.g. [{{ kind = \"dynamodb\", ... }}], "
+                      "got {}",
+                      type_name(*n)));
+    }
+    const toml::array& sinks = *n->as_array();
+    for (size_t i = 0; i < sinks.size(); ++i) {
+      const toml::table& t = *sinks[i].as_table();
+      std::string sp = fmt::format("{}.sinks[{}]", p, i);
+      std::string kind;
+      METRONOME_RETURN_IF_ERROR(get_required_string(t, sp, "kind", kind));
+      if (kind != "dynamodb") {
+        return error(*t.get("kind"), join(sp, "kind"),
+                     fmt::format("unknown sink kind '{}' (supported: dynamodb)", kind));
+      }
+      METRONOME_RETURN_IF_ERROR(
+          check_keys(t, sp, {"kind", "table", "region", "endpoint", "layout"}));
+      DynamoDbSinkConfig d;
+      METRONOME_RETURN_IF_ERROR(get_required_string(t, sp, "table", d.table));
+      METRONOME_RETURN_IF_ERROR(get_region(t, sp, d.region));
+      METRONOME_RETURN_IF_ERROR(get_endpoint(t, sp, d.endpoint));
+      std::string layout = "seed";
+      METRONOME_RETURN_IF_ERROR(get_string(t, sp, "layout", layout));
+      if (layout == "seed") {
+        d.layout = DynamoDbSinkConfig::Layout::kSeed;
+      } else if (layout == "record") {
+        d.layout = DynamoDbSinkConfig::Layout::kRecord;
+      } else {
+        return error(*t.get("layout"), join(sp, "layout"),
+                     fmt::format("unknown layout '{}' (expected seed or record)", layout));
+      }
+      // The seed layout keys items by the second: a feed with sub-second slots would write
+      // several slots to one item (all but the first refused as already delivered).
+      if (d.layout == DynamoDbSinkConfig::Layout::kSeed && f.schedule.is_interval() &&
+          f.schedule.interval() % Seconds(1) != Millis(0)) {
+        const toml::node* ln = t.get("layout");
+        return error(ln != nullptr ? *ln : t, join(sp, "layout"),
+                     fmt::format("layout seed keys items by the second (datetime_utc), but the "
+                                 "feed's interval {} is not a whole number of seconds; use "
+                                 "layout = \"record\"",
+                                 format_duration(f.schedule.interval())));
+      }
+      for (size_t j = 0; j < out.size(); ++j) {
+        const auto& other = std::get<DynamoDbSinkConfig>(out[j]);
+        if (other.table == d.table && other.region == d.region && other.endpoint == d.endpoint) {
+          return error(
+              *t.get("table"), join(sp, "table"),
+              fmt::format("table '{}' is already a sink of this feed (sinks[{}])", d.table, j));
+        }
+      }
+      out.push_back(std::move(d));
     }
     return Status::Ok();
   }
@@ -431,9 +557,10 @@ class Loader {
 
   Status parse_feed(const toml::table& t, size_t index, const Config& c, FeedConfig& f) const {
     std::string p = fmt::format("feeds[{}]", index);
-    METRONOME_RETURN_IF_ERROR(check_keys(t, p,
-                                         {"id", "every", "cron", "window", "deadline", "retries",
-                                          "secret", "decimals", "source", "chain_id"}));
+    METRONOME_RETURN_IF_ERROR(check_keys(
+        t, p,
+        {"id", "every", "cron", "window", "deadline", "observe_lead", "retries", "secret",
+         "decimals", "source", "chain_id", "sinks", "min_value", "max_value", "max_change_pct"}));
     const toml::node* id_node = t.get("id");
     if (id_node == nullptr) return error(t, join(p, "id"), "missing (every feed needs an id)");
     std::string id;
@@ -504,8 +631,23 @@ class Loader {
     }
     if (!f.deadline && is_interval) f.deadline = interval;
 
+    if (const toml::node* lead_node = t.get("observe_lead")) {
+      std::optional<Millis> lead;
+      METRONOME_RETURN_IF_ERROR(get_duration(t, p, "observe_lead", lead));
+      // Longer would start a slot's observation before the previous slot's time.
+      const Millis limit = is_interval ? interval : f.deadline.value_or(Seconds(1));
+      if (*lead >= limit) {
+        return error(
+            *lead_node, join(p, "observe_lead"),
+            fmt::format("observe_lead {} must be shorter than the {} {}", format_duration(*lead),
+                        is_interval ? "interval" : "deadline", format_duration(limit)));
+      }
+      f.observe_lead = *lead;
+    }
+
     METRONOME_RETURN_IF_ERROR(get_int(t, p, "retries", 0, 100, f.retries));
     METRONOME_RETURN_IF_ERROR(get_int(t, p, "decimals", 0, 36, f.decimals));
+    METRONOME_RETURN_IF_ERROR(parse_bounds(t, p, f));
     int64_t chain_id = static_cast<int64_t>(c.service.chain_id);
     METRONOME_RETURN_IF_ERROR(get_int(t, p, "chain_id", 1, kMaxChainId, chain_id));
     f.chain_id = static_cast<uint64_t>(chain_id);
@@ -528,16 +670,19 @@ class Loader {
     const toml::table* source = nullptr;
     METRONOME_RETURN_IF_ERROR(get_table(t, p, "source", source));
     if (source != nullptr) {
-      METRONOME_RETURN_IF_ERROR(parse_source(*source, join(p, "source"), f.source));
+      METRONOME_RETURN_IF_ERROR(parse_source(*source, join(p, "source"), c, f.source));
     }
+    METRONOME_RETURN_IF_ERROR(parse_sinks(t, p, f, f.sinks));
     return Status::Ok();
   }
 
-  Status parse_source(const toml::table& t, const std::string& p, SourceConfig& out) const {
+  Status parse_source(const toml::table& t, const std::string& p, const Config& c,
+                      SourceConfig& out, bool member = false) const {
     std::string kind = "random_int";
     METRONOME_RETURN_IF_ERROR(get_string(t, p, "kind", kind));
+    if (kind != "random_int") return parse_other_source(t, p, kind, c, member, out);
     if (kind == "random_int") {
-      METRONOME_RETURN_IF_ERROR(check_keys(t, p, {"kind", "min", "max"}));
+      METRONOME_RETURN_IF_ERROR(check_keys(t, p, {"kind", "min", "max"}, member));
       RandomIntSourceConfig r;
       constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
       constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
@@ -553,6 +698,279 @@ class Loader {
     }
     return error(*t.get("kind"), join(p, "kind"),
                  fmt::format("unknown source kind '{}' (supported: {})", kind, kSupportedSources));
+  }
+
+  // A number kept exact: a TOML integer, a float (read from its text in the file, never through
+  // a double) or a string holding a decimal number ("0.5", "1e3").
+  Status get_decimal(const toml::table& t, std::string_view prefix, std::string_view key,
+                     std::optional<Decimal>& out) const {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return Status::Ok();
+    std::string full = join(prefix, key);
+    std::string text;
+    if (n->is_integer()) {
+      text = std::to_string(n->as_integer()->get());
+    } else if (n->is_string()) {
+      text = n->as_string()->get();
+    } else if (n->is_floating_point()) {
+      text = source_text_of(*n);
+      std::erase(text, '_');
+      if (text.empty()) return error(*n, full, "write this number as a string, e.g. \"0.5\"");
+    } else {
+      return error(*n, full,
+                   fmt::format("expected a number or a decimal string, got {}", type_name(*n)));
+    }
+    Result<Decimal> d = Decimal::parse(text);
+    if (!d) return error(*n, full, d.status().message());
+    out = *d;
+    return Status::Ok();
+  }
+
+  // The text of `n` as written in the file (one line), or "" when unknown.
+  std::string source_text_of(const toml::node& n) const {
+    const toml::source_region& r = n.source();
+    if (text_.empty() || r.begin.line == 0 || r.begin.line != r.end.line ||
+        r.end.column <= r.begin.column) {
+      return "";
+    }
+    size_t start = 0;
+    for (uint32_t line = 1; line < r.begin.line; ++line) {
+      start = text_.find('\n', start);
+      if (start == std::string_view::npos) return "";
+      ++start;
+    }
+    size_t from = start + r.begin.column - 1;
+    size_t count = r.end.column - r.begin.column;
+    if (from + count > text_.size()) return "";
+    return std::string(text_.substr(from, count));
+  }
+
+  Status check_keys(const toml::table& t, std::string_view prefix,
+                    std::initializer_list<std::string_view> known, bool member) const {
+    if (!member) return check_keys(t, prefix, known);
+    std::vector<std::string_view> all(known);
+    all.push_back("name");
+    for (const auto& [key, node] : t) {
+      if (std::find(all.begin(), all.end(), key.str()) != all.end()) continue;
+      uint32_t line = key.source().begin.line != 0 ? key.source().begin.line : line_of(node);
+      return error(line, join(prefix, key.str()),
+                   fmt::format("unknown key (expected one of: {})", fmt::join(all, ", ")));
+    }
+    return Status::Ok();
+  }
+
+  Status get_argv(const toml::table& t, std::string_view prefix, std::string_view key,
+                  std::vector<std::string>& out) const {
+    const toml::node* n = t.get(key);
+    std::string full = join(prefix, key);
+    if (n == nullptr) return error(t, full, "missing (the command and its arguments)");
+    if (!n->is_array() || n->as_array()->empty()) {
+      return error(*n, full,
+                   fmt::format("expected a non-empty array of strings, got {}",
+                               n->is_array() ? "an empty array" : type_name(*n)));
+    }
+    const toml::array& argv = *n->as_array();
+    for (size_t i = 0; i < argv.size(); ++i) {
+      const toml::node& arg = argv[i];
+      std::string item = fmt::format("{}[{}]", full, i);
+      uint32_t line = line_of(arg) != 0 ? line_of(arg) : line_of(*n);
+      if (!arg.is_string()) {
+        return error(line, item, fmt::format("expected a string, got {}", type_name(arg)));
+      }
+      if (i == 0 && arg.as_string()->get().empty()) return error(line, item, "must not be empty");
+      out.push_back(arg.as_string()->get());
+    }
+    return Status::Ok();
+  }
+
+  // RFC 6901: "" or "/token/token...", where '~' is only "~0" or "~1".
+  static bool is_valid_json_pointer(std::string_view s, std::string& why) {
+    if (!s.empty() && s.front() != '/') {
+      why = "must be empty or start with '/'";
+      return false;
+    }
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '~' && (i + 1 == s.size() || (s[i + 1] != '0' && s[i + 1] != '1'))) {
+        why = "'~' must be followed by 0 or 1 (~0 is '~', ~1 is '/')";
+        return false;
+      }
+    }
+    return true;
+  }
+
+  static bool is_header_name(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) ||
+             std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    });
+  }
+
+  // Header values: text with ${secret:NAME} references to configured secrets.
+  Status check_header_value(const toml::node& n, const std::string& key, std::string_view value,
+                            const Config& c) const {
+    if (value.find_first_of("\r\n") != std::string_view::npos || value.find('\0') != value.npos) {
+      return error(n, key, "must not contain CR, LF or NUL");
+    }
+    for (size_t at = value.find("${"); at != std::string_view::npos;
+         at = value.find("${", at + 2)) {
+      constexpr std::string_view kPrefix = "${secret:";
+      size_t close = value.find('}', at);
+      if (value.substr(at, kPrefix.size()) != kPrefix || close == std::string_view::npos) {
+        return error(
+            n, key, "unsupported '${' (the only reference is ${secret:NAME}, a configured secret)");
+      }
+      std::string name(value.substr(at + kPrefix.size(), close - at - kPrefix.size()));
+      if (!c.secrets.contains(SecretName(name))) {
+        return error(n, key,
+                     fmt::format("unknown secret '{}' in ${{secret:{}}}; add a [secrets.{}] table",
+                                 name, name, name));
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status parse_http_json(const toml::table& t, const std::string& p, const Config& c, bool member,
+                         SourceConfig& out) const {
+    METRONOME_RETURN_IF_ERROR(check_keys(
+        t, p, {"kind", "url", "pointer", "method", "headers", "body", "timeout"}, member));
+    HttpJsonSourceConfig h;
+    const toml::node* url = t.get("url");
+    if (url == nullptr) return error(t, join(p, "url"), "missing (the URL to GET)");
+    METRONOME_RETURN_IF_ERROR(get_string(t, p, "url", h.url));
+    if (!is_valid_url(h.url)) {
+      return error(
+          *url, join(p, "url"),
+          fmt::format("invalid URL '{}' (expected http://host/... or https://host/...)", h.url));
+    }
+    METRONOME_RETURN_IF_ERROR(get_string(t, p, "pointer", h.pointer));
+    if (std::string why; !is_valid_json_pointer(h.pointer, why)) {
+      return error(*t.get("pointer"), join(p, "pointer"),
+                   fmt::format("invalid JSON pointer '{}' ({})", h.pointer, why));
+    }
+    METRONOME_RETURN_IF_ERROR(get_string(t, p, "method", h.method));
+    if (h.method != "GET" && h.method != "POST") {
+      return error(*t.get("method"), join(p, "method"),
+                   fmt::format("unsupported method '{}' (expected GET or POST)", h.method));
+    }
+    METRONOME_RETURN_IF_ERROR(get_string(t, p, "body", h.body));
+    if (t.contains("body") && h.method != "POST") {
+      return error(*t.get("body"), join(p, "body"), "a body needs method = \"POST\"");
+    }
+    const toml::table* headers = nullptr;
+    METRONOME_RETURN_IF_ERROR(get_table(t, p, "headers", headers));
+    if (headers != nullptr) {
+      for (const auto& [name, value] : *headers) {
+        std::string key = fmt::format("{}.headers.{}", p, name.str());
+        if (!is_header_name(name.str())) {
+          return error(value, key, fmt::format("invalid header name '{}'", name.str()));
+        }
+        if (!value.is_string()) {
+          return error(value, key, fmt::format("expected a string, got {}", type_name(value)));
+        }
+        const std::string& text = value.as_string()->get();
+        METRONOME_RETURN_IF_ERROR(check_header_value(value, key, text, c));
+        h.headers.emplace_back(name.str(), text);
+      }
+    }
+    METRONOME_RETURN_IF_ERROR(get_duration(t, p, "timeout", h.timeout));
+    out = std::move(h);
+    return Status::Ok();
+  }
+
+  Status parse_other_source(const toml::table& t, const std::string& p, const std::string& kind,
+                            const Config& c, bool member, SourceConfig& out) const {
+    if (kind == "http_json") return parse_http_json(t, p, c, member, out);
+    if (kind == "command") {
+      METRONOME_RETURN_IF_ERROR(check_keys(t, p, {"kind", "argv", "timeout"}, member));
+      CommandSourceConfig cmd;
+      METRONOME_RETURN_IF_ERROR(get_argv(t, p, "argv", cmd.argv));
+      METRONOME_RETURN_IF_ERROR(get_duration(t, p, "timeout", cmd.timeout));
+      out = std::move(cmd);
+      return Status::Ok();
+    }
+    if (kind == "file") {
+      METRONOME_RETURN_IF_ERROR(check_keys(t, p, {"kind", "path"}, member));
+      FileSourceConfig file;
+      if (!t.contains("path")) return error(t, join(p, "path"), "missing (the file to read)");
+      METRONOME_RETURN_IF_ERROR(get_path(t, p, "path", file.path));
+      out = std::move(file);
+      return Status::Ok();
+    }
+    if (kind == "median" && member) {
+      return error(*t.get("kind"), join(p, "kind"), "a median's sources cannot be medians");
+    }
+    if (kind == "median") return parse_median(t, p, c, out);
+    return error(*t.get("kind"), join(p, "kind"),
+                 fmt::format("unknown source kind '{}' (supported: {})", kind, kSupportedSources));
+  }
+
+  Status parse_median(const toml::table& t, const std::string& p, const Config& c,
+                      SourceConfig& out) const {
+    METRONOME_RETURN_IF_ERROR(check_keys(t, p, {"kind", "sources", "quorum", "max_spread_pct"}));
+    MedianSourceConfig m;
+    const toml::node* sources = t.get("sources");
+    std::string key = join(p, "sources");
+    if (sources == nullptr) return error(t, key, "missing (the sources to take the median of)");
+    if (!sources->is_array() || sources->as_array()->empty()) {
+      return error(*sources, key,
+                   fmt::format("expected a non-empty array of source tables, got {}",
+                               sources->is_array() ? "an empty array" : type_name(*sources)));
+    }
+    const toml::array& list = *sources->as_array();
+    for (size_t i = 0; i < list.size(); ++i) {
+      std::string item = fmt::format("{}[{}]", key, i);
+      if (!list[i].is_table()) {
+        return error(line_of(list[i]) != 0 ? line_of(list[i]) : line_of(*sources), item,
+                     fmt::format("expected a source table, got {}", type_name(list[i])));
+      }
+      const toml::table& member = *list[i].as_table();
+      MedianMember mm;
+      METRONOME_RETURN_IF_ERROR(parse_source(member, item, c, mm.source, true));
+      std::string kind = "random_int";
+      METRONOME_RETURN_IF_ERROR(get_string(member, item, "kind", kind));
+      mm.name = fmt::format("{}#{}", kind, i);
+      if (const toml::node* name = member.get("name")) {
+        METRONOME_RETURN_IF_ERROR(get_string(member, item, "name", mm.name));
+        if (!is_valid_name(mm.name)) {
+          return error(
+              *name, join(item, "name"),
+              fmt::format("invalid name '{}' (must match [A-Za-z0-9_.-]{{1,64}})", mm.name));
+        }
+      }
+      for (size_t j = 0; j < m.sources.size(); ++j) {
+        if (m.sources[j].name == mm.name) {
+          return error(line_of(member), join(item, "name"),
+                       fmt::format("duplicate name '{}' (also {}[{}])", mm.name, key, j));
+        }
+      }
+      m.sources.push_back(std::move(mm));
+    }
+    const int64_t n = static_cast<int64_t>(m.sources.size());
+    int64_t quorum = n / 2 + 1;
+    METRONOME_RETURN_IF_ERROR(get_int(t, p, "quorum", 1, n, quorum));
+    m.quorum = static_cast<int>(quorum);
+    METRONOME_RETURN_IF_ERROR(get_decimal(t, p, "max_spread_pct", m.max_spread_pct));
+    if (m.max_spread_pct && *m.max_spread_pct <= Decimal()) {
+      return error(*t.get("max_spread_pct"), join(p, "max_spread_pct"), "must be greater than 0");
+    }
+    out = std::move(m);
+    return Status::Ok();
+  }
+
+  // The sanity bounds of a feed: min_value <= max_value, max_change_pct > 0.
+  Status parse_bounds(const toml::table& t, const std::string& p, FeedConfig& f) const {
+    METRONOME_RETURN_IF_ERROR(get_decimal(t, p, "min_value", f.min_value));
+    METRONOME_RETURN_IF_ERROR(get_decimal(t, p, "max_value", f.max_value));
+    METRONOME_RETURN_IF_ERROR(get_decimal(t, p, "max_change_pct", f.max_change_pct));
+    if (f.min_value && f.max_value && *f.min_value > *f.max_value) {
+      return error(
+          *t.get("min_value"), join(p, "min_value"),
+          fmt::format("min_value {} is greater than max_value {}", *f.min_value, *f.max_value));
+    }
+    if (f.max_change_pct && *f.max_change_pct <= Decimal()) {
+      return error(*t.get("max_change_pct"), join(p, "max_change_pct"), "must be greater than 0");
+    }
+    return Status::Ok();
   }
 
   Status parse_alarms(const toml::table& t, AlarmConfig& a) const {
@@ -595,6 +1013,7 @@ class Loader {
 
   std::string file_;
   fs::path base_dir_;
+  std::string_view text_;
 };
 
 // A TOML basic string.
@@ -648,7 +1067,64 @@ std::string duration_text(Millis d) {
   return quote(format_duration(d));
 }
 
+// A source as one TOML inline table.
+std::string source_text(const SourceConfig& source, std::string_view name = "") {
+  std::string fields;
+  auto add = [&fields](std::string_view key, std::string_view value) {
+    fields += fmt::format("{}{} = {}", fields.empty() ? "" : ", ", key, value);
+  };
+  auto strings = [](const std::vector<std::string>& list) {
+    std::vector<std::string> quoted;
+    for (const std::string& s : list) quoted.push_back(quote(s));
+    return fmt::format("[{}]", fmt::join(quoted, ", "));
+  };
+  if (!name.empty()) add("name", quote(name));
+  std::visit(
+      [&](const auto& c) {
+        using T = std::decay_t<decltype(c)>;
+        if constexpr (std::is_same_v<T, RandomIntSourceConfig>) {
+          add("kind", "\"random_int\"");
+          add("min", std::to_string(c.min));
+          add("max", std::to_string(c.max));
+        } else if constexpr (std::is_same_v<T, HttpJsonSourceConfig>) {
+          add("kind", "\"http_json\"");
+          add("url", quote(c.url));
+          add("pointer", quote(c.pointer));
+          add("method", quote(c.method));
+          if (!c.headers.empty()) {
+            std::vector<std::string> headers;
+            for (const auto& [k, v] : c.headers) {
+              headers.push_back(fmt::format("{} = {}", toml_key(k), quote(v)));
+            }
+            add("headers", fmt::format("{{ {} }}", fmt::join(headers, ", ")));
+          }
+          if (!c.body.empty()) add("body", quote(c.body));
+          if (c.timeout) add("timeout", duration_text(*c.timeout));
+        } else if constexpr (std::is_same_v<T, CommandSourceConfig>) {
+          add("kind", "\"command\"");
+          add("argv", strings(c.argv));
+          if (c.timeout) add("timeout", duration_text(*c.timeout));
+        } else if constexpr (std::is_same_v<T, FileSourceConfig>) {
+          add("kind", "\"file\"");
+          add("path", quote(c.path.string()));
+        } else {
+          add("kind", "\"median\"");
+          std::vector<std::string> members;
+          for (const MedianMember& m : c.sources) members.push_back(source_text(m.source, m.name));
+          add("sources", fmt::format("[{}]", fmt::join(members, ", ")));
+          add("quorum", std::to_string(c.quorum));
+          if (c.max_spread_pct) add("max_spread_pct", quote(c.max_spread_pct->to_string()));
+        }
+      },
+      source);
+  return fmt::format("{{ {} }}", fields);
+}
+
 }  // namespace
+
+std::string_view to_string(DynamoDbSinkConfig::Layout layout) {
+  return layout == DynamoDbSinkConfig::Layout::kSeed ? "seed" : "record";
+}
 
 const FeedConfig* Config::find_feed(const FeedId& id) const {
   for (const FeedConfig& f : feeds) {
@@ -670,6 +1146,7 @@ Result<Config> parse_config(std::string_view toml_text, const std::filesystem::p
   Config c;
   c.file = path;
   Loader loader(label, absolute_or_self(path).parent_path());
+  loader.keep_text(toml_text);
   METRONOME_RETURN_IF_ERROR(loader.load(root, c));
   return c;
 }
@@ -737,6 +1214,7 @@ std::string dump_config(const Config& c) {
   line("log_level", quote(c.service.log_level));
   line("log_format", quote(c.service.log_format));
   line("chain_id", std::to_string(c.service.chain_id));
+  line("realtime", c.service.realtime ? "true" : "false");
   if (!c.service.admin_token_secret.empty()) {
     line("admin_token_secret", quote(c.service.admin_token_secret.str()));
   }
@@ -757,6 +1235,14 @@ std::string dump_config(const Config& c) {
     out += fmt::format("\n[secrets.{}]\n", toml_key(name.str()));
     if (s.file) line("file", quote(s.file->string()));
     if (s.env) line("env", quote(*s.env));
+    if (const auto& a = s.aws_secrets_manager) {
+      std::string fields =
+          fmt::format("secret_id = {}, region = {}", quote(a->secret_id), quote(a->region));
+      if (!a->endpoint.empty()) fields += fmt::format(", endpoint = {}", quote(a->endpoint));
+      if (!a->json_key.empty()) fields += fmt::format(", json_key = {}", quote(a->json_key));
+      fields += fmt::format(", refresh = {}", duration_text(a->refresh));
+      line("aws_secrets_manager", fmt::format("{{ {} }}", fields));
+    }
   }
 
   for (const FeedConfig& f : c.feeds) {
@@ -769,16 +1255,27 @@ std::string dump_config(const Config& c) {
     }
     line("window", duration_text(f.window));
     if (f.deadline) line("deadline", duration_text(*f.deadline));
+    if (f.observe_lead > Millis(0)) line("observe_lead", duration_text(f.observe_lead));
     line("retries", std::to_string(f.retries));
     if (!f.secret.empty()) line("secret", quote(f.secret.str()));
     line("decimals", std::to_string(f.decimals));
     line("chain_id", std::to_string(f.chain_id));
-    std::visit(
-        [&](const RandomIntSourceConfig& r) {
-          line("source",
-               fmt::format("{{ kind = \"random_int\", min = {}, max = {} }}", r.min, r.max));
-        },
-        f.source);
+    if (f.min_value) line("min_value", quote(f.min_value->to_string()));
+    if (f.max_value) line("max_value", quote(f.max_value->to_string()));
+    if (f.max_change_pct) line("max_change_pct", quote(f.max_change_pct->to_string()));
+    line("source", source_text(f.source));
+    if (!f.sinks.empty()) {
+      std::vector<std::string> sinks;
+      for (const SinkConfig& sink : f.sinks) {
+        const auto& d = std::get<DynamoDbSinkConfig>(sink);
+        std::string fields = fmt::format("kind = \"dynamodb\", table = {}, region = {}",
+                                         quote(d.table), quote(d.region));
+        if (!d.endpoint.empty()) fields += fmt::format(", endpoint = {}", quote(d.endpoint));
+        fields += fmt::format(", layout = {}", quote(to_string(d.layout)));
+        sinks.push_back(fmt::format("{{ {} }}", fields));
+      }
+      line("sinks", fmt::format("[{}]", fmt::join(sinks, ", ")));
+    }
   }
 
   const AlarmConfig& a = c.alarms;

@@ -14,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/decimal.h"
 #include "common/ids.h"
 #include "common/result.h"
 #include "common/time.h"
@@ -28,6 +29,9 @@ struct ServiceConfig {
   std::string log_format = "text";  // text|json
   uint64_t chain_id = 1;            // EIP-712 domain chainId of every feed without its own
   SecretName admin_token_secret;    // bearer token for the API's mutating endpoints; empty: none
+  // SCHED_FIFO for the timer and worker threads and mlockall(); refused (no CAP_SYS_NICE /
+  // RLIMIT_RTPRIO): one warning, normal priority.
+  bool realtime = false;
 };
 
 struct StoreConfig {
@@ -38,19 +42,76 @@ struct StoreConfig {
   SecretName password_secret{};    // postgres: the password; empty: the URL's or libpq's own
 };
 
-// Where one named secret lives: exactly one of file / env.
+// A secret in AWS Secrets Manager: the secret's string, or one key of it when it is a JSON object
+// (the replaced system kept {"my_secret": "..."}). Re-read every `refresh`.
+struct AwsSecretsManagerConfig {
+  std::string secret_id;  // name or ARN
+  std::string region;     // "us-east-1"
+  std::string endpoint;   // empty: https://secretsmanager.<region>.amazonaws.com
+  std::string json_key;   // empty: the whole SecretString
+  Millis refresh{5 * 60'000};
+};
+
+// Where one named secret lives: exactly one of file / env / aws_secrets_manager.
 struct SecretConfig {
   SecretName name;
   std::optional<std::filesystem::path> file;
   std::optional<std::string> env;
+  std::optional<AwsSecretsManagerConfig> aws_secrets_manager{};
 };
 
 struct RandomIntSourceConfig {
   int64_t min = 0;
   int64_t max = 1000;
 };
-// One alternative per source kind; later kinds (http_json, command, ...) are added here.
-using SourceConfig = std::variant<RandomIntSourceConfig>;
+// GET (or POST) a URL and take the number at an RFC 6901 JSON pointer (a JSON number or string).
+struct HttpJsonSourceConfig {
+  std::string url;             // http:// or https://
+  std::string pointer;         // "/data/price"; "" is the whole document
+  std::string method = "GET";  // GET|POST
+  // Header values may hold ${secret:NAME} references, resolved at each request.
+  std::vector<std::pair<std::string, std::string>> headers{};
+  std::string body{};               // POST only
+  std::optional<Millis> timeout{};  // default: the slot's deadline alone bounds it
+};
+// Runs argv without a shell; the value is its trimmed stdout.
+struct CommandSourceConfig {
+  std::vector<std::string> argv;
+  std::optional<Millis> timeout{};
+};
+// The number in a file (e.g. written by another process).
+struct FileSourceConfig {
+  std::filesystem::path path;
+};
+struct MedianMember;
+// The median of several sources observed concurrently (see source/median_source.h).
+struct MedianSourceConfig {
+  std::vector<MedianMember> sources;
+  int quorum = 1;
+  std::optional<Decimal> max_spread_pct{};
+};
+// One alternative per source kind.
+using SourceConfig = std::variant<RandomIntSourceConfig, HttpJsonSourceConfig, CommandSourceConfig,
+                                  FileSourceConfig, MedianSourceConfig>;
+struct MedianMember {
+  std::string name;  // unique within the median; default "KIND#INDEX" ("http_json#0")
+  SourceConfig source;
+};
+
+// A DynamoDB table that receives every published record of a feed (see src/sink/).
+struct DynamoDbSinkConfig {
+  enum class Layout {
+    kSeed,  // the replaced system's items: datetime_utc (S, "YYYY-MM-DD HH:MM:SS"), random_int (N)
+    kRecord,  // the whole signed record: feed (S, partition key), slot_ms (N, sort key), ...
+  };
+  std::string table;
+  std::string region;    // "us-east-1"
+  std::string endpoint;  // empty: https://dynamodb.<region>.amazonaws.com
+  Layout layout = Layout::kSeed;
+};
+std::string_view to_string(DynamoDbSinkConfig::Layout layout);
+// One alternative per sink kind; later kinds (evm, ...) are added here.
+using SinkConfig = std::variant<DynamoDbSinkConfig>;
 
 struct FeedConfig {
   FeedId id;
@@ -58,11 +119,19 @@ struct FeedConfig {
   std::string schedule_text;  // as written: "2s" or the cron expression
   Millis window{60'000};
   std::optional<Millis> deadline;  // default: the interval (cron: up to the next slot)
+  // Observation starts this long before the slot (a slow source is ready at the slot); the record
+  // is still never published before its slot. Zero: at the slot.
+  Millis observe_lead{0};
   int retries = 3;
   SecretName secret;  // may be empty: the feed uses no secret
   SourceConfig source = RandomIntSourceConfig{};
   int decimals = 0;
   uint64_t chain_id = 1;  // EIP-712 domain chainId (default: service.chain_id)
+  // Sanity bounds (Chainlink's minAnswer/maxAnswer): a value outside fails its slot into the DLQ.
+  std::optional<Decimal> min_value{};
+  std::optional<Decimal> max_value{};
+  std::optional<Decimal> max_change_pct{};  // against the previous published value
+  std::vector<SinkConfig> sinks{};          // where published records also go, after the store
 };
 
 struct AlarmConfig {

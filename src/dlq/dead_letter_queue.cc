@@ -63,6 +63,7 @@ Status DeadLetterQueue::redrive_message(const DlqMessage& message) {
         fmt::format("DLQ message {} has no record (stage {}: {}); it can only be purged",
                     message.id, message.stage, message.error));
   }
+  if (message.stage.starts_with("sink:")) return redrive_to_stage(message);
   const ValueRecord& record = *message.record;
   SlotCommit commit;
   commit.execution = message.execution.empty() ? record.execution : message.execution;
@@ -138,6 +139,29 @@ RedriveSummary DeadLetterQueue::redrive_all() {
   }
   if (summary.redriven > 0 && on_change_) on_change_();
   return summary;
+}
+
+// The record is in the store already; what failed is a delivery after it (a sink). The store is
+// not touched: the registered redriver delivers the record to the sink again.
+Status DeadLetterQueue::redrive_to_stage(const DlqMessage& message) {
+  auto it = stage_redrivers_.find(message.stage);
+  if (it == stage_redrivers_.end()) {
+    return Status::Unavailable(fmt::format(
+        "DLQ message {}: no {} is configured for feed {} (stage {}); restore the sink in the "
+        "config, or purge the message",
+        message.id, message.stage.substr(5) + " sink", message.feed.str(), message.stage));
+  }
+  Status delivered = it->second(message);
+  if (!delivered.ok()) {
+    return delivered.With(fmt::format("DLQ message {} ({})", message.id, message.stage));
+  }
+  Status deleted = store_.dlq_delete(message.id);
+  if (!deleted.ok() && deleted.code() != Status::Code::kNotFound) {
+    return deleted.With(fmt::format("DLQ message {} delivered but not removed", message.id));
+  }
+  spdlog::info("DLQ message {} redriven: feed {} slot {} delivered to {}", message.id,
+               message.feed.str(), format_iso_ms(message.record->slot), message.stage);
+  return Status::Ok();
 }
 
 // A planning failure carries no record: what was lost is the execution's row. The daemon keeps

@@ -6,12 +6,16 @@
 // store (idempotently: a slot that already has a value keeps it) and never re-observes a past slot;
 // a message without a record can only be purged (the slot stays failed in the history). A
 // planning failure (stage "plan") is resolved by a redrive once the daemon has persisted the
-// execution at a later slot.
+// execution at a later slot. A failure after the store (stage "sink:<kind>", e.g. "sink:dynamodb")
+// is redriven by the redriver registered for that stage (set_stage_redriver), which delivers the
+// message's record to the sink again, not to the store; without one the message stays.
 //
 // Thread-safety: all methods may be called concurrently (the Store serialises).
 #pragma once
 
 #include <functional>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "clock/clock.h"
@@ -48,14 +52,24 @@ class DeadLetterQueue {
   // shared between threads.
   void set_on_change(std::function<void()> callback) { on_change_ = std::move(callback); }
 
+  // Delivers the record of a message of `stage` (e.g. "sink:dynamodb") somewhere else than the
+  // store; Ok means delivered (or found delivered already), and the message is then removed.
+  // REQUIRES: set before the queue is shared between threads.
+  using StageRedriver = std::function<Status(const DlqMessage& message)>;
+  void set_stage_redriver(std::string stage, StageRedriver redriver) {
+    stage_redrivers_[std::move(stage)] = std::move(redriver);
+  }
+
  private:
   // Delivers one message's record and removes it; no on_change_ call (callers batch it).
   Status redrive_plan(const DlqMessage& message);
   Status redrive_message(const DlqMessage& message);
+  Status redrive_to_stage(const DlqMessage& message);
 
   Store& store_;
   Clock& clock_;
   std::function<void()> on_change_;
+  std::map<std::string, StageRedriver, std::less<>> stage_redrivers_;
 };
 
 }  // namespace metronome

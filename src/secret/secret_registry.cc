@@ -5,26 +5,49 @@
 
 #include <vector>
 
+#include "secret/aws_secrets_manager_secret.h"
 #include "secret/env_secret.h"
 #include "secret/file_secret.h"
 
 namespace metronome {
 
-Result<SecretRegistry> SecretRegistry::from_config(
-    const std::map<SecretName, SecretConfig>& secrets) {
+namespace {
+
+Result<SecretRegistry> build(const std::map<SecretName, SecretConfig>& secrets, Clock* clock) {
   std::map<SecretName, std::unique_ptr<SecretProvider>> providers;
   for (const auto& [name, config] : secrets) {
-    if (config.file.has_value() == config.env.has_value()) {
-      return Status::InvalidArgument(
-          fmt::format("secret {}: set exactly one of file or env", name.str()));
+    int kinds = int{config.file.has_value()} + int{config.env.has_value()} +
+                int{config.aws_secrets_manager.has_value()};
+    if (kinds != 1) {
+      return Status::InvalidArgument(fmt::format(
+          "secret {}: set exactly one of file, env or aws_secrets_manager", name.str()));
     }
-    if (config.file) {
+    if (config.aws_secrets_manager) {
+      if (clock == nullptr) {
+        return Status::Internal(
+            fmt::format("secret {}: an AWS Secrets Manager secret needs a clock", name.str()));
+      }
+      providers[name] =
+          std::make_unique<AwsSecretsManagerSecret>(name, *config.aws_secrets_manager, *clock);
+    } else if (config.file) {
       providers[name] = std::make_unique<FileSecret>(name, *config.file);
     } else {
       providers[name] = std::make_unique<EnvSecret>(name, *config.env);
     }
   }
-  return from_providers(std::move(providers));
+  return SecretRegistry::from_providers(std::move(providers));
+}
+
+}  // namespace
+
+Result<SecretRegistry> SecretRegistry::from_config(
+    const std::map<SecretName, SecretConfig>& secrets, Clock& clock) {
+  return build(secrets, &clock);
+}
+
+Result<SecretRegistry> SecretRegistry::from_config(
+    const std::map<SecretName, SecretConfig>& secrets) {
+  return build(secrets, nullptr);
 }
 
 SecretRegistry SecretRegistry::from_providers(

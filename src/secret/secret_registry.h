@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "clock/clock.h"
 #include "common/ids.h"
 #include "common/result.h"
 #include "config/config.h"
@@ -19,8 +20,11 @@ namespace metronome {
 
 class SecretRegistry {
  public:
-  // One FileSecret or EnvSecret per entry. InvalidArgument when an entry has both or neither of
-  // file and env (load_config() already refuses that).
+  // One FileSecret, EnvSecret or AwsSecretsManagerSecret per entry. InvalidArgument when an entry
+  // has more or fewer than one of them (load_config() already refuses that). AWS Secrets Manager
+  // secrets refresh on `clock`; the overload without a clock refuses them.
+  static Result<SecretRegistry> from_config(const std::map<SecretName, SecretConfig>& secrets,
+                                            Clock& clock);
   static Result<SecretRegistry> from_config(const std::map<SecretName, SecretConfig>& secrets);
 
   // A registry of the given providers, e.g. fakes in tests.
