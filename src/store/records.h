@@ -14,6 +14,14 @@
 
 namespace metronome {
 
+// One source's answer behind a value: a median keeps the sources that answered.
+struct SourceAnswer {
+  std::string source;  // the source's name in the feed's config
+  std::string value;   // exact decimal text, as that source returned it
+
+  friend bool operator==(const SourceAnswer&, const SourceAnswer&) = default;
+};
+
 // A value published for one slot of one feed. (feed, slot) is unique in every store.
 struct ValueRecord {
   FeedId feed;
@@ -28,6 +36,9 @@ struct ValueRecord {
   std::string signer;     // 0x-prefixed address
   std::string signature;  // 0x-prefixed 65 bytes r||s||v
   std::string digest;     // 0x-prefixed 32 bytes
+  // The sources that answered, for a median (empty for a single source). Not signed: the
+  // signature covers the value; this says where it came from.
+  std::vector<SourceAnswer> sources;
 
   friend bool operator==(const ValueRecord&, const ValueRecord&) = default;
 };

@@ -17,6 +17,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include "store/source_answers.h"
+
 // Schema notes (both files use STRICT tables, so a wrong type is an error, not a silent cast):
 // - Times are integers: slot times in Unix milliseconds (*_ms), wall times in Unix nanoseconds
 //   (*_ns), so every record round-trips exactly.
@@ -92,6 +94,10 @@ CREATE INDEX slots_by_outcome ON slots(outcome, slot_ms);
 
 PRAGMA application_id = 1297370710;
 )sql"},
+    // A median's sources that answered, as JSON text: [{"source":"a","value":"100.5"}, ...].
+    {2, R"sql(
+ALTER TABLE "values" ADD COLUMN sources TEXT NOT NULL DEFAULT '[]';
+)sql"},
 };
 
 constexpr Migration kDlqMigrations[] = {
@@ -120,6 +126,11 @@ CREATE TABLE alarms (
 
 PRAGMA application_id = 1297370692;
 )sql"},
+    // No table change: a DLQ record (record_json) may now carry "sources". The version moves with
+    // the values file's, so an older build refuses both files alike.
+    {2, R"sql(
+-- schema version 2
+)sql"},
 };
 
 static_assert(kValuesApplicationId == 1297370710 && kDlqApplicationId == 1297370692,
@@ -137,8 +148,8 @@ static_assert(std::size(kDlqMigrations) > 0 &&
 
 constexpr const char* kInsertValue = R"sql(
 INSERT INTO "values"(feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns,
-                     execution, signer, signature, digest)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     execution, signer, signature, digest, sources)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
 ON CONFLICT (feed, slot_ms) DO NOTHING)sql";
 
 // A published slot is final: a later commit for the same slot (a retry whose first attempt did
@@ -185,7 +196,7 @@ constexpr const char* kSetExecutionState =
 
 #define METRONOME_VALUE_COLUMNS                                                         \
   "feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns, execution, " \
-  "signer, signature, digest"
+  "signer, signature, digest, sources"
 
 constexpr const char* kListValues = "SELECT " METRONOME_VALUE_COLUMNS
                                     " FROM \"values\" WHERE slot_ms >= ?1 AND slot_ms < ?2"
@@ -273,6 +284,7 @@ nlohmann::json record_to_json(const ValueRecord& r) {
       {"signer", r.signer},
       {"signature", r.signature},
       {"digest", r.digest},
+      {"sources", nlohmann::json::parse(source_answers_to_json(r.sources))},
   };
 }
 
@@ -291,6 +303,9 @@ ValueRecord record_from_json(const std::string& text) {
     r.signer = j.at("signer").get<std::string>();
     r.signature = j.at("signature").get<std::string>();
     r.digest = j.at("digest").get<std::string>();
+    if (j.contains("sources")) {
+      r.sources = value_or_throw(source_answers_from_json(j.at("sources").dump()));
+    }
     return r;
   } catch (const nlohmann::json::exception& e) {
     throw UnreadableRow(fmt::format("unreadable DLQ record: {}", e.what()));
@@ -324,6 +339,7 @@ ValueRecord read_value(const SQLite::Statement& s) {
   r.signer = s.getColumn(8).getString();
   r.signature = s.getColumn(9).getString();
   r.digest = s.getColumn(10).getString();
+  r.sources = value_or_throw(source_answers_from_json(s.getColumn(11).getString()));
   return r;
 }
 
@@ -809,6 +825,7 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
         s->bind(9, r.signer);
         s->bind(10, r.signature);
         s->bind(11, r.digest);
+        s->bind(12, source_answers_to_json(r.sources));
         // ON CONFLICT DO NOTHING changes no row when the slot already has its value.
         this_inserted = s->exec() == 1;
       }

@@ -33,7 +33,7 @@ class SqliteStore final : public Store {
   ~SqliteStore() override;
 
   // The schema version this build writes.
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   Status create_execution(const Execution& execution) override;
   Result<std::optional<Execution>> get_execution(const ExecutionId& id) override;

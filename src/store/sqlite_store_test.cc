@@ -129,6 +129,29 @@ TEST_F(SqliteStoreTest, MigratesEmptyFilesAndCreatesFolders) {
   EXPECT_TRUE(store->ping().ok());
 }
 
+TEST_F(SqliteStoreTest, MigratesAVersion1FileKeepingItsValues) {
+  ASSERT_NE(open(options_), nullptr);
+  {
+    // Back to what version 1 wrote: no sources column, one value in it.
+    SQLite::Database db(options_.path.string(), SQLite::OPEN_READWRITE);
+    db.exec(R"sql(ALTER TABLE "values" DROP COLUMN sources)sql");
+    db.exec(
+        R"sql(INSERT INTO "values" VALUES ('f', 2000, 1, '12.5', 1, 3, 4, 'f@x', '', '', ''))sql");
+    db.exec("PRAGMA user_version = 1");
+    SQLite::Database dlq(options_.dlq_path.string(), SQLite::OPEN_READWRITE);
+    dlq.exec("PRAGMA user_version = 1");
+  }
+  auto store = open(options_);
+  ASSERT_NE(store, nullptr);
+  for (const auto& file : {options_.path, options_.dlq_path}) {
+    EXPECT_EQ(pragma_int(file, "user_version"), SqliteStore::kSchemaVersion) << file;
+  }
+  auto old = store->get_value(FeedId("f"), slot_from_unix_ms(2000));
+  ASSERT_TRUE(old.ok() && old->has_value()) << old.status().ToString();
+  EXPECT_EQ((*old)->value, "12.5");
+  EXPECT_TRUE((*old)->sources.empty());
+}
+
 TEST_F(SqliteStoreTest, RefusesAFileFromANewerBuild) {
   ASSERT_NE(open(options_), nullptr);
   {

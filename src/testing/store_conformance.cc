@@ -566,6 +566,24 @@ TEST_P(StoreConformanceTest, GetAndLatestValue) {
   EXPECT_FALSE(other.has_value());
 }
 
+TEST_P(StoreConformanceTest, ValueKeepsTheSourcesThatAnswered) {
+  ValueRecord median = make_record("m", slot_at(3), "101.5");
+  median.sources = {{"coinbase", "101.5"}, {"kraken", "100"}, {"bitstamp\"x", "102.25"}};
+  ValueRecord single = make_record("m", slot_at(4), "7");
+  CONFORMANCE_ASSERT_OK(store().commit_slots(std::vector{published(median), published(single)}));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got, store().get_value(FeedId("m"), slot_at(3)));
+  EXPECT_EQ(got, median);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto latest, store().latest_value(FeedId("m")));
+  EXPECT_EQ(latest, single);
+
+  DlqMessage message = make_dlq("m", slot_at(5), true);
+  message.record->sources = median.sources;
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(int64_t id, store().dlq_push(message));
+  message.id = id;
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto from_dlq, store().dlq_get(id));
+  EXPECT_EQ(from_dlq, message);
+}
+
 TEST_P(StoreConformanceTest, CountOutcomesBySlotTime) {
   std::vector<SlotCommit> batch = {
       not_published("a", slot_at(0), SlotOutcome::kMissed),
