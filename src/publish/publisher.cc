@@ -68,12 +68,23 @@ SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
     clock_.sleep_for(delay, no_stop);
   }
 
+  if (Status sane = observation
+                        ? check_sanity_bounds(feed.bounds, observation->value, feed.id, store_)
+                        : Status::Ok();
+      !sane.ok()) {
+    if (!first_failure) first_failure = clock_.now();
+    stage = "sanity";
+    failure = std::move(sane);
+    observation.reset();  // never published, nor redriven
+  }
+
   if (observation) {
     ValueRecord record;
     record.feed = feed.id;
     record.round = feed.schedule.round_of(job.slot);
     record.slot = job.slot;
     record.value = std::move(observation->value);
+    record.sources = std::move(observation->answers);
     record.decimals = feed.decimals;
     record.observed_at = clock_.now();
     record.execution = job.execution;

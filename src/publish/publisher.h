@@ -22,6 +22,7 @@
 #include "dlq/dead_letter_queue.h"
 #include "publish/backoff.h"
 #include "publish/feed_signer.h"
+#include "publish/sanity_bounds.h"
 #include "schedule/schedule.h"
 #include "source/source.h"
 #include "store/store.h"
@@ -36,6 +37,7 @@ struct FeedRuntime {
   std::optional<Millis> deadline;  // default: until the next slot
   int retries = 3;
   int decimals = 0;
+  SanityBounds bounds;  // checked between observing and signing
   std::unique_ptr<Source> source;
   std::unique_ptr<FeedSigner> signer;  // null: the feed's records are not signed
 
