@@ -65,7 +65,7 @@ TEST_F(ConfigTest, UnknownKeysAreErrors) {
   expect_error("[servce]\n", 1, "servce", "unknown key");
   expect_error("[service]\nlisten = \"127.0.0.1:1\"\nlsten = \"x\"\n", 3, "service.lsten",
                "unknown key (expected one of: data_dir, listen, log_level, log_format, chain_id, "
-               "admin_token_secret)");
+               "admin_token_secret, realtime)");
   expect_error("[store]\nkind = \"sqlite\"\nfile = \"x\"\n", 3, "store.file");
   expect_error("[secrets.k]\nfile = \"k\"\npath = \"x\"\n", 3, "secrets.k.path");
   expect_error("[[feeds]]\nid = \"a\"\nevry = \"2s\"\n", 3, "feeds[0].evry");
@@ -123,6 +123,23 @@ TEST_F(ConfigTest, WindowMustBeAMultipleOfTheInterval) {
 TEST_F(ConfigTest, DeadlineLongerThanWindow) {
   expect_error("[[feeds]]\nid = \"a\"\nevery = \"1s\"\nwindow = \"2s\"\ndeadline = \"3s\"\n", 5,
                "feeds[0].deadline", "longer than the window");
+}
+
+TEST_F(ConfigTest, ObserveLeadMustBeShorterThanTheInterval) {
+  expect_error("[[feeds]]\nid = \"a\"\nevery = \"1s\"\nobserve_lead = \"1s\"\n", 4,
+               "feeds[0].observe_lead", "observe_lead 1s must be shorter than the interval 1s");
+  expect_error("[[feeds]]\nid = \"a\"\nobserve_lead = 150\n", 3, "feeds[0].observe_lead",
+               "expected a duration string");
+  Config c = load_ok("[[feeds]]\nid = \"a\"\nevery = \"1s\"\nobserve_lead = \"150ms\"\n");
+  EXPECT_EQ(c.feeds[0].observe_lead, Millis(150));
+  EXPECT_EQ(load_ok(std::string(kFeed)).feeds[0].observe_lead, Millis(0));
+}
+
+TEST_F(ConfigTest, RealtimeIsABoolean) {
+  expect_error("[service]\nrealtime = \"yes\"\n", 2, "service.realtime",
+               "expected true or false, got a string");
+  EXPECT_TRUE(load_ok("[service]\nrealtime = true\n" + std::string(kFeed)).service.realtime);
+  EXPECT_FALSE(load_ok(std::string(kFeed)).service.realtime);
 }
 
 TEST_F(ConfigTest, MinGreaterThanMax) {
@@ -198,8 +215,8 @@ TEST_F(ConfigTest, StoreKinds) {
   expect_error("[store]\nkind = \"postgres\"\n", 1, "store.url", "needs url");
   expect_error("[store]\nkind = \"postgres\"\nurl = \"mysql://h/d\"\n", 3, "store.url",
                "must be a PostgreSQL URL");
-  expect_error("[store]\nkind = \"postgres\"\nurl = \"postgresql://h/d\"\npath = \"a.db\"\n", 4,
-               "store.path", "not a setting of store kind 'postgres'");
+  expect_error("[store]\nkind = \"postgres\"\nurl = \"postgresql://h/d\"\npath = \"a.db\"\n",
+               4, "store.path", "not a setting of store kind 'postgres'");
   expect_error("[store]\nurl = \"postgresql://h/d\"\n", 2, "store.url",
                "not a setting of store kind 'sqlite'");
   expect_error(std::string("[store]\nkind = \"postgres\"\nurl = \"postgresql://h/d\"\n"

@@ -100,6 +100,15 @@ SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
     }
   }
 
+  if (result.record && feed.observe_lead > Millis(0)) {
+    // Observed ahead of the slot: never published before it. The slot "fires" now.
+    while (clock_.now() < WallTime(job.slot)) {
+      (void)clock_.sleep_until(WallTime(job.slot), no_stop);
+    }
+    result.slot.fired_at = clock_.now();
+    result.slot.lateness_us = micros_between(WallTime(job.slot), *result.slot.fired_at);
+  }
+
   if (result.record) {
     // Write: the same record on every attempt, so a retry after an ambiguous failure stores
     // exactly the observed value (the store keeps the first one if the slot already has it).
@@ -135,9 +144,10 @@ SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
 
   if (failure.ok()) {
     if (result.inserted) {
-      spdlog::info("published feed={} slot={} round={} value={} lateness_us={}", feed.id,
-                   format_iso_ms(job.slot), result.record->round, result.record->value,
-                   *result.slot.lateness_us);
+      spdlog::log(log_each_slot_ ? spdlog::level::info : spdlog::level::debug,
+                  "published feed={} slot={} round={} value={} lateness_us={}", feed.id,
+                  format_iso_ms(job.slot), result.record->round, result.record->value,
+                  *result.slot.lateness_us);
     } else {
       spdlog::warn("feed={} slot={} already had a value; kept it (exactly once)", feed.id,
                    format_iso_ms(job.slot));

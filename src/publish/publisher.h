@@ -35,6 +35,9 @@ struct FeedRuntime {
   Schedule schedule = Schedule::every(Millis(2000));
   Millis window{60'000};
   std::optional<Millis> deadline;  // default: until the next slot
+  // The slot's task starts this long before the slot, so a slow source is ready at the slot;
+  // the record is committed no earlier than the slot, and fired_at is that moment.
+  Millis observe_lead{0};
   int retries = 3;
   int decimals = 0;
   SanityBounds bounds;  // checked between observing and signing
@@ -48,7 +51,7 @@ struct FeedRuntime {
 struct SlotJob {
   ExecutionId execution;
   SlotTime slot;
-  WallTime fired_at;  // when the task started; >= slot
+  WallTime fired_at;  // when the task started; >= slot - observe_lead
   WallTime deadline;
   std::shared_ptr<const Signer> signer;  // the window's key; null: unsigned
 };
@@ -63,6 +66,10 @@ struct SlotResult {
 class Publisher {
  public:
   Publisher(Store& store, DeadLetterQueue& dlq, Clock& clock, BackoffPolicy backoff = {});
+
+  // Whether every published slot gets an info log line (the default); when false they are at
+  // debug level, for daemons with many feeds that log a summary instead.
+  void set_log_each_slot(bool on) { log_each_slot_ = on; }
 
   SlotResult publish_slot(const FeedRuntime& feed, const SlotJob& job, std::stop_token stop);
 
@@ -94,6 +101,7 @@ class Publisher {
   BackoffPolicy backoff_;
   OutcomeCallback on_outcome_;
   std::function<void(const Status&)> on_store_write_;
+  bool log_each_slot_ = true;
 
   std::mutex jitter_mu_;
   std::mt19937_64 jitter_engine_;  // guarded by jitter_mu_

@@ -48,7 +48,17 @@
 namespace metronome {
 
 struct SchedulerOptions {
-  size_t workers = 0;  // 0: one per core, at least 2
+  // 0: one per feed, at least one per core (and 2), at most kMaxWorkers. Workers spend most of a
+  // slot waiting for the store's commit; the more of them wait at once, the more records share
+  // one group commit (and one fsync), so a boundary of many feeds needs many workers.
+  size_t workers = 0;
+  static constexpr size_t kMaxWorkers = 256;
+  // SCHED_FIFO for the timer thread (priority 50) and the workers (40), so a busy machine does
+  // not delay a slot. Refused (no CAP_SYS_NICE / RLIMIT_RTPRIO): one warning, normal priority.
+  bool realtime = false;
+  // Up to this many feeds every published slot is logged at info; beyond, slots are logged at
+  // debug and the timer logs one summary per boundary.
+  size_t log_each_slot_up_to = 16;
   // Upper bound on the missed slots recorded for windows that passed while the daemon was down;
   // beyond it the gap is logged (with its size) but not itemised.
   size_t max_gap_slots = 100'000;
@@ -112,7 +122,10 @@ class Scheduler {
   void push_next_entry(const std::shared_ptr<ExecState>& exec, size_t index);
   void timer_loop(std::stop_token stop);
   void dispatch_due(WallTime now);
-  void run_slot(std::shared_ptr<ExecState> exec, size_t index);
+  struct Boundary;
+  void run_slot(std::shared_ptr<ExecState> exec, size_t index, std::shared_ptr<Boundary> boundary);
+  // Counts a slot's outcome into its boundary's summary; the last one logs it.
+  void tally(const std::shared_ptr<Boundary>& boundary, const SlotRecord& outcome);
   void finish_slot(ExecState& exec, const SlotRecord& outcome, bool persisted);
   void count_outcome();
 
@@ -144,6 +157,7 @@ class Scheduler {
   std::jthread timer_;
   bool started_ = false;
   bool stopped_ = false;
+  bool summarize_boundaries_ = false;  // many feeds: one log line per boundary
 };
 
 }  // namespace metronome

@@ -252,5 +252,55 @@ TEST_F(SchedulerTest, ClockStepForwardRecordsPassedSlotsMissedWithoutABurst) {
   EXPECT_EQ(missed, 3);     // :40, :42, :44
 }
 
+TEST_F(SchedulerTest, ObserveLeadObservesAheadButNeverPublishesEarly) {
+  auto gated = std::make_unique<GatedSource>();
+  GatedSource* gate = gated.get();
+  feed_.source = std::move(gated);
+  feed_.observe_lead = 150ms;
+  start();
+  // 150 ms before :38 the source is asked; the value waits for its slot.
+  ASSERT_TRUE(clock_.wait_for_sleepers(1));
+  clock_.set(at("2026-11-27T21:15:37.850Z"));
+  gate->wait_for_calls(1);
+  ASSERT_TRUE(clock_.wait_for_sleepers(2));  // the timer, and the worker holding the record
+  EXPECT_EQ(scheduler_->outcomes_handled(), 0u);
+  EXPECT_FALSE(store_->get_value(feed_.id, slot("2026-11-27T21:15:38Z"))->has_value());
+  clock_.set(at("2026-11-27T21:15:38.000Z"));
+  ASSERT_TRUE(scheduler_->wait_for_outcomes(1, 10s));
+  auto value = store_->get_value(feed_.id, slot("2026-11-27T21:15:38Z"));
+  ASSERT_TRUE(value.ok() && value->has_value());
+  EXPECT_LT((*value)->observed_at, WallTime(slot("2026-11-27T21:15:38Z")));
+  EXPECT_GE((*value)->published_at, WallTime(slot("2026-11-27T21:15:38Z")));
+  Execution e = execution("random_int@2026-11-27T21:15:00Z");
+  ASSERT_EQ(e.slots[0].outcome, SlotOutcome::kPublished);
+  EXPECT_EQ(*e.slots[0].fired_at, at("2026-11-27T21:15:38Z"));
+  EXPECT_EQ(*e.slots[0].lateness_us, 0);
+}
+
+TEST_F(SchedulerTest, ManyFeedsAtOneBoundaryArePublishedTogether) {
+  // 40 feeds share each boundary: more than log_each_slot_up_to, so one summary per boundary,
+  // and their commits overlap (group commit) on the default worker count.
+  std::vector<std::unique_ptr<FeedRuntime>> feeds;
+  std::vector<const FeedRuntime*> ptrs;
+  for (int i = 0; i < 40; ++i) {
+    auto rt = std::make_unique<FeedRuntime>();
+    rt->id = FeedId(fmt::format("feed_{}", i));
+    rt->schedule = Schedule::every(2000ms);
+    rt->window = 60000ms;
+    rt->source = std::make_unique<RandomIntSource>(0, 1000);
+    ptrs.push_back(rt.get());
+    feeds.push_back(std::move(rt));
+  }
+  scheduler_ = std::make_unique<Scheduler>(clock_, *store_, *dlq_, *publisher_, ptrs);
+  ASSERT_TRUE(scheduler_->start().ok());
+  advance_to(at("2026-11-27T21:15:38Z"), 40);
+  advance_to(at("2026-11-27T21:15:40Z"), 80);
+  for (const auto& rt : feeds) {
+    EXPECT_TRUE(store_->get_value(rt->id, slot("2026-11-27T21:15:38Z"))->has_value()) << rt->id.str();
+    EXPECT_TRUE(store_->get_value(rt->id, slot("2026-11-27T21:15:40Z"))->has_value()) << rt->id.str();
+  }
+  scheduler_.reset();  // before the runtimes it points to
+}
+
 }  // namespace
 }  // namespace metronome

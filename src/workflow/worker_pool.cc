@@ -2,9 +2,14 @@
 
 namespace metronome {
 
-WorkerPool::WorkerPool(size_t threads) {
+WorkerPool::WorkerPool(size_t threads, std::function<void()> init) {
   threads_.reserve(threads);
-  for (size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
+  for (size_t i = 0; i < threads; ++i) {
+    threads_.emplace_back([this, init] {
+      if (init) init();
+      run();
+    });
+  }
 }
 
 WorkerPool::~WorkerPool() {

@@ -17,7 +17,8 @@ namespace metronome {
 
 class WorkerPool {
  public:
-  explicit WorkerPool(size_t threads);
+  // `init` runs first on every thread (e.g. to set its scheduling policy).
+  explicit WorkerPool(size_t threads, std::function<void()> init = {});
   ~WorkerPool();  // stop()
 
   // Returns false (and drops the task) once stop() has begun.
