@@ -51,6 +51,13 @@ nlohmann::json to_json(const ValueRecord& r) {
   if (!r.signer.empty()) j["signer"] = r.signer;
   if (!r.signature.empty()) j["signature"] = r.signature;
   if (!r.digest.empty()) j["digest"] = r.digest;
+  if (!r.sources.empty()) {
+    nlohmann::json sources = nlohmann::json::array();
+    for (const SourceAnswer& a : r.sources) {
+      sources.push_back({{"source", a.source}, {"value", a.value}});
+    }
+    j["sources"] = std::move(sources);  // a median's sources that answered; not signed
+  }
   return j;
 }
 
@@ -108,6 +115,16 @@ Result<ValueRecord> value_record_from_json(const nlohmann::json& j) {
   }
   if (j.contains("digest")) {
     METRONOME_ASSIGN_OR_RETURN(r.digest, field("digest"));
+  }
+  if (j.contains("sources") && j.at("sources").is_array()) {
+    for (const auto& a : j.at("sources")) {
+      if (!a.is_object() || !a.contains("source") || !a.contains("value") ||
+          !a.at("source").is_string() || !a.at("value").is_string()) {
+        return Status::InvalidArgument(
+            "record: field 'sources' must be a list of {\"source\", \"value\"} strings");
+      }
+      r.sources.push_back({a.at("source").get<std::string>(), a.at("value").get<std::string>()});
+    }
   }
   return r;
 }

@@ -6,8 +6,8 @@
 // (max - min > pct % of |median|): InvalidArgument naming the extremes. The median of an odd count
 // is the middle answer; of an even count the upper of the two middle ones (as Chainlink's OCR
 // median, observations[n/2]), so a published value is always one that a source returned, never
-// rounded (docs/adr/0007-median-of-answers.md). The value keeps the members that answered.
-// Thread-safety: one caller at a time (a feed observes one slot at a time).
+// rounded (docs/adr/0002-exact-values-and-median-of-answers.md). The value keeps the members that
+// answered. Thread-safety: one caller at a time (a feed observes one slot at a time).
 #pragma once
 
 #include <memory>

@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "store/source_answers.h"
+
 namespace metronome {
 
 std::string record_to_json_text(const ValueRecord& r) {
@@ -19,6 +21,7 @@ std::string record_to_json_text(const ValueRecord& r) {
       {"signer", r.signer},
       {"signature", r.signature},
       {"digest", r.digest},
+      {"sources", nlohmann::json::parse(source_answers_to_json(r.sources))},
   }
       .dump();
 }
@@ -38,6 +41,9 @@ Result<ValueRecord> record_from_json_text(const std::string& text) {
     r.signer = j.at("signer").get<std::string>();
     r.signature = j.at("signature").get<std::string>();
     r.digest = j.at("digest").get<std::string>();
+    if (j.contains("sources")) {
+      METRONOME_ASSIGN_OR_RETURN(r.sources, source_answers_from_json(j.at("sources").dump()));
+    }
     return r;
   } catch (const nlohmann::json::exception& e) {
     return Status::InvalidArgument(fmt::format("unreadable DLQ record: {}", e.what()));
