@@ -179,8 +179,8 @@ TEST_F(ConfigTest, BadCronUsesTheCronMessage) {
 
 TEST_F(ConfigTest, SecretNeedsExactlyOneOfFileAndEnv) {
   expect_error("[secrets.k]\nfile = \"k\"\nenv = \"K\"\n", 1, "secrets.k",
-               "set exactly one of 'file' or 'env' (got both)");
-  expect_error("[[feeds]]\nid = \"a\"\n\n[secrets.k]\n", 4, "secrets.k", "(got neither)");
+               "set exactly one of 'file', 'env' or 'aws_secrets_manager' (got several)");
+  expect_error("[[feeds]]\nid = \"a\"\n\n[secrets.k]\n", 4, "secrets.k", "(got none)");
   expect_error("[secrets.k]\nenv = \"\"\n", 2, "secrets.k.env", "must not be empty");
   expect_error("[secrets]\nk = \"x\"\n", 2, "secrets.k", "expected a table");
 }
