@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "store/record_json.h"
+#include "store/source_answers.h"
 
 // Schema notes: the tables and columns are SqliteStore's (see sqlite_store.cc), in PostgreSQL
 // types: integers are bigint (times) or integer (counts), text keys COLLATE "C" (byte order, as
@@ -103,6 +104,25 @@ CREATE TABLE alarms (
   actions_pending boolean NOT NULL DEFAULT false
 );
 )sql"},
+    // A median's sources that answered, as JSON text: [{"source":"a","value":"100.5"}, ...]
+    // (SqliteStore's version 2 too). DLQ records (record_json) may carry "sources" from now on.
+    {2, "values.sources", R"sql(
+ALTER TABLE "values" ADD COLUMN sources text NOT NULL DEFAULT '[]';
+)sql"},
+    {3, "replicas (heartbeats) and leases (one per feed) for high availability", R"sql(
+-- One row per running replica, refreshed every lease renewal; live = seen within the lease TTL.
+CREATE TABLE replicas (
+  id text COLLATE "C" PRIMARY KEY,
+  last_seen timestamptz NOT NULL
+);
+-- Who may write each feed's slots. epoch grows on every change of holder (the fencing token).
+CREATE TABLE leases (
+  feed text COLLATE "C" PRIMARY KEY,
+  holder text COLLATE "C" NOT NULL,
+  epoch bigint NOT NULL,
+  expires_at timestamptz NOT NULL
+);
+)sql"},
 };
 
 static_assert(std::size(kMigrations) > 0 &&
@@ -132,7 +152,7 @@ struct Prepared {
 
 #define METRONOME_VALUE_COLUMNS                                                         \
   "feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns, execution, " \
-  "signer, signature, digest"
+  "signer, signature, digest, sources"
 #define METRONOME_DLQ_COLUMNS                                                                 \
   "id, feed, slot_ms, execution, stage, error, attempts, first_failure_ns, last_failure_ns, " \
   "record_json"
@@ -149,7 +169,7 @@ struct Prepared {
 #define METRONOME_EXECUTION_COLUMNS \
   "id, feed, window_start_ms, window_end_ms, state, created_at_ns, finished_at_ns"
 
-// The whole batch as arrays ($1..$18), one statement: insert the values that are absent,
+// The whole batch as arrays ($1..$19), one statement: insert the values that are absent,
 // upsert every slot's outcome (a published slot stays published), and answer per commit, in
 // input order, whether its value was inserted. REQUIRES: no (feed, slot) repeated among the
 // records and no (execution, slot) repeated (commit_slots() splits a batch that has some).
@@ -158,16 +178,17 @@ WITH input AS (
   SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[],
                        $6::bigint[], $7::text[], $8::integer[], $9::boolean[], $10::bigint[],
                        $11::text[], $12::integer[], $13::bigint[], $14::bigint[], $15::text[],
-                       $16::text[], $17::text[], $18::text[])
+                       $16::text[], $17::text[], $18::text[], $19::text[])
     WITH ORDINALITY AS t(execution, feed, slot_ms, outcome, fired_at_ns, lateness_us, error,
                          attempts, has_record, round, value, decimals, observed_at_ns,
-                         published_at_ns, record_execution, signer, signature, digest, ord)
+                         published_at_ns, record_execution, signer, signature, digest, sources,
+                         ord)
 ),
 inserted AS (
   INSERT INTO "values"(feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns,
-                       execution, signer, signature, digest)
+                       execution, signer, signature, digest, sources)
   SELECT feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns,
-         record_execution, signer, signature, digest
+         record_execution, signer, signature, digest, sources
   FROM input WHERE has_record ORDER BY ord
   ON CONFLICT (feed, slot_ms) DO NOTHING
   RETURNING feed, slot_ms
@@ -330,6 +351,7 @@ ValueRecord read_value(const pqxx::row& row) {
   r.signer = row[8].as<std::string>();
   r.signature = row[9].as<std::string>();
   r.digest = row[10].as<std::string>();
+  r.sources = value_or_throw(source_answers_from_json(row[11].as<std::string>()));
   return r;
 }
 
@@ -388,7 +410,11 @@ AlarmState read_alarm(const pqxx::row& row) {
   return a;
 }
 
+}  // namespace
+
 // ---- connection strings ----
+
+namespace {
 
 bool is_postgres_uri(const std::string& url) {
   return url.starts_with("postgresql://") || url.starts_with("postgres://");
@@ -406,9 +432,9 @@ std::string percent_encode(std::string_view text) {
   return out;
 }
 
-// The URL with the options libpq takes as query parameters appended: the password (when given
-// apart), a connect timeout and the application name, unless the URL sets them itself.
-std::string connection_string(const PostgresStoreOptions& o) {
+}  // namespace
+
+std::string postgres_conninfo(const PostgresStoreOptions& o) {
   std::string url = o.url;
   auto has_param = [&](std::string_view name) {
     size_t q = url.find('?');
@@ -431,6 +457,8 @@ std::string connection_string(const PostgresStoreOptions& o) {
   if (!has_param("application_name")) append("application_name", o.application_name);
   return url;
 }
+
+namespace {
 
 // ---- errors ----
 
@@ -593,7 +621,7 @@ Result<std::unique_ptr<PostgresStore>> PostgresStore::open(const PostgresStoreOp
   METRONOME_RETURN_IF_ERROR(check_options(options));
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  impl->conninfo = connection_string(options);
+  impl->conninfo = postgres_conninfo(options);
   impl->label = redact_url(options.url);
   METRONOME_ASSIGN_OR_RETURN(int version, impl->run(true, [&](pqxx::connection& c) -> Result<int> {
     pqxx::nontransaction n(c);
@@ -620,7 +648,7 @@ Result<SchemaMigration> PostgresStore::migrate(const PostgresStoreOptions& optio
   impl.options = options;
   impl.options.read_only = false;
   impl.options.connections = 1;
-  impl.conninfo = connection_string(impl.options);
+  impl.conninfo = postgres_conninfo(impl.options);
   impl.label = redact_url(options.url);
   return impl.run(false, [&](pqxx::connection& c) -> Result<SchemaMigration> {
     SchemaMigration result;
@@ -729,11 +757,11 @@ Status PostgresStore::set_execution_state(const ExecutionId& id, ExecutionState 
 
 namespace {
 
-// The batch as the 18 array parameters of kCommitSlots.
+// The batch as the 19 array parameters of kCommitSlots.
 struct CommitArrays {
   ArrayLiteral execution, feed, slot_ms, outcome, fired_at_ns, lateness_us, error, attempts,
       has_record, round, value, decimals, observed_at_ns, published_at_ns, record_execution, signer,
-      signature, digest;
+      signature, digest, sources;
 
   void add(const SlotCommit& commit) {
     execution.add(commit.execution.str());
@@ -756,20 +784,21 @@ struct CommitArrays {
       signer.add(r.signer);
       signature.add(r.signature);
       digest.add(r.digest);
+      sources.add(source_answers_to_json(r.sources));
     } else {
       for (ArrayLiteral* a : {&round, &value, &decimals, &observed_at_ns, &published_at_ns,
-                              &record_execution, &signer, &signature, &digest}) {
+                              &record_execution, &signer, &signature, &digest, &sources}) {
         a->add_null();
       }
     }
   }
 
   pqxx::result exec(pqxx::transaction_base& t) const {
-    return t.exec_prepared("commit_slots", execution.str(), feed.str(), slot_ms.str(),
-                           outcome.str(), fired_at_ns.str(), lateness_us.str(), error.str(),
-                           attempts.str(), has_record.str(), round.str(), value.str(),
-                           decimals.str(), observed_at_ns.str(), published_at_ns.str(),
-                           record_execution.str(), signer.str(), signature.str(), digest.str());
+    return t.exec_prepared(
+        "commit_slots", execution.str(), feed.str(), slot_ms.str(), outcome.str(),
+        fired_at_ns.str(), lateness_us.str(), error.str(), attempts.str(), has_record.str(),
+        round.str(), value.str(), decimals.str(), observed_at_ns.str(), published_at_ns.str(),
+        record_execution.str(), signer.str(), signature.str(), digest.str(), sources.str());
   }
 };
 

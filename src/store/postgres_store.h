@@ -46,6 +46,11 @@ struct PostgresStoreOptions {
   std::string application_name{"metronome"};
 };
 
+// The libpq connection string for `options`: the URL with the password (when given apart), a
+// connect timeout and the application name appended as query parameters, unless the URL sets
+// them itself. Contains the password: never log it.
+std::string postgres_conninfo(const PostgresStoreOptions& options);
+
 struct SchemaMigration {
   int from = 0;  // the version found
   int to = 0;    // the version now (kSchemaVersion)
@@ -54,7 +59,7 @@ struct SchemaMigration {
 class PostgresStore final : public Store {
  public:
   // The schema version this build writes (and requires).
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 3;
 
   // Connects and checks the schema version (refusing an unmigrated or newer database). Errors
   // name the database.

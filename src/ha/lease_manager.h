@@ -1,0 +1,107 @@
+// LeaseManager: which feeds this replica may publish, when several replicas share one PostgreSQL
+// store (docs/ha.md).
+//
+// Every `renew` interval, tick():
+//   1. measures the clock: the database's clock_timestamp() against this replica's Clock, half
+//      the round trip subtracted. Beyond `max_clock_skew` the replica must publish nothing: it
+//      withdraws its heartbeat, gives up its leases and reports clock_ok() == false until a
+//      later measurement is within bounds again;
+//   2. refreshes this replica's heartbeat (table replicas) and reads the live replicas (seen
+//      within `ttl`);
+//   3. computes, by rendezvous hashing over the live replicas, the feeds this replica should
+//      hold, and in one statement takes or renews their leases (table leases): a lease is taken
+//      only when free, expired or already ours; its epoch grows on every change of holder;
+//   4. releases (expires now) the leases it holds but should not, so their new owner takes them
+//      at its next tick.
+// owns(feed, at) is the hook the scheduler asks before publishing a slot: the lease's epoch if
+// this replica holds the feed's lease and the lease is still valid at local time `at`, judged
+// conservatively (valid until the renewal's send time + ttl - max_clock_skew).
+//
+// Thread-safety: tick() from one thread at a time (the owner thread of start(), or a test);
+// owns(), clock_ok(), held() from any thread.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "clock/clock.h"
+#include "common/ids.h"
+#include "common/result.h"
+#include "common/time.h"
+#include "store/postgres_store.h"
+
+namespace metronome {
+
+struct LeaseOptions {
+  std::string replica_id;  // unique per running process, e.g. "host-4242-1a2b"
+  Millis ttl{2000};
+  Millis renew{500};
+  Millis max_clock_skew{50};
+};
+
+// "HOST-PID-RANDOM": a replica id unique to this process.
+std::string make_replica_id();
+
+// The replica that should hold `feed` among `live` (rendezvous / highest-random-weight hashing:
+// each replica's weight is a hash of (feed, replica); the highest wins, so a replica joining or
+// leaving moves only the feeds it wins or held). Empty when `live` is empty. Deterministic
+// across processes and builds.
+std::string rendezvous_owner(const FeedId& feed, const std::vector<std::string>& live);
+
+class LeaseManager {
+ public:
+  // Connects (its own connection). REQUIRES: the database migrated to a schema with leases.
+  static Result<std::unique_ptr<LeaseManager>> open(const PostgresStoreOptions& database,
+                                                    LeaseOptions options, Clock& clock);
+  ~LeaseManager();
+
+  // One round (see the header comment) for the configured `feeds`. An error (database down)
+  // leaves the leases held so far valid only until their local expiry.
+  Status tick(const std::vector<FeedId>& feeds);
+
+  // The hook: the epoch of this replica's lease on `feed` if the lease is valid at local time
+  // `at`; nullopt otherwise (another replica's feed, an expired lease, a bad clock).
+  std::optional<int64_t> owns(const FeedId& feed, WallTime at) const;
+
+  bool clock_ok() const { return clock_ok_.load(); }
+  // The last measured offset: this replica's clock minus the database's.
+  Nanos last_skew() const { return Nanos(last_skew_ns_.load()); }
+  // The feeds whose lease this replica holds now (may be stale by up to one renew interval).
+  std::vector<FeedId> held() const;
+  const std::string& replica_id() const { return options_.replica_id; }
+
+  // Runs tick() every `renew` on an owned thread until stop() (or destruction). Logs at info
+  // when the replica becomes a standby (no lease) or takes / loses leases.
+  void start(std::vector<FeedId> feeds);
+  void stop();
+
+ private:
+  struct Held {
+    int64_t epoch;
+    WallTime valid_until;  // local time
+  };
+  LeaseManager(PostgresStoreOptions database, LeaseOptions options, Clock& clock);
+  Status measure_clock();
+  Status give_up_everything();
+
+  const PostgresStoreOptions database_;
+  const LeaseOptions options_;
+  Clock& clock_;
+  struct Connection;
+  std::unique_ptr<Connection> connection_;  // used by tick() only
+
+  mutable std::mutex mu_;
+  std::map<FeedId, Held> held_;  // guarded by mu_
+  std::atomic<bool> clock_ok_{true};
+  std::atomic<int64_t> last_skew_ns_{0};
+  bool was_standby_ = false;  // tick() only: for the "standby" log line on change
+  std::jthread thread_;
+};
+
+}  // namespace metronome

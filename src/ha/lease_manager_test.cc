@@ -1,0 +1,186 @@
+#include "ha/lease_manager.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "clock/system_clock.h"
+#include "testing/offset_clock.h"
+#include "testing/postgres_server.h"
+
+namespace metronome {
+namespace {
+
+using testing::OffsetClock;
+using testing::PostgresServer;
+
+std::vector<FeedId> feeds(int n) {
+  std::vector<FeedId> out;
+  for (int i = 0; i < n; ++i) out.push_back(FeedId(fmt::format("feed{}", i)));
+  return out;
+}
+
+TEST(Rendezvous, DeterministicBalancedAndMovesOnlyTheLeaversFeeds) {
+  const std::vector<std::string> three = {"a", "b", "c"};
+  const std::vector<std::string> two = {"a", "c"};
+  std::map<std::string, int> share;
+  for (const FeedId& f : feeds(3000)) {
+    const std::string owner = rendezvous_owner(f, three);
+    ++share[owner];
+    EXPECT_EQ(owner, rendezvous_owner(f, {"c", "b", "a"})) << "order must not matter";
+    // b leaves: only b's feeds move.
+    if (owner != "b") {
+      EXPECT_EQ(rendezvous_owner(f, two), owner) << f.str();
+    }
+  }
+  for (const auto& [replica, n] : share) {
+    EXPECT_GT(n, 850) << replica;
+    EXPECT_LT(n, 1150) << replica;
+  }
+  EXPECT_EQ(rendezvous_owner(FeedId("x"), {}), "");
+}
+
+class LeaseManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    PostgresServer* server = PostgresServer::shared();
+    ASSERT_NE(server, nullptr);
+    auto url = server->create_database();
+    ASSERT_TRUE(url.ok()) << url.status().ToString();
+    db_.url = *url;
+    auto migrated = PostgresStore::migrate(db_);
+    ASSERT_TRUE(migrated.ok()) << migrated.status().ToString();
+  }
+
+  std::unique_ptr<LeaseManager> replica(const std::string& id, Clock& clock,
+                                        Millis ttl = Millis(2000)) {
+    LeaseOptions o{.replica_id = id, .ttl = ttl, .renew = Millis(ttl / 4)};
+    auto m = LeaseManager::open(db_, o, clock);
+    EXPECT_TRUE(m.ok()) << m.status().ToString();
+    return m.ok() ? std::move(m).value() : nullptr;
+  }
+
+  int64_t count(const std::string& sql) {
+    pqxx::connection c(db_.url);
+    pqxx::nontransaction n(c);
+    return n.exec(sql)[0][0].as<int64_t>();
+  }
+
+  PostgresStoreOptions db_;
+  SystemClock clock_;
+};
+
+TEST_F(LeaseManagerTest, ALoneReplicaHoldsEveryFeedUntilItsLeaseExpires) {
+  auto a = replica("a", clock_);
+  ASSERT_NE(a, nullptr);
+  ASSERT_TRUE(a->tick(feeds(5)).ok());
+  EXPECT_TRUE(a->clock_ok());
+  for (const FeedId& f : feeds(5)) EXPECT_EQ(a->owns(f, clock_.now()), 1) << f.str();
+  EXPECT_EQ(a->owns(FeedId("not_configured"), clock_.now()), std::nullopt);
+  // Judged locally and conservatively: not valid a TTL from now.
+  EXPECT_EQ(a->owns(FeedId("feed0"), clock_.now() + Millis(2000)), std::nullopt);
+  // Renewing keeps the epoch.
+  ASSERT_TRUE(a->tick(feeds(5)).ok());
+  EXPECT_EQ(a->owns(FeedId("feed0"), clock_.now()), 1);
+  EXPECT_EQ(count("SELECT count(*) FROM leases WHERE holder = 'a' AND epoch = 1"), 5);
+}
+
+TEST_F(LeaseManagerTest, TwoReplicasSplitTheFeedsAndNeverBothOwnOne) {
+  auto a = replica("a", clock_);
+  auto b = replica("b", clock_);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const auto all = feeds(40);
+  // a starts alone and takes everything; b joins; a hands over b's share; b takes it.
+  ASSERT_TRUE(a->tick(all).ok());
+  ASSERT_TRUE(b->tick(all).ok());
+  ASSERT_TRUE(a->tick(all).ok());
+  ASSERT_TRUE(b->tick(all).ok());
+  int of_a = 0, of_b = 0;
+  for (const FeedId& f : all) {
+    auto ea = a->owns(f, clock_.now());
+    auto eb = b->owns(f, clock_.now());
+    EXPECT_FALSE(ea && eb) << f.str() << " owned by both";
+    EXPECT_TRUE(ea || eb) << f.str() << " owned by neither";
+    const std::string expected = rendezvous_owner(f, {"a", "b"});
+    EXPECT_EQ(ea.has_value(), expected == "a") << f.str();
+    if (ea) ++of_a;
+    if (eb) {
+      ++of_b;
+      EXPECT_EQ(*eb, 2) << "a change of holder increments the epoch";
+    }
+  }
+  EXPECT_GT(of_a, 5);
+  EXPECT_GT(of_b, 5);
+}
+
+TEST_F(LeaseManagerTest, ASilentReplicasFeedsAreTakenAfterTheTtlWithANewEpoch) {
+  const Millis ttl(400);
+  auto a = replica("a", clock_, ttl);
+  auto b = replica("b", clock_, ttl);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const auto all = feeds(10);
+  ASSERT_TRUE(a->tick(all).ok());
+  ASSERT_TRUE(b->tick(all).ok());
+  ASSERT_TRUE(a->tick(all).ok());
+  ASSERT_TRUE(b->tick(all).ok());
+  // a stops renewing (killed, paused). Until its leases expire, b takes none of them.
+  std::vector<FeedId> of_a;
+  for (const FeedId& f : all) {
+    if (a->owns(f, clock_.now())) of_a.push_back(f);
+  }
+  ASSERT_FALSE(of_a.empty());
+  ASSERT_TRUE(b->tick(all).ok());
+  for (const FeedId& f : of_a) EXPECT_EQ(b->owns(f, clock_.now()), std::nullopt) << f.str();
+  std::this_thread::sleep_for(ttl + Millis(100));
+  EXPECT_EQ(a->owns(of_a.front(), clock_.now()), std::nullopt) << "a's own view expired too";
+  ASSERT_TRUE(b->tick(all).ok());
+  for (const FeedId& f : all) EXPECT_TRUE(b->owns(f, clock_.now()).has_value()) << f.str();
+  // a held them at epoch 1 since it started; b's takeover is the first change of holder.
+  for (const FeedId& f : of_a) EXPECT_EQ(b->owns(f, clock_.now()), 2) << f.str();
+  // a comes back: it may not write with its old epoch, and it gets its share back (new epoch).
+  ASSERT_TRUE(a->tick(all).ok());
+  for (const FeedId& f : of_a) EXPECT_EQ(a->owns(f, clock_.now()), std::nullopt) << f.str();
+  ASSERT_TRUE(b->tick(all).ok());
+  ASSERT_TRUE(a->tick(all).ok());
+  for (const FeedId& f : of_a) EXPECT_EQ(a->owns(f, clock_.now()), 3) << f.str();
+}
+
+TEST_F(LeaseManagerTest, AReplicaWithASkewedClockPublishesNothingAndLeavesItsFeeds) {
+  OffsetClock skewed(Millis(200));
+  auto bad = replica("skewed", skewed);
+  auto good = replica("good", clock_);
+  ASSERT_NE(bad, nullptr);
+  ASSERT_NE(good, nullptr);
+  const auto all = feeds(10);
+  ASSERT_TRUE(bad->tick(all).ok());
+  EXPECT_FALSE(bad->clock_ok());
+  EXPECT_GT(bad->last_skew(), Millis(150));
+  for (const FeedId& f : all) EXPECT_EQ(bad->owns(f, skewed.now()), std::nullopt);
+  EXPECT_EQ(count("SELECT count(*) FROM replicas WHERE id = 'skewed'"), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM leases WHERE holder = 'skewed'"), 0);
+  // The healthy replica does not wait for it: every feed is its own.
+  ASSERT_TRUE(good->tick(all).ok());
+  EXPECT_TRUE(good->clock_ok());
+  EXPECT_LT(std::chrono::abs(good->last_skew()), Millis(50));
+  for (const FeedId& f : all) EXPECT_TRUE(good->owns(f, clock_.now()).has_value()) << f.str();
+}
+
+TEST_F(LeaseManagerTest, OpenRefusesAnUnmigratedDatabaseAndBadTimings) {
+  auto url = PostgresServer::shared()->create_database();
+  ASSERT_TRUE(url.ok());
+  auto unmigrated = LeaseManager::open({.url = *url}, {.replica_id = "a"}, clock_);
+  ASSERT_FALSE(unmigrated.ok());
+  EXPECT_NE(unmigrated.status().message().find("metronome migrate"), std::string::npos)
+      << unmigrated.status().ToString();
+  auto bad = LeaseManager::open(db_, {.replica_id = "a", .ttl = Millis(500), .renew = Millis(500)},
+                                clock_);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), Status::Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace metronome
