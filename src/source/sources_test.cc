@@ -105,6 +105,8 @@ class TestServer {
       std::lock_guard lock(mu_);
       res.set_content(fmt::format(R"({{"v": "{}"}})", values_[req.matches[1]]), "application/json");
     });
+    // One worker per kept-alive connection: every source keeps its connection open.
+    server_.new_task_queue = [] { return new httplib::ThreadPool(32); };
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     while (!server_.is_running()) std::this_thread::yield();
