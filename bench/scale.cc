@@ -14,6 +14,7 @@
 // By default the process exits right after printing, without Scheduler::stop(): with a backlog,
 // stop() would publish every queued slot first (late), which can take minutes. --drain stops
 // cleanly and reports how long that took.
+#include <algorithm>
 #include <map>
 
 #include "bench_util.h"
@@ -160,7 +161,9 @@ int run(int argc, char** argv) {
       R"("per_boundary":[{}]{}}})"
       "\n",
       feeds, seconds, interval_ms,
-      workers == 0 ? std::max<size_t>(2, std::thread::hardware_concurrency())
+      workers == 0 ? std::clamp<size_t>(static_cast<size_t>(feeds),
+                                        std::max<size_t>(2, std::thread::hardware_concurrency()),
+                                        SchedulerOptions::kMaxWorkers)
                    : static_cast<size_t>(workers),
       machine, loadavg(), micros(t_started - t0) / 1e6, wall_s, boundaries, due, outcome_json,
       with_outcome, due - with_outcome, handled, store.commit_calls(), to_json(lat), cpu_total,

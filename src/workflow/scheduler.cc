@@ -33,6 +33,11 @@ struct Scheduler::ExecState : std::enable_shared_from_this<ExecState> {
   bool running_recorded = false;       // the stored state says running
   bool finished = false;               // the final state was decided
   bool plan_failure_reported = false;  // a planning failure is on the DLQ (once per execution)
+  bool cancelled = false;              // its feed was removed before it started
+  // The index in `run` whose dispatch queues the next window's planning: the last slot, or
+  // with many feeds a slot spread by feed id, so that 10,000 feeds do not all plan (30 rows
+  // each) at the same boundary.
+  size_t plan_at = 0;
 };
 
 namespace {
@@ -341,6 +346,11 @@ std::shared_ptr<Scheduler::ExecState> Scheduler::make_exec(FeedState& feed,
     ++exec->remaining;
     if (!only_after || WallTime(s.slot) > *only_after) exec->run.push_back(s.slot);
   }
+  if (!exec->run.empty()) {
+    exec->plan_at = summarize_boundaries_
+                        ? std::hash<std::string>{}(exec->rt->id.str()) % exec->run.size()
+                        : exec->run.size() - 1;
+  }
   return exec;
 }
 
@@ -532,15 +542,21 @@ void Scheduler::dispatch_due(WallTime now) {
     boundary->slot = WallTime(due.front().exec->run[due.front().index]);
     boundary->remaining = due.size();
   }
+  // Planning is queued after the boundary's slots: a value never waits behind bookkeeping.
+  std::vector<std::pair<FeedState*, SlotTime>> plans;
   for (auto& e : due) {
     auto exec = e.exec;
     FeedState& feed = *exec->feed;
     const SlotTime slot = exec->run[e.index];
-    if (e.index + 1 < exec->run.size()) {
-      push_next_entry(exec, e.index + 1);
-    } else {
-      pool_->submit([this, &feed, end = exec->execution.window_end] { plan_next(feed, end); });
+    {
+      std::lock_guard lock(exec->mu);
+      if (exec->cancelled) {
+        if (boundary) --boundary->remaining;
+        continue;
+      }
     }
+    if (e.index + 1 < exec->run.size()) push_next_entry(exec, e.index + 1);
+    if (e.index == exec->plan_at) plans.emplace_back(&feed, exec->execution.window_end);
 
     const WallTime deadline = exec->rt->deadline_of(slot);
     if (now >= deadline) {
@@ -570,6 +586,9 @@ void Scheduler::dispatch_due(WallTime now) {
     } else {
       pool_->submit([this, exec, index = e.index, boundary] { run_slot(exec, index, boundary); });
     }
+  }
+  for (auto [feed, end] : plans) {
+    pool_->submit([this, feed, end] { plan_next(*feed, end); });
   }
 }
 
@@ -686,6 +705,7 @@ void Scheduler::reconfigure(std::vector<const FeedRuntime*> feeds) {
     if (it == feeds.end()) {
       if (!f->removed.exchange(true)) {
         spdlog::info("feed={} removed: its current window finishes, no further one", old->id);
+        cancel_future_windows(*f, now);
       }
       continue;
     }
@@ -708,6 +728,32 @@ void Scheduler::reconfigure(std::vector<const FeedRuntime*> feeds) {
     pool_->submit([this, feed, end = window_start_of(now, rt->window) + rt->window] {
       plan_next(*feed, end);
     });
+  }
+}
+
+void Scheduler::cancel_future_windows(FeedState& feed, WallTime now) {
+  std::vector<std::shared_ptr<ExecState>> cancelled;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = live_.begin(); it != live_.end();) {
+      ExecState& exec = *it->second;
+      if (exec.feed == &feed && WallTime(exec.execution.window_start) > now) {
+        cancelled.push_back(it->second);
+        it = live_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& exec : cancelled) {
+    {
+      std::lock_guard lock(exec->mu);
+      if (exec->started) continue;
+      exec->cancelled = true;
+    }
+    Status st = store_.set_execution_state(exec->execution.id, ExecutionState::kInterrupted, now);
+    spdlog::info("execution {} was planned ahead; its feed was removed, so it will not run{}",
+                 exec->execution.id, st.ok() ? "" : fmt::format(" ({})", st.ToString()));
   }
 }
 

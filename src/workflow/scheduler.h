@@ -119,6 +119,9 @@ class Scheduler {
   // Persists executions whose planning failed (the store was down), once it answers again.
   void retry_unpersisted();
   void plan_next(FeedState& feed, SlotTime previous_end);
+  // A removed feed: executions planned ahead (with many feeds) that have not started are
+  // dropped and marked interrupted.
+  void cancel_future_windows(FeedState& feed, WallTime now);
   void push_next_entry(const std::shared_ptr<ExecState>& exec, size_t index);
   void timer_loop(std::stop_token stop);
   void dispatch_due(WallTime now);

@@ -296,10 +296,44 @@ TEST_F(SchedulerTest, ManyFeedsAtOneBoundaryArePublishedTogether) {
   advance_to(at("2026-11-27T21:15:38Z"), 40);
   advance_to(at("2026-11-27T21:15:40Z"), 80);
   for (const auto& rt : feeds) {
-    EXPECT_TRUE(store_->get_value(rt->id, slot("2026-11-27T21:15:38Z"))->has_value()) << rt->id.str();
-    EXPECT_TRUE(store_->get_value(rt->id, slot("2026-11-27T21:15:40Z"))->has_value()) << rt->id.str();
+    EXPECT_TRUE(store_->get_value(rt->id, slot("2026-11-27T21:15:38Z"))->has_value())
+        << rt->id.str();
+    EXPECT_TRUE(store_->get_value(rt->id, slot("2026-11-27T21:15:40Z"))->has_value())
+        << rt->id.str();
   }
   scheduler_.reset();  // before the runtimes it points to
+}
+
+TEST_F(SchedulerTest, ARemovedFeedsWindowPlannedAheadDoesNotRun) {
+  // 20 feeds: the next window is planned during the current one (spread by feed), so removing a
+  // feed must also drop its next window, already planned.
+  std::vector<std::unique_ptr<FeedRuntime>> feeds;
+  std::vector<const FeedRuntime*> ptrs;
+  for (int i = 0; i < 20; ++i) {
+    auto rt = std::make_unique<FeedRuntime>();
+    rt->id = FeedId(fmt::format("feed_{}", i));
+    rt->schedule = Schedule::every(2000ms);
+    rt->window = 60000ms;
+    rt->source = std::make_unique<RandomIntSource>(0, 1000);
+    ptrs.push_back(rt.get());
+    feeds.push_back(std::move(rt));
+  }
+  scheduler_ = std::make_unique<Scheduler>(clock_, *store_, *dlq_, *publisher_, ptrs);
+  ASSERT_TRUE(scheduler_->start().ok());
+  uint64_t n = 0;
+  for (int s = 38; s <= 58; s += 2) {
+    n += 20;
+    advance_to(at(fmt::format("2026-11-27T21:15:{:02}.000Z", s).c_str()), n);
+  }
+  ASSERT_TRUE(scheduler_->wait_for_windows_planned(20, 10s));
+  std::vector<const FeedRuntime*> kept(ptrs.begin() + 1, ptrs.end());
+  scheduler_->reconfigure(kept);
+  Execution dropped = execution("feed_0@2026-11-27T21:16:00Z");
+  EXPECT_EQ(dropped.state, ExecutionState::kInterrupted);
+  advance_to(at("2026-11-27T21:16:00Z"), n + 19);
+  EXPECT_FALSE(store_->get_value(FeedId("feed_0"), slot("2026-11-27T21:16:00Z"))->has_value());
+  EXPECT_TRUE(store_->get_value(FeedId("feed_1"), slot("2026-11-27T21:16:00Z"))->has_value());
+  scheduler_.reset();
 }
 
 }  // namespace
