@@ -169,6 +169,69 @@ TEST_F(LeaseManagerTest, AReplicaWithASkewedClockPublishesNothingAndLeavesItsFee
   for (const FeedId& f : all) EXPECT_TRUE(good->owns(f, clock_.now()).has_value()) << f.str();
 }
 
+SlotCommit fenced_commit(const FeedId& feed, SlotTime slot, const std::string& value,
+                         std::optional<SlotFence> fence) {
+  SlotCommit c;
+  c.feed = feed;
+  c.execution = make_execution_id(feed, std::chrono::floor<std::chrono::minutes>(slot));
+  c.slot.slot = slot;
+  c.slot.outcome = SlotOutcome::kPublished;
+  c.slot.attempts = 1;
+  ValueRecord r;
+  r.feed = feed;
+  r.slot = slot;
+  r.value = value;
+  r.execution = c.execution;
+  c.record = r;
+  c.fence = std::move(fence);
+  return c;
+}
+
+TEST_F(LeaseManagerTest, AFencedCommitLandsOnlyUnderTheCurrentLease) {
+  const Millis ttl(400);
+  auto a = replica("a", clock_, ttl);
+  ASSERT_NE(a, nullptr);
+  auto store = PostgresStore::open(db_);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  const FeedId feed("feed0");
+  const SlotTime t0 = slot_from_unix_ms(1'795'000'020'000);
+  ASSERT_TRUE(a->tick({feed}).ok());
+  auto epoch = a->owns(feed, clock_.now());
+  ASSERT_EQ(epoch, 1);
+
+  auto landed =
+      (*store)->commit_slots(std::vector{fenced_commit(feed, t0, "1", SlotFence{"a", *epoch})});
+  ASSERT_TRUE(landed.ok()) << landed.status().ToString();
+  EXPECT_EQ(*landed, std::vector<bool>{true});
+
+  // a pauses past its TTL; b takes the feed (epoch 2). a's late commit, still under epoch 1,
+  // writes nothing: no value and no outcome.
+  std::this_thread::sleep_for(ttl + Millis(100));
+  auto b = replica("b", clock_, ttl);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(b->tick({feed}).ok());
+  ASSERT_EQ(b->owns(feed, clock_.now()), 2);
+  const SlotTime t1 = t0 + Millis(2000);
+  auto stale =
+      (*store)->commit_slots(std::vector{fenced_commit(feed, t1, "stale", SlotFence{"a", 1})});
+  ASSERT_TRUE(stale.ok()) << stale.status().ToString();
+  EXPECT_EQ(*stale, std::vector<bool>{false});
+  EXPECT_EQ(count("SELECT count(*) FROM slots WHERE slot_ms = " + std::to_string(to_unix_ms(t1))),
+            0);
+  auto current =
+      (*store)->commit_slots(std::vector{fenced_commit(feed, t1, "b", SlotFence{"b", 2})});
+  ASSERT_TRUE(current.ok());
+  EXPECT_EQ(*current, std::vector<bool>{true});
+  auto value = (*store)->get_value(feed, t1);
+  ASSERT_TRUE(value.ok() && value->has_value());
+  EXPECT_EQ((*value)->value, "b");
+  // An unfenced commit (a single writer) is not checked.
+  auto unfenced = (*store)->commit_slots(
+      std::vector{fenced_commit(feed, t1 + Millis(2000), "u", std::nullopt)});
+  ASSERT_TRUE(unfenced.ok());
+  EXPECT_EQ(*unfenced, std::vector<bool>{true});
+}
+
 TEST_F(LeaseManagerTest, OpenRefusesAnUnmigratedDatabaseAndBadTimings) {
   auto url = PostgresServer::shared()->create_database();
   ASSERT_TRUE(url.ok());

@@ -169,7 +169,7 @@ struct Prepared {
 #define METRONOME_EXECUTION_COLUMNS \
   "id, feed, window_start_ms, window_end_ms, state, created_at_ns, finished_at_ns"
 
-// The whole batch as arrays ($1..$19), one statement: insert the values that are absent,
+// The whole batch as arrays ($1..$21), one statement: insert the values that are absent,
 // upsert every slot's outcome (a published slot stays published), and answer per commit, in
 // input order, whether its value was inserted. REQUIRES: no (feed, slot) repeated among the
 // records and no (execution, slot) repeated (commit_slots() splits a batch that has some).
@@ -178,25 +178,34 @@ WITH input AS (
   SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[],
                        $6::bigint[], $7::text[], $8::integer[], $9::boolean[], $10::bigint[],
                        $11::text[], $12::integer[], $13::bigint[], $14::bigint[], $15::text[],
-                       $16::text[], $17::text[], $18::text[], $19::text[])
+                       $16::text[], $17::text[], $18::text[], $19::text[], $20::text[],
+                       $21::bigint[])
     WITH ORDINALITY AS t(execution, feed, slot_ms, outcome, fired_at_ns, lateness_us, error,
                          attempts, has_record, round, value, decimals, observed_at_ns,
                          published_at_ns, record_execution, signer, signature, digest, sources,
-                         ord)
+                         fence_holder, fence_epoch, ord)
+),
+-- The commits allowed to write: unfenced, or fenced by the lease their writer holds now.
+allowed AS (
+  SELECT * FROM input
+  WHERE fence_holder IS NULL OR EXISTS (
+    SELECT 1 FROM leases l
+    WHERE l.feed = input.feed AND l.holder = input.fence_holder AND l.epoch = input.fence_epoch
+      AND l.expires_at > clock_timestamp())
 ),
 inserted AS (
   INSERT INTO "values"(feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns,
                        execution, signer, signature, digest, sources)
   SELECT feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns,
          record_execution, signer, signature, digest, sources
-  FROM input WHERE has_record ORDER BY ord
+  FROM allowed WHERE has_record ORDER BY ord
   ON CONFLICT (feed, slot_ms) DO NOTHING
   RETURNING feed, slot_ms
 ),
 outcomes AS (
   INSERT INTO slots(execution, slot_ms, feed, outcome, fired_at_ns, lateness_us, error, attempts)
   SELECT execution, slot_ms, feed, outcome, fired_at_ns, lateness_us, error, attempts
-  FROM input ORDER BY ord
+  FROM allowed ORDER BY ord
   ON CONFLICT (execution, slot_ms) DO UPDATE SET
     feed = excluded.feed, outcome = excluded.outcome, fired_at_ns = excluded.fired_at_ns,
     lateness_us = excluded.lateness_us, error = excluded.error, attempts = excluded.attempts
@@ -757,11 +766,11 @@ Status PostgresStore::set_execution_state(const ExecutionId& id, ExecutionState 
 
 namespace {
 
-// The batch as the 19 array parameters of kCommitSlots.
+// The batch as the 21 array parameters of kCommitSlots.
 struct CommitArrays {
   ArrayLiteral execution, feed, slot_ms, outcome, fired_at_ns, lateness_us, error, attempts,
       has_record, round, value, decimals, observed_at_ns, published_at_ns, record_execution, signer,
-      signature, digest, sources;
+      signature, digest, sources, fence_holder, fence_epoch;
 
   void add(const SlotCommit& commit) {
     execution.add(commit.execution.str());
@@ -773,6 +782,13 @@ struct CommitArrays {
     error.add(commit.slot.error);
     attempts.add(static_cast<int64_t>(commit.slot.attempts));
     has_record.add(commit.record.has_value());
+    if (commit.fence) {
+      fence_holder.add(commit.fence->holder);
+      fence_epoch.add(commit.fence->epoch);
+    } else {
+      fence_holder.add_null();
+      fence_epoch.add_null();
+    }
     if (commit.record) {
       const ValueRecord& r = *commit.record;
       round.add(r.round);
@@ -794,11 +810,12 @@ struct CommitArrays {
   }
 
   pqxx::result exec(pqxx::transaction_base& t) const {
-    return t.exec_prepared(
-        "commit_slots", execution.str(), feed.str(), slot_ms.str(), outcome.str(),
-        fired_at_ns.str(), lateness_us.str(), error.str(), attempts.str(), has_record.str(),
-        round.str(), value.str(), decimals.str(), observed_at_ns.str(), published_at_ns.str(),
-        record_execution.str(), signer.str(), signature.str(), digest.str(), sources.str());
+    return t.exec_prepared("commit_slots", execution.str(), feed.str(), slot_ms.str(),
+                           outcome.str(), fired_at_ns.str(), lateness_us.str(), error.str(),
+                           attempts.str(), has_record.str(), round.str(), value.str(),
+                           decimals.str(), observed_at_ns.str(), published_at_ns.str(),
+                           record_execution.str(), signer.str(), signature.str(), digest.str(),
+                           sources.str(), fence_holder.str(), fence_epoch.str());
   }
 };
 

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/result.h"
@@ -23,12 +24,25 @@
 
 namespace metronome {
 
+// The lease a replica writes a feed's slots under (docs/ha.md): a fenced commit lands only
+// while `holder` still holds the feed's lease at `epoch`.
+struct SlotFence {
+  std::string holder;  // the replica id
+  int64_t epoch = 0;
+
+  friend bool operator==(const SlotFence&, const SlotFence&) = default;
+};
+
 // What to record for one slot: its outcome and, when published, its value.
 struct SlotCommit {
   ExecutionId execution;
   FeedId feed;
   SlotRecord slot;                    // outcome, fired_at, lateness, error, attempts
   std::optional<ValueRecord> record;  // REQUIRES: present iff slot.outcome == kPublished
+  // Replicas on PostgreSQL: when set, the commit writes nothing at all (no value, no outcome;
+  // reported as not inserted) unless `fence->holder` holds the feed's lease at that epoch at
+  // commit time. Backends with a single writer (SQLite) ignore it.
+  std::optional<SlotFence> fence{};
 };
 
 struct ValueQuery {
