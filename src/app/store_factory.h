@@ -3,7 +3,7 @@
 //
 // SQLite migrates its files when the daemon (or a writing command) opens them. PostgreSQL is
 // shared by replicas and usually owned by someone else, so nothing but migrate_store() changes
-// its schema (docs/adr/0005-postgres-migrations-are-explicit.md): opening an unmigrated
+// its schema (docs/adr/0004-postgres-schema-and-explicit-migrations.md): opening an unmigrated
 // database is an error that says to run `metronome migrate`.
 #pragma once
 

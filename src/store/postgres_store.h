@@ -7,8 +7,8 @@
 //
 // Schema versions: the metronome_schema table records every migration applied. open() never
 // migrates: a database older (or newer) than this build is refused with a message that says to
-// run `metronome migrate` (docs/adr/0005-postgres-migrations-are-explicit.md). migrate() applies
-// the missing steps, each in its own transaction under an advisory lock, so replicas and
+// run `metronome migrate` (docs/adr/0004-postgres-schema-and-explicit-migrations.md). migrate()
+// applies the missing steps, each in its own transaction under an advisory lock, so replicas and
 // operators racing to migrate apply each step exactly once.
 //
 // Round trips: every write is one statement (commit_slots() passes the whole batch as arrays
