@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <condition_variable>
 #include <deque>
@@ -18,6 +19,7 @@
 #include <unordered_map>
 
 #include "api/views.h"
+#include "api/web_assets.h"
 
 namespace metronome {
 namespace {
@@ -284,6 +286,8 @@ enum class Route {
   kHealthz,
   kReadyz,
   kMetrics,
+  kEvents,
+  kAsset,
 };
 
 struct Matched {
@@ -307,6 +311,7 @@ std::vector<std::string> split_path(const std::string& path) {
 }
 
 std::optional<Matched> match_route(const std::string& path) {
+  if (path == "/" || path == "/index.html") return Matched{Route::kAsset, "GET", {"index.html"}};
   auto s = split_path(path);
   if (std::any_of(s.begin(), s.end(), [](const auto& p) { return p.empty(); })) return {};
   auto is = [&](std::initializer_list<std::string_view> shape) {
@@ -321,6 +326,7 @@ std::optional<Matched> match_route(const std::string& path) {
   if (is({"healthz"})) return Matched{Route::kHealthz, "GET", {}};
   if (is({"readyz"})) return Matched{Route::kReadyz, "GET", {}};
   if (is({"metrics"})) return Matched{Route::kMetrics, "GET", {}};
+  if (is({"assets", "*"})) return Matched{Route::kAsset, "GET", {s[1]}};
   if (s.empty() || s[0] != "v1") return {};
   if (is({"v1", "feeds"})) return Matched{Route::kFeeds, "GET", {}};
   if (is({"v1", "feeds", "*", "latest"})) return Matched{Route::kLatest, "GET", {s[2]}};
@@ -332,6 +338,7 @@ std::optional<Matched> match_route(const std::string& path) {
   if (is({"v1", "dlq", "*"})) return Matched{Route::kDlqMessage, "GET, DELETE", {s[2]}};
   if (is({"v1", "dlq", "*", "redrive"})) return Matched{Route::kRedrive, "POST", {s[2]}};
   if (is({"v1", "alarms"})) return Matched{Route::kAlarms, "GET", {}};
+  if (is({"v1", "events"})) return Matched{Route::kEvents, "GET", {}};
   return {};
 }
 
@@ -381,6 +388,11 @@ class ApiServer::Impl {
   }
 
   httplib::Server& server() { return server_; }
+  // Ends every open event stream (at its next wake-up, which this triggers) and refuses new ones.
+  void stop_streams() {
+    stopping_ = true;
+    if (deps_.events != nullptr) deps_.events->wake_all();
+  }
 
  private:
   void configure();
@@ -402,6 +414,8 @@ class ApiServer::Impl {
   void alarms(const Request& req, Response& res);
   void readyz(const Request& req, Response& res);
   void metrics(const Request& req, Response& res);
+  void events(const Request& req, Response& res);
+  void asset(const std::string& name, const Request& req, Response& res);
   // The feed's latest value as JSON text, rendered once per published value.
   std::optional<std::string> latest_body(const FeedId& feed);
 
@@ -416,6 +430,9 @@ class ApiServer::Impl {
   };
   std::mutex rendered_mu_;  // HTTP threads only; the slot path never takes it
   std::unordered_map<FeedId, Rendered> rendered_;  // guarded by rendered_mu_
+
+  std::atomic<bool> stopping_{false};    // set by stop_streams()
+  std::atomic<size_t> open_streams_{0};  // GET /v1/events streams being served
 };
 
 void ApiServer::Impl::configure() {
@@ -510,7 +527,10 @@ void ApiServer::Impl::handle(const Matched& m, const Request& req, Response& res
   };
   switch (m.route) {
     case Route::kHealthz:
-      send_json(res, 200, Json{{"status", "ok"}, {"version", deps_.version}});
+      send_json(res, 200,
+                Json{{"status", "ok"},
+                     {"version", deps_.version},
+                     {"admin", static_cast<bool>(deps_.admin_token)}});
       return;
     case Route::kReadyz:
       readyz(req, res);
@@ -551,6 +571,12 @@ void ApiServer::Impl::handle(const Matched& m, const Request& req, Response& res
       return;
     case Route::kAlarms:
       alarms(req, res);
+      return;
+    case Route::kEvents:
+      events(req, res);
+      return;
+    case Route::kAsset:
+      asset(m.args[0], req, res);
       return;
   }
 }
@@ -887,6 +913,111 @@ void ApiServer::Impl::metrics(const Request& req, Response& res) {
   res.set_content(deps_.metrics.serialize(), "text/plain; version=0.0.4; charset=utf-8");
 }
 
+namespace {
+
+// One open event stream: holds its place in the cap and its EventHub subscription for as long
+// as httplib keeps the response's content provider.
+class EventStream {
+ public:
+  EventStream(EventHub& hub, std::atomic<size_t>& open) : subscription_(hub), open_(open) {}
+  ~EventStream() { open_.fetch_sub(1); }
+  EventStream(const EventStream&) = delete;
+  EventStream& operator=(const EventStream&) = delete;
+
+ private:
+  EventHub::Subscription subscription_;
+  std::atomic<size_t>& open_;
+};
+
+std::string sse_event(uint64_t id, std::string_view type, std::string_view data) {
+  return fmt::format("id: {}\nevent: {}\ndata: {}\n\n", id, type, data);
+}
+
+}  // namespace
+
+void ApiServer::Impl::events(const Request& req, Response& res) {
+  auto params = Params::of(req, {});
+  if (!params.ok()) return send_error(res, 400, params.status().message());
+  if (deps_.events == nullptr) return send_error(res, 404, "this server has no event stream");
+  if (stopping_) return send_error(res, 503, "the server is stopping");
+  const size_t max = options_.max_event_streams;
+  if (open_streams_.fetch_add(1) >= max) {
+    open_streams_.fetch_sub(1);
+    return send_error(res, 503,
+                      fmt::format("too many event streams open (the limit is {}, to keep request "
+                                  "threads free); poll the API instead",
+                                  max));
+  }
+  EventHub& hub = *deps_.events;
+  auto stream = std::make_shared<EventStream>(hub, open_streams_);
+  const uint64_t now = hub.last_seq();
+  // EventSource sends the id of the last event it got when it reconnects: resume after it while
+  // the events are still in the ring (next() reports them lost otherwise). An id from another
+  // run of the daemon (larger than any here) cannot be resumed: start from now, with a resync.
+  uint64_t after = now;
+  bool resync = false;
+  if (req.has_header("Last-Event-ID")) {
+    auto last = parse_int(req.get_header_value("Last-Event-ID"));
+    if (last && *last >= 0 && static_cast<uint64_t>(*last) <= now) {
+      after = static_cast<uint64_t>(*last);
+    } else {
+      resync = true;
+    }
+  }
+  res.status = 200;
+  res.set_header("X-Accel-Buffering", "no");
+  const auto heartbeat = options_.event_heartbeat;
+  res.set_chunked_content_provider(
+      "text/event-stream", [this, &hub, stream, after, heartbeat, first = true, resync](
+                               size_t, httplib::DataSink& sink) mutable {
+        std::string out;
+        if (first) {
+          first = false;
+          // retry: how long EventSource waits before it reconnects.
+          out = "retry: 2000\n\n";
+          out += sse_event(after, resync ? "resync" : "hello",
+                           dump(Json{{"seq", after}, {"version", deps_.version}}));
+          return sink.write(out.data(), out.size());
+        }
+        EventHub::Batch batch = hub.next(after, heartbeat, stopping_);
+        if (batch.stopped) {
+          sink.done();
+          return true;
+        }
+        if (batch.lost) {
+          // Too slow: events were overwritten before this stream sent them. Tell the client to
+          // fetch everything again (with the id to resume from), and end the stream.
+          uint64_t last = batch.events.empty() ? after : batch.events.back()->seq;
+          out = sse_event(last, "resync", dump(Json{{"seq", last}, {"reason", "events lost"}}));
+          if (!sink.write(out.data(), out.size())) return false;
+          sink.done();
+          return true;
+        }
+        if (batch.events.empty()) {
+          out = ": keep-alive\n\n";
+        } else {
+          for (const auto& e : batch.events) out += sse_event(e->seq, e->type, e->data);
+          after = batch.events.back()->seq;
+        }
+        // A client that does not read blocks this write for at most write_timeout; then the
+        // stream ends (and the slot path never noticed).
+        return sink.write(out.data(), out.size());
+      });
+}
+
+void ApiServer::Impl::asset(const std::string& name, const Request& req, Response& res) {
+  auto params = Params::of(req, {});
+  if (!params.ok()) return send_error(res, 400, params.status().message());
+  const WebAsset* found = find_web_asset(name);
+  if (found == nullptr) return send_error(res, 404, fmt::format("no such file: {}", req.path));
+  res.status = 200;
+  // Everything the page loads comes from this server: no CDN, no inline script.
+  res.set_header("Content-Security-Policy",
+                 "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:");
+  res.set_header("X-Content-Type-Options", "nosniff");
+  res.set_content(std::string(found->body), std::string(found->content_type));
+}
+
 ApiServer::ApiServer(ApiDeps deps, ApiOptions options)
     : impl_(std::make_unique<Impl>(std::move(deps), options)) {}
 
@@ -940,6 +1071,7 @@ Status ApiServer::start(const std::string& listen) {
 
 void ApiServer::stop() {
   if (!listener_.joinable()) return;
+  impl_->stop_streams();
   impl_->server().stop();
   listener_.join();
 }

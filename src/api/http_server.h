@@ -12,6 +12,11 @@
 // keep_alive_timeout (idle keep-alive); keep-alive connections are also closed after
 // keep_alive_max_count requests.
 //
+// It also serves the dashboard (GET /, its files under /assets/, embedded in the binary) and the
+// live event stream GET /v1/events (Server-Sent Events from the EventHub). An event stream holds
+// one of the few request threads for as long as it is open, so at most max_event_streams are
+// open at a time (more: 503); stop() ends them at once.
+//
 // Errors are JSON {"error": "<kind>", "detail": "<what>"}: 400 bad parameter (named), 401/403,
 // 404, 405 (with Allow), 409, 413 (body over max_body), 414 (target over max_uri), 500, 503.
 // A handler that throws answers 500 without the exception text (it is logged instead), so no
@@ -29,6 +34,7 @@
 #include <string_view>
 #include <thread>
 
+#include "api/event_hub.h"
 #include "api/metrics.h"
 #include "api/status_board.h"
 #include "clock/clock.h"
@@ -50,6 +56,8 @@ struct ApiDeps {
   std::string version;
   // Called after a successful redrive with the stored record (e.g. SlotReporter::on_redriven).
   std::function<void(const ValueRecord&)> on_redriven = {};
+  // The live events for GET /v1/events; null: that endpoint answers 404.
+  EventHub* events = nullptr;
 };
 
 struct ApiOptions {
@@ -66,6 +74,10 @@ struct ApiOptions {
   size_t max_uri = 8 * 1024;    // longer request targets: 414
   // A feed is not ready when no outcome arrived this long after its next slot's deadline.
   std::chrono::milliseconds overdue_grace{1000};
+  // Open GET /v1/events streams at most (each holds a thread): half the threads by default.
+  size_t max_event_streams = 4;
+  // An idle event stream gets a comment line this often; a closed client is noticed then.
+  std::chrono::milliseconds event_heartbeat{5000};
 };
 
 // Whether two strings are equal, in time that depends only on the length of `expected`.

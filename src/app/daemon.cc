@@ -154,6 +154,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
       parts->dlq->set_stage_redriver(
           stage, [d = parts->sinks.get()](const DlqMessage& m) { return d->redrive(m); });
     }
+    parts->dlq->set_on_record_stored(
+        [d = parts->sinks.get()](const ValueRecord& r) { d->submit(r); });
   }
   parts->alarms = std::make_unique<AlarmManager>(
       *parts->store, clock, config.alarms,
