@@ -11,12 +11,14 @@ packages=(
   libsecp256k1-dev libcrypto++-dev libcpp-httplib-dev prometheus-cpp-dev
   libpqxx-dev libsystemd-dev e2fsprogs
   help2man  # every configure: packaging/ generates the man page
+  nodejs npm  # every build: the dashboard embeds uPlot from node_modules (npm ci, pinned)
 )
 if [[ "${1:-}" == "--test" ]]; then
   # packaging tests: dpkg-dev (dpkg-shlibdeps for cpack), systemd (systemd-analyze),
   # prometheus (promtool for the alert rules), python3-yaml (their fallback check)
   # postgresql: the PostgreSQL store's tests start their own throwaway cluster (initdb, pg_ctl)
-  packages+=(nodejs npm wrk dpkg-dev systemd prometheus python3-yaml postgresql)
+  # chromium: the dashboard's end-to-end test (tests/e2e, headless, driven by playwright-core)
+  packages+=(wrk dpkg-dev systemd prometheus python3-yaml postgresql chromium)
 fi
 
 missing=()
@@ -42,7 +44,7 @@ if ((${#filtered[@]})); then
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${filtered[@]}"
 fi
 
-if [[ "${1:-}" == "--test" && -f package.json ]]; then
+if [[ -f package.json ]]; then
   if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules ]]; then
     npm ci --no-audit --no-fund --loglevel=error
   fi

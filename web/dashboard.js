@@ -215,7 +215,7 @@
         scales: {x: {time: true}},
         series: [{}, {label: state.selected || 'value', stroke: '#0072b2', width: 1.5,
           points: {show: false}}],
-        axes: [{}, {size: 60}],
+        axes: [{}, {size: 80}],
         legend: {show: true},
         hooks: {setSelect: [(u) => { if (u.select.width > 0) state.zoomed = true; }]},
       }, data, $('values-chart'));
@@ -360,7 +360,7 @@
           {label: 'p50', stroke: '#1a7f37', width: 1.5, dash: [6, 4], points: {show: false}},
           {label: 'p99', stroke: '#d55e00', width: 1.5, dash: [2, 3], points: {show: false}},
         ],
-        axes: [{}, {size: 60, label: 'µs'}],
+        axes: [{}, {size: 90, label: 'µs'}],
       }, data, $('lateness-chart'));
     } else {
       latenessChart.setData(data);
