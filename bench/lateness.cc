@@ -11,12 +11,15 @@
 //   published_at_latency_us  values.published_at − slot (when the commit started)
 //   commit_us           durable commit end − published_at (the SQLite transaction + fsync)
 //
-//   lateness [--slots N=1000] [--interval-ms I=100] [--feeds K=1] [--load] [--fifo] [--mlock]
+//   lateness [--slots N=1000] [--interval-ms I=100] [--feeds K=1] [--load] [--realtime]
+//            [--fifo] [--mlock]
 //            [--workers W=0 (one per core, at least 2)] [--log-level warn] [--keep]
 //
 // --load spins one thread per core at normal priority meanwhile. --fifo runs every Metronome
 // thread (timer and workers; the load threads stay SCHED_OTHER) at SCHED_FIFO 10, --mlock locks
-// memory: an approximation of the issue's `[service] realtime = true`, which does not exist yet.
+// memory (the approximation used before the daemon had it). --realtime is the daemon's own
+// `[service] realtime = true`: SchedulerOptions::realtime (timer SCHED_FIFO 50, workers 40) and
+// mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT).
 #include <algorithm>
 #include <map>
 
@@ -39,6 +42,7 @@ int run(int argc, char** argv) {
   const bool load = flags.get_bool("load");
   const bool fifo = flags.get_bool("fifo");
   const bool mlock = flags.get_bool("mlock");
+  const bool realtime = flags.get_bool("realtime");
   const int64_t workers = flags.get_int("workers", 0);
   const std::string log_level = flags.get_string("log-level", "warn");
   const bool keep = flags.get_bool("keep");
@@ -83,10 +87,16 @@ int run(int argc, char** argv) {
 
   BusyLoad busy(load);
   // After the load threads exist, so only Metronome's threads inherit the priority.
-  const std::string priority = make_realtime(fifo, mlock);
+  std::string priority = make_realtime(fifo, mlock);
+  if (realtime) {
+    priority = mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == 0
+                   ? "[service] realtime (timer FIFO 50, workers FIFO 40, mlockall onfault)"
+                   : fmt::format("[service] realtime; mlockall refused: {}", std::strerror(errno));
+  }
 
   SchedulerOptions options;
   options.workers = static_cast<size_t>(workers);
+  options.realtime = realtime;
   Scheduler scheduler(clock, store, dlq, publisher, feed_ptrs, options);
   const auto usage0 = cpu_usage();
   const MonoTime t0 = clock.monotonic_now();
