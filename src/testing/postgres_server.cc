@@ -133,7 +133,7 @@ int run_and_wait(const std::vector<std::string>& argv, const std::optional<Postg
 
 }  // namespace
 
-Result<std::unique_ptr<PostgresServer>> PostgresServer::start() {
+Result<std::unique_ptr<PostgresServer>> PostgresServer::start(bool watchdog) {
   auto server = std::unique_ptr<PostgresServer>(new PostgresServer());
   METRONOME_ASSIGN_OR_RETURN(server->bindir_, find_bindir());
   server->as_postgres_user_ = ::geteuid() == 0;
@@ -166,7 +166,7 @@ Result<std::unique_ptr<PostgresServer>> PostgresServer::start() {
     server->port_ = free_port();
     started = server->pg_ctl_start();
     if (started.ok()) {
-      server->start_watchdog(account);
+      if (watchdog) server->start_watchdog(account);
       return server;
     }
   }
@@ -265,16 +265,121 @@ PostgresServer::~PostgresServer() {
   if (!dir_.empty()) fs::remove_all(dir_, ec);
 }
 
+// The shared server outlives the process that started it, so that the next test process (ctest
+// runs each test in its own) finds it running instead of paying for a start. Its lifetime is
+// held by file locks in temp/metronome-pg-shared-UID/: every process using it holds a shared
+// lock on "users" for its lifetime; a monitor process, started with the server, takes "start"
+// then tries an exclusive lock on "users" every half second, and when no process holds it any
+// more (all exited, however they died) stops the server and removes its folder. A process that
+// wants the server takes "start" (so it never races the monitor), its shared "users" lock, then
+// reuses the server named in "server" or starts one.
+Result<std::unique_ptr<PostgresServer>> PostgresServer::attach_shared() {
+  std::optional<PostgresRunAs> account;
+  if (::geteuid() == 0) {
+    METRONOME_ASSIGN_OR_RETURN(PostgresRunAs a, postgres_account());
+    account = a;
+  }
+  const fs::path shared =
+      fs::temp_directory_path() / fmt::format("metronome-pg-shared-{}", ::geteuid());
+  std::error_code ec;
+  fs::create_directories(shared, ec);
+  struct stat st {};
+  if (::lstat(shared.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) {
+    return Status::PermissionDenied(
+        fmt::format("{} is not a folder of this user; remove it", shared.string()));
+  }
+  const int start_lock =
+      ::open((shared / "start").c_str(), O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
+  const int users_lock = ::open((shared / "users").c_str(), O_CREAT | O_RDWR | O_NOFOLLOW, 0600);
+  if (start_lock < 0 || users_lock < 0) {
+    return Status::IOError(fmt::format("cannot open the lock files in {}", shared.string()));
+  }
+  ::flock(start_lock, LOCK_EX);
+  ::flock(users_lock, LOCK_SH);  // held (this fd stays open) until this process exits
+  (void)::fcntl(users_lock, F_SETFD, FD_CLOEXEC);
+  auto unlock = [&] { ::close(start_lock); };
+
+  // A running server from an earlier process?
+  {
+    std::ifstream in(shared / "server");
+    int port = 0;
+    std::string dir;
+    if (in >> port >> dir) {
+      auto server = std::unique_ptr<PostgresServer>(new PostgresServer());
+      server->port_ = port;
+      try {
+        pqxx::connection c(server->url() + "?connect_timeout=2");
+        unlock();
+        return server;  // not running_: this process never stops it
+      } catch (const std::exception&) {
+        // gone (its monitor was killed): start another
+      }
+    }
+  }
+  auto started = start(/*watchdog=*/false);
+  if (!started.ok()) {
+    unlock();
+    return started.status();
+  }
+  std::unique_ptr<PostgresServer> server = std::move(started).value();
+  {
+    std::ofstream out(shared / "server", std::ios::trunc);
+    out << server->port_ << " " << server->dir_.string() << "\n";
+  }
+  // The monitor.
+  const std::string script =
+      fmt::format("'{}' -D '{}' -m immediate -w stop >/dev/null 2>&1; rm -rf '{}'",
+                  (server->bindir_ / "pg_ctl").string(), (server->dir_ / "data").string(),
+                  server->dir_.string());
+  const std::string server_file = (shared / "server").string();
+  const char* argv[] = {"/bin/sh", "-c", script.c_str(), nullptr};
+  pid_t pid = ::fork();
+  const std::string users_path = (shared / "users").string();
+  const std::string start_path = (shared / "start").string();
+  if (pid == 0) {
+    ::setsid();
+    // Keep no descriptor of the test process: not its locks (a lock belongs to the open file,
+    // which a copy here would keep alive), not ctest's output pipes (ctest would wait for them).
+    const int devnull = ::open("/dev/null", O_RDWR);
+    for (int fd = 0; fd < 3; ++fd) ::dup2(devnull, fd);
+    for (int fd = 3; fd < 65536; ++fd) ::close(fd);
+    const int users = ::open(users_path.c_str(), O_RDWR);
+    const int start = ::open(start_path.c_str(), O_RDWR);
+    if (users < 0 || start < 0) _exit(1);
+    for (;;) {
+      struct timespec half = {0, 500'000'000};
+      ::nanosleep(&half, nullptr);
+      ::flock(start, LOCK_EX);
+      if (::flock(users, LOCK_EX | LOCK_NB) == 0) break;
+      ::flock(start, LOCK_UN);
+    }
+    // Holding both locks (inherited by the shell) until the server is stopped and removed.
+    ::unlink(server_file.c_str());
+    if (account && (::setgroups(0, nullptr) != 0 || ::setgid(account->gid) != 0 ||
+                    ::setuid(account->uid) != 0)) {
+      _exit(126);
+    }
+    ::execv(argv[0], const_cast<char* const*>(argv));
+    _exit(127);
+  }
+  // The monitor owns the server now: this process's object must neither stop nor remove it.
+  server->running_ = false;
+  server->dir_.clear();
+  unlock();
+  if (pid < 0) return Status::IOError("cannot fork the test PostgreSQL monitor");
+  return server;
+}
+
 PostgresServer* PostgresServer::shared() {
   static std::once_flag once;
   static std::unique_ptr<PostgresServer> server;
   static std::string error;
   std::call_once(once, [] {
-    auto started = start();
-    if (started.ok()) {
-      server = std::move(started).value();
+    auto attached = attach_shared();
+    if (attached.ok()) {
+      server = std::move(attached).value();
     } else {
-      error = started.status().ToString();
+      error = attached.status().ToString();
     }
   });
   if (!server) ADD_FAILURE() << "cannot start the test PostgreSQL server: " << error;
@@ -289,7 +394,7 @@ Result<std::string> PostgresServer::create_database() {
   std::string name;
   {
     std::lock_guard lock(mu_);
-    name = fmt::format("test_{}", ++databases_);
+    name = fmt::format("test_{}_{}", ::getpid(), ++databases_);
   }
   METRONOME_RETURN_IF_ERROR(execute("postgres", fmt::format("CREATE DATABASE {}", name)));
   return url(name);

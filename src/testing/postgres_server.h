@@ -35,14 +35,18 @@ class PostgresServer {
  public:
   // Initialises and starts a cluster. Unavailable (naming what is missing) when PostgreSQL is
   // not installed; IOError with the server's log when it does not start.
-  static Result<std::unique_ptr<PostgresServer>> start();
+  // With `watchdog`, a child process stops the server should this process die without doing so.
+  static Result<std::unique_ptr<PostgresServer>> start(bool watchdog = true);
   // Stops the server (immediate mode) and removes its folder.
   ~PostgresServer();
   PostgresServer(const PostgresServer&) = delete;
   PostgresServer& operator=(const PostgresServer&) = delete;
 
-  // One server per test binary, started on first use and stopped at exit. nullptr (after
-  // ADD_FAILURE with the reason) when it cannot start.
+  // One server shared by the test processes running at a time (ctest runs each test in its own
+  // process): started by the first that needs it, stopped (about half a second) after the last
+  // of them exits, however it exits. Tests on it use databases of their own (create_database())
+  // and must not stop or reconfigure it. nullptr (after ADD_FAILURE with the reason) when it
+  // cannot start.
   static PostgresServer* shared();
 
   int port() const { return port_; }
@@ -67,6 +71,7 @@ class PostgresServer {
   Status run_tool(const std::vector<std::string>& argv) const;
   Status pg_ctl_start();
   Status init_data(const std::optional<PostgresRunAs>& account);
+  static Result<std::unique_ptr<PostgresServer>> attach_shared();
   void start_watchdog(const std::optional<PostgresRunAs>& account);
 
   std::filesystem::path bindir_;
