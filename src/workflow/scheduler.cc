@@ -462,7 +462,7 @@ void Scheduler::plan_next(FeedState& feed, SlotTime previous_end) {
 
 void Scheduler::push_next_entry(const std::shared_ptr<ExecState>& exec, size_t index) {
   std::lock_guard lock(mu_);
-  const WallTime due = WallTime(exec->run[index]) - exec->rt->observe_lead;
+  const WallTime due = WallTime(exec->run[index]) - exec->rt->observe_lead - options_.handoff_lead;
   heap_.push(Entry{due, next_seq_++, exec, index});
   if (sleeping_until_ && due < *sleeping_until_ && sleep_interrupt_) {
     sleep_interrupt_->request_stop();

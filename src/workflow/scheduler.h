@@ -16,8 +16,9 @@
 // Invariants:
 //  - A feed has at most one slot in publish at a time (FeedState::in_flight); a slot due while
 //    the previous one runs is recorded `skipped`.
-//  - A slot is handed to a worker only once the Clock says its time has come, and the worker
-//    re-checks (a clock stepped back waits again): never early.
+//  - A slot is handed to a worker shortly before its time (handoff_lead, plus the feed's
+//    observe_lead), and the worker sleeps on the Clock until its time has come (a clock stepped
+//    back waits again): never early.
 //  - The heap holds at most one entry per live execution (its next slot).
 //
 // Thread-safety: start() and stop() from one owner thread; everything else is internal.
@@ -56,6 +57,10 @@ struct SchedulerOptions {
   // SCHED_FIFO for the timer thread (priority 50) and the workers (40), so a busy machine does
   // not delay a slot. Refused (no CAP_SYS_NICE / RLIMIT_RTPRIO): one warning, normal priority.
   bool realtime = false;
+  // The timer hands a slot to a worker this long before its time; the worker then sleeps to the
+  // slot itself. At the slot only that worker wakes (one wake-up instead of timer, then worker),
+  // which is what separates Metronome's lateness from a bare clock_nanosleep loop.
+  Nanos handoff_lead = std::chrono::milliseconds(2);
   // Up to this many feeds every published slot is logged at info; beyond, slots are logged at
   // debug and the timer logs one summary per boundary.
   size_t log_each_slot_up_to = 16;
