@@ -14,6 +14,7 @@
 #include <set>
 #include <thread>
 
+#include "api/web_assets.h"
 #include "store/sqlite_store.h"
 #include "testing/manual_clock.h"
 #include "testing/store_conformance.h"
@@ -138,7 +139,8 @@ class ApiServerTest : public ::testing::Test {
                 .clock = clock_,
                 .admin_token = std::move(token),
                 .version = "9.9.9",
-                .on_redriven = [this](const ValueRecord& r) { redriven_.push_back(r); }},
+                .on_redriven = [this](const ValueRecord& r) { redriven_.push_back(r); },
+                .events = &events_},
         options);
     ASSERT_TRUE(server_->start("127.0.0.1:0").ok());
     ASSERT_GT(server_->port(), 0);
@@ -206,6 +208,7 @@ class ApiServerTest : public ::testing::Test {
   std::vector<ValueRecord> redriven_;
   int64_t redrivable_id_ = 0;
   int64_t plain_id_ = 0;
+  EventHub events_{8};  // small, so that a slow stream loses events quickly
   std::unique_ptr<ApiServer> server_;
 };
 
@@ -219,6 +222,7 @@ TEST_F(ApiServerTest, Healthz) {
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body["status"], "ok");
   EXPECT_EQ(r.body["version"], "9.9.9");
+  EXPECT_EQ(r.body["admin"], false);
 }
 
 TEST_F(ApiServerTest, FeedsListsSummariesWithLatestFromBoardOrStore) {
@@ -466,7 +470,8 @@ TEST_F(ApiServerTest, WrongMethodIs405WithAllow) {
 
 TEST_F(ApiServerTest, UnknownPathsAre404) {
   start();
-  expect_error(get("/"), 404, "no such endpoint");
+  expect_error(get("/nope"), 404, "no such endpoint");
+  expect_error(get("/assets/nope.js"), 404, "no such file");
   expect_error(get("/v1/feeds/"), 404, "");
   expect_error(get("/v2/feeds"), 404, "");
   expect_error(get("/v1/feeds/fast/latest/extra"), 404, "");
@@ -668,6 +673,185 @@ TEST_F(ApiServerTest, ThirtyTwoClientsConcurrently) {
   writer.join();
   EXPECT_EQ(ok.load(), 32 * 200);
   EXPECT_EQ(bad.load(), 0);
+}
+
+// A raw client of GET /v1/events: sends the request and reads the stream as it comes.
+class SseClient {
+ public:
+  SseClient(int port, const std::string& extra_headers = "") {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    std::string request = "GET /v1/events HTTP/1.1\r\nHost: x\r\n" + extra_headers + "\r\n";
+    if (connected_)
+      connected_ =
+          write(fd_, request.data(), request.size()) == static_cast<ssize_t>(request.size());
+  }
+  ~SseClient() { close(fd_); }
+  bool connected() const { return connected_; }
+  // Reads until the text holds `needle`, the peer closes, or `timeout` passes.
+  bool read_until(const std::string& needle, std::chrono::milliseconds timeout) {
+    auto end = std::chrono::steady_clock::now() + timeout;
+    while (text.find(needle) == std::string::npos) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          end - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      pollfd p{.fd = fd_, .events = POLLIN, .revents = 0};
+      if (poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+      char buf[4096];
+      ssize_t n = read(fd_, buf, sizeof buf);
+      if (n <= 0) {
+        closed = true;
+        return text.find(needle) != std::string::npos;
+      }
+      text.append(buf, static_cast<size_t>(n));
+    }
+    return true;
+  }
+  std::string text;
+  bool closed = false;
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+};
+
+TEST_F(ApiServerTest, EventStreamSendsHelloThenEachEventWithItsId) {
+  start();
+  SseClient sse(server_->port());
+  ASSERT_TRUE(sse.connected());
+  ASSERT_TRUE(sse.read_until("event: hello", 5s)) << sse.text;
+  EXPECT_THAT(sse.text, HasSubstr("HTTP/1.1 200"));
+  EXPECT_THAT(sse.text, HasSubstr("Content-Type: text/event-stream"));
+  EXPECT_THAT(sse.text, HasSubstr("retry: 2000"));
+  // The subscription exists once hello is sent: events published now reach the stream.
+  ASSERT_EQ(events_.subscribers(), 1u);
+  ValueRecord r = value_at(window0_);
+  events_.on_record(r);
+  SlotRecord slot{.slot = window0_, .outcome = SlotOutcome::kFailed, .error = "boom"};
+  events_.on_slot(kFast, slot);
+  events_.on_dlq_change();
+  AlarmState alarm;
+  alarm.name = "dlq_not_empty";
+  alarm.status = AlarmStatus::kAlarm;
+  events_.on_alarm(alarm);
+  ASSERT_TRUE(sse.read_until("event: alarm", 5s)) << sse.text;
+  EXPECT_THAT(sse.text, HasSubstr("id: 1\nevent: record\ndata: {"));
+  EXPECT_THAT(sse.text, HasSubstr("\"value\":\"" + r.value + "\""));
+  EXPECT_THAT(sse.text, HasSubstr("id: 2\nevent: slot\ndata: {"));
+  EXPECT_THAT(sse.text, HasSubstr("\"outcome\":\"failed\""));
+  EXPECT_THAT(sse.text, HasSubstr("\"error\":\"boom\""));
+  EXPECT_THAT(sse.text, HasSubstr("id: 3\nevent: dlq\ndata: {}"));
+  EXPECT_THAT(sse.text, HasSubstr("id: 4\nevent: alarm\ndata: {"));
+  EXPECT_THAT(sse.text, HasSubstr("\"state\":\"ALARM\""));
+}
+
+TEST_F(ApiServerTest, EventStreamResumesAfterLastEventId) {
+  start();
+  {
+    EventHub::Subscription keep(events_);  // events are kept while someone listens
+    for (int i = 0; i < 3; ++i) events_.on_dlq_change();
+    SseClient sse(server_->port(), "Last-Event-ID: 1\r\n");
+    ASSERT_TRUE(sse.read_until("id: 3\n", 5s)) << sse.text;
+    EXPECT_THAT(sse.text, HasSubstr("event: hello"));
+    EXPECT_THAT(sse.text, HasSubstr("id: 2\nevent: dlq"));
+    EXPECT_EQ(sse.text.find("id: 1\nevent: dlq"), std::string::npos) << sse.text;
+  }
+  // An id this server never sent (another run's): start from now, and tell the client to resync.
+  SseClient other(server_->port(), "Last-Event-ID: 999\r\n");
+  ASSERT_TRUE(other.read_until("event: resync", 5s)) << other.text;
+}
+
+TEST_F(ApiServerTest, EventStreamThatFellBehindIsToldToResyncAndEnded) {
+  start();
+  EventHub::Subscription keep(events_);
+  events_.on_dlq_change();
+  // Resuming after event 1 when 20 more were published through a ring of 8: events were lost.
+  for (int i = 0; i < 20; ++i) events_.on_dlq_change();
+  SseClient sse(server_->port(), "Last-Event-ID: 1\r\n");
+  ASSERT_TRUE(sse.read_until("event: resync", 5s)) << sse.text;
+  EXPECT_THAT(sse.text, HasSubstr("id: 21\nevent: resync"));
+  EXPECT_THAT(sse.text, HasSubstr("events lost"));
+  // The stream ends (the chunked body's last chunk) instead of waiting for the client.
+  EXPECT_TRUE(sse.read_until("\r\n0\r\n\r\n", 5s)) << sse.text;
+}
+
+TEST_F(ApiServerTest, EventStreamsAreCappedWith503) {
+  ApiOptions options;
+  options.max_event_streams = 2;
+  start({}, options);
+  SseClient a(server_->port());
+  SseClient b(server_->port());
+  ASSERT_TRUE(a.read_until("event: hello", 5s)) << a.text;
+  ASSERT_TRUE(b.read_until("event: hello", 5s)) << b.text;
+  auto r = get("/v1/events");
+  expect_error(r, 503, "too many event streams open (the limit is 2");
+  EXPECT_EQ(get("/healthz").status, 200);  // other requests still have threads
+}
+
+TEST_F(ApiServerTest, ClosedStreamFreesItsPlaceAtTheNextHeartbeat) {
+  ApiOptions options;
+  options.max_event_streams = 1;
+  options.event_heartbeat = 100ms;
+  start({}, options);
+  {
+    SseClient a(server_->port());
+    ASSERT_TRUE(a.read_until("event: hello", 5s)) << a.text;
+    ASSERT_TRUE(a.read_until(": keep-alive", 5s)) << a.text;
+  }  // closed by the client
+  // The next heartbeat write fails and ends the stream: the place is free again.
+  bool got = false;
+  for (int i = 0; i < 50 && !got; ++i) {
+    SseClient c(server_->port());
+    got = c.read_until("event: hello", 1s);
+    if (!got) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(got);
+}
+
+TEST_F(ApiServerTest, StopEndsOpenEventStreamsPromptly) {
+  ApiOptions options;
+  options.event_heartbeat = 60s;  // an idle stream would otherwise wait a minute
+  start({}, options);
+  SseClient a(server_->port());
+  SseClient b(server_->port());
+  ASSERT_TRUE(a.read_until("event: hello", 5s)) << a.text;
+  ASSERT_TRUE(b.read_until("event: hello", 5s)) << b.text;
+  auto begin = std::chrono::steady_clock::now();
+  server_->stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, 2s);
+  a.read_until("never sent", 2s);
+  EXPECT_TRUE(a.closed) << a.text;
+  EXPECT_EQ(events_.subscribers(), 0u);
+}
+
+TEST_F(ApiServerTest, DashboardIsServedFromTheBinary) {
+  start();
+  auto index = get("/");
+  EXPECT_EQ(index.status, 200);
+  EXPECT_THAT(index.headers.find("Content-Type")->second, HasSubstr("text/html"));
+  EXPECT_THAT(index.text, HasSubstr("<title>Metronome</title>"));
+  EXPECT_THAT(index.text, HasSubstr("assets/uPlot.iife.min.js"));
+  // Nothing from elsewhere: no absolute URL in the page, and a CSP that forbids it anyway.
+  EXPECT_EQ(index.text.find("http://"), std::string::npos);
+  EXPECT_EQ(index.text.find("https://"), std::string::npos);
+  EXPECT_THAT(index.headers.find("Content-Security-Policy")->second,
+              HasSubstr("default-src 'self'"));
+  auto uplot = get("/assets/uPlot.iife.min.js");
+  EXPECT_EQ(uplot.status, 200);
+  EXPECT_THAT(uplot.headers.find("Content-Type")->second, HasSubstr("javascript"));
+  EXPECT_THAT(uplot.text, HasSubstr("uPlot"));
+  EXPECT_GT(uplot.text.size(), 20000u);
+  auto js = get("/assets/dashboard.js");
+  EXPECT_EQ(js.status, 200);
+  EXPECT_THAT(js.text, HasSubstr("new EventSource('v1/events')"));
+  EXPECT_EQ(get("/assets/dashboard.css").status, 200);
+  EXPECT_EQ(get("/assets/uPlot.min.css").status, 200);
+  // Every embedded file is exactly what is on disk.
+  for (const auto& a : web_assets()) EXPECT_FALSE(a.body.empty()) << a.name;
 }
 
 TEST(ConstantTimeEqual, ComparesWholeStrings) {
