@@ -114,18 +114,18 @@ try {
   });
 
   const consoleErrors = [];
-  async function openPage(width, height) {
+  async function openPage(width, height, { live = true, errors = consoleErrors } = {}) {
     const page = await browser.newPage({ viewport: { width, height } });
     page.on("console", (m) => {
-      if (m.type() === "error") consoleErrors.push(`${width}px: ${m.text()}`);
+      if (m.type() === "error") errors.push(`${width}px: ${m.text()}`);
     });
-    page.on("pageerror", (e) => consoleErrors.push(`${width}px: ${e.message}`));
+    page.on("pageerror", (e) => errors.push(`${width}px: ${e.message}`));
     page.on("dialog", (d) => {
       // The admin token prompt of Redrive / Purge.
       d.accept(TOKEN).catch(() => {});
     });
     await page.goto(base);
-    await page.waitForSelector("#conn.live", { timeout: 10000 });
+    if (live) await page.waitForSelector("#conn.live", { timeout: 10000 });
     return page;
   }
 
@@ -168,7 +168,8 @@ try {
   const published = await page.$$('#strip button[data-outcome="published"]');
   check(published.length > 0, `the slot strip shows published slots (${published.length})`);
   if (published.length) {
-    await published[0].click();
+    // A locator: the strip is redrawn as slots arrive, and a locator finds the button again.
+    await page.locator('#strip button[data-outcome="published"]').first().click();
     const details = await page.$eval("#slot-details", (e) => (e.hidden ? "" : e.textContent));
     check(details.includes('"outcome": "published"') && details.includes("lateness_us"),
       "clicking a slot shows its details");
@@ -178,6 +179,42 @@ try {
   const overflowDesktop = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflowDesktop <= 0, `no horizontal scrolling at 1280x800 (${overflowDesktop} px)`);
   await page.screenshot({ path: path.join(artifacts, "dashboard-1280x800.png") });
+
+  // ---- polling fallback: every event stream taken, the page polls ----
+  // (Before any page is closed: a closed page's stream would free a place at its next heartbeat.)
+  {
+    const http = await import("node:http");
+    const held = [];
+    let refused = false;
+    for (let i = 0; i < 8 && !refused; i++) {
+      const res = await new Promise((resolve, reject) =>
+        http.get(base + "v1/events", resolve).on("error", reject));
+      if (res.statusCode === 200) held.push(res);
+      else {
+        refused = res.statusCode === 503;
+        res.resume();
+      }
+    }
+    check(refused, `event streams are capped with 503 (after ${held.length} open)`);
+    const pollErrors = [];
+    const polled = await openPage(1280, 800, { live: false, errors: pollErrors });
+    await polled.waitForFunction(() => /polling/.test(document.querySelector("#conn").textContent), null, {
+      timeout: 10000,
+    }).catch(() => {});
+    const conn = await polled.$eval("#conn", (e) => e.textContent);
+    check(/polling/.test(conn), `without an event stream the page says it polls ('${conn}')`);
+    const first = await polled.$eval(valueSel, (e) => e.title);
+    const polledChange = await polled.waitForFunction((s, v) => document.querySelector(s).title !== v,
+      valueSel, first, { timeout: 5000 }).then(() => true, () => false);
+    check(polledChange, "the latest value still changes by polling");
+    // The only error allowed: the browser's own report of the refused event stream.
+    const unexpected = pollErrors.filter((e) => !/503|EventSource|event-stream/i.test(e));
+    check(unexpected.length === 0, `no other console errors while polling${unexpected.length ? ": " + unexpected.join(" | ") : ""}`);
+    await polled.close();
+    for (const r of held) r.destroy();
+    // The server notices a closed stream at its next heartbeat (5 s) and frees its place.
+    await sleep(5500);
+  }
 
   // ---- phone ----
   const phone = await openPage(390, 844);
@@ -221,11 +258,21 @@ try {
     // Redrive every message; the page asks for the token once (the dialog handler answers it).
     let prompts = 0;
     page.on("dialog", () => prompts++);
-    for (let i = 0; i < 200; i++) {
-      const button = await page.$('#dlq tbody tr button[data-action="redrive"]:not([disabled])');
-      if (!button) break;
-      const id = await button.evaluate((b) => b.closest("tr").dataset.id);
-      await button.click();
+    // Slots that were in flight when the database became writable again may still add messages:
+    // redrive until the queue stays empty.
+    for (let i = 0, empty = 0; i < 200 && empty < 3; i++) {
+      const id = await page.evaluate(() => {
+        const b = document.querySelector('#dlq tbody tr button[data-action="redrive"]:not([disabled])');
+        return b ? b.closest("tr").dataset.id : null;
+      });
+      if (id === null) {
+        empty++;
+        await sleep(500);
+        continue;
+      }
+      empty = 0;
+      // The table is redrawn on every DLQ event: a locator finds the row's button again.
+      await page.locator(`#dlq tbody tr[data-id="${id}"] button[data-action="redrive"]`).click({ timeout: 5000 });
       await page.waitForFunction((x) => !document.querySelector(`#dlq tbody tr[data-id="${x}"]`), id, {
         timeout: 5000,
       }).catch(() => {});
