@@ -559,7 +559,14 @@ struct PostgresStore::Impl {
       std::unique_ptr<pqxx::connection> c = acquire();
       Status failed;
       try {
-        if (!c) c = connect();
+        if (!c) {
+          c = connect();
+        } else {
+          // A pooled connection whose server went away (restart, idle timeout) is found here
+          // without a round trip: reading what is pending sees the server's goodbye or EOF.
+          c->get_notifs();
+          if (!c->is_open()) throw pqxx::broken_connection("the server closed the connection");
+        }
         R result = f(*c);
         release(std::move(c));
         return result;
