@@ -224,6 +224,10 @@ Status HttpJsonSource::header_lines(std::vector<std::string>& out) const {
       }
       auto value = secrets_->read(SecretName(part.text));
       if (!value) return value.status().With(fmt::format("header {}", h.name));
+      if (value->reveal().find_first_of("\r\n") != std::string_view::npos) {
+        return Status::InvalidArgument(
+            fmt::format("header {}: secret '{}' holds a line break", h.name, part.text));
+      }
       line += value->reveal();
     }
     accept = accept || strcasecmp(h.name.c_str(), "Accept") == 0;

@@ -325,6 +325,14 @@ TEST_F(SourcesTest, HttpJsonSendsSecretHeadersAndReusesItsConnection) {
   ASSERT_EQ(ports.size(), 2u);
   EXPECT_EQ(ports[0], ports[1]) << "the second request should reuse the first one's connection";
 
+  std::map<SecretName, std::unique_ptr<SecretProvider>> bad;
+  bad[SecretName("api_key")] = std::make_unique<FixedSecret>("k3y\r\nX-Injected: 1");
+  SecretRegistry bad_secrets = SecretRegistry::from_providers(std::move(bad));
+  auto injected = HttpJsonSource::create(c, 0, &bad_secrets, clock_).value()->observe(context());
+  ASSERT_FALSE(injected.ok());
+  EXPECT_THAT(injected.status().message(), HasSubstr("secret 'api_key' holds a line break"));
+  EXPECT_THAT(injected.status().message(), Not(HasSubstr("k3y")));
+
   c.headers = {{"X-Api-Key", "${secret:nope}"}};
   auto unknown = HttpJsonSource::create(c, 0, &secrets, clock_);
   ASSERT_FALSE(unknown.ok());
