@@ -24,6 +24,7 @@
     dirty: {values: false, lateness: false, strip: false},
     selectedSlot: null,   // slot_ms of the clicked strip slot
     zoomed: false,        // the user zoomed the values chart
+    truncated: false,     // the last hour has more values than were fetched
   };
   let valuesChart = null;
   let latenessChart = null;
@@ -198,9 +199,7 @@
       series.v.push(toNumber(r.value, r.decimals));
     }
     state.values.set(id, series);
-    $('values-note').textContent = cursor
-      ? `Showing the newest ${records.length} values of the last hour (older ones are not fetched).`
-      : `${records.length} values in the last hour.`;
+    state.truncated = !!cursor;
     state.dirty.values = true;
   }
 
@@ -226,6 +225,9 @@
       valuesChart.setData(data, !state.zoomed);
     }
     $('values-chart').dataset.points = String(series.t.length);
+    $('values-note').textContent = state.truncated
+      ? `${series.t.length} values: the newest of the last hour (older ones are not fetched).`
+      : `${series.t.length} values in the last hour.`;
   }
 
   // ---- executions: strip of the current window and lateness ----

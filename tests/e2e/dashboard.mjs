@@ -253,7 +253,7 @@ try {
     await page.waitForSelector('#alarms tr[data-alarm="dlq_not_empty"] .state-ALARM', { timeout: 10000 }).catch(() => {});
     check((await page.$$('#alarms tr[data-alarm="dlq_not_empty"] .state-ALARM')).length === 1,
       "the dlq_not_empty alarm shows ALARM");
-    await page.screenshot({ path: path.join(artifacts, "dashboard-dlq-1280x800.png") });
+    await page.screenshot({ path: path.join(artifacts, "dashboard-dlq-1280x800.png"), fullPage: true });
 
     // Redrive every message; the page asks for the token once (the dialog handler answers it).
     let prompts = 0;
