@@ -228,6 +228,8 @@ int cmd_dlq(const Common& common, const DlqArgs& args) {
     for (const std::string& stage : SinkDispatcher::stages()) {
       dlq.set_stage_redriver(stage, [&sinks](const DlqMessage& m) { return sinks.redrive(m); });
     }
+    // A record stored by the redrive goes on to the sinks (drained, or to the DLQ, at exit).
+    dlq.set_on_record_stored([&sinks](const ValueRecord& r) { sinks.submit(r); });
   }
   if (args.action == "list") {
     auto messages = dlq.list(1000);

@@ -101,6 +101,7 @@ Status DeadLetterQueue::redrive_message(const DlqMessage& message) {
   spdlog::info("DLQ message {} redriven: feed {} slot {} {}", message.id, commit.feed.str(),
                format_iso_ms(record.slot),
                was_inserted ? "published" : "already had a value (kept)");
+  if (was_inserted && on_record_stored_) on_record_stored_(record);
   return Status::Ok();
 }
 

@@ -59,6 +59,11 @@ class DeadLetterQueue {
   void set_stage_redriver(std::string stage, StageRedriver redriver) {
     stage_redrivers_[std::move(stage)] = std::move(redriver);
   }
+  // Called after a redrive stored a record the store did not have yet (so the sinks, which only
+  // see records as they are published, get it too). REQUIRES: set before the queue is shared.
+  void set_on_record_stored(std::function<void(const ValueRecord&)> callback) {
+    on_record_stored_ = std::move(callback);
+  }
 
  private:
   // Delivers one message's record and removes it; no on_change_ call (callers batch it).
@@ -70,6 +75,7 @@ class DeadLetterQueue {
   Clock& clock_;
   std::function<void()> on_change_;
   std::map<std::string, StageRedriver, std::less<>> stage_redrivers_;
+  std::function<void(const ValueRecord&)> on_record_stored_;
 };
 
 }  // namespace metronome

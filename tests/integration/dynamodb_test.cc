@@ -4,12 +4,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
-// Debian's libcpp-httplib.so is built with these (see its cpp-httplib.pc); the header must be
-// compiled with the same ones, or its classes' layout differs from the library's.
-#define CPPHTTPLIB_OPENSSL_SUPPORT
-#define CPPHTTPLIB_ZLIB_SUPPORT
-#define CPPHTTPLIB_BROTLI_SUPPORT
-#include <httplib.h>
+#include <httplib.h>  // PkgConfig::CPPHTTPLIB defines the library's CPPHTTPLIB_* options
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
