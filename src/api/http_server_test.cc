@@ -822,7 +822,8 @@ TEST_F(ApiServerTest, StopEndsOpenEventStreamsPromptly) {
   ASSERT_TRUE(b.read_until("event: hello", 5s)) << b.text;
   auto begin = std::chrono::steady_clock::now();
   server_->stop();
-  EXPECT_LT(std::chrono::steady_clock::now() - begin, 2s);
+  // Bounded well under the 5 s heartbeat (the stream does not wait for it); generous for ASan.
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, 4s);
   a.read_until("never sent", 2s);
   EXPECT_TRUE(a.closed) << a.text;
   EXPECT_EQ(events_.subscribers(), 0u);

@@ -24,7 +24,12 @@ grep -Eq '^ *FF +40 +metronome-work$' <<<"$threads" || fail "worker threads not 
 $threads"
 ! grep -Eq '^ *FF +[0-9]+ +metronome-http$' <<<"$threads" || fail "HTTP threads must not be realtime"
 locked=$(awk '/^VmLck:/ {print $2}' "/proc/$DAEMON_PID/status")
-[[ ${locked:-0} -gt 0 ]] || fail "memory not locked (VmLck ${locked:-?} kB)"
+# AddressSanitizer intercepts mlockall and makes it a no-op that succeeds (its shadow memory
+# could not be locked): memory checks only apply to a normal build.
+asan=$(ldd "$METRONOME" | grep -c libasan || true)
+if [[ $asan -eq 0 ]]; then
+  [[ ${locked:-0} -gt 0 ]] || fail "memory not locked (VmLck ${locked:-?} kB)"
+fi
 stop_daemon
 ! grep -q "refused" "$WORK/allowed.log" || fail "a refusal was logged while allowed: $(grep refused "$WORK/allowed.log")"
 
@@ -46,5 +51,7 @@ stop_daemon
 n=$(grep -c "SCHED_FIFO was refused" "$WORK/refused.log" || true)
 [[ $n -eq 1 ]] || fail "expected exactly one SCHED_FIFO refusal warning, got $n:
 $(grep -i refused "$WORK/refused.log")"
-grep -q "mlockall was refused" "$WORK/refused.log" || fail "the mlockall refusal was not logged"
+if [[ $asan -eq 0 ]]; then
+  grep -q "mlockall was refused" "$WORK/refused.log" || fail "the mlockall refusal was not logged"
+fi
 pass "allowed: timer FF 50, workers FF 40, VmLck ${locked} kB; refused: one warning, still publishing"
