@@ -215,8 +215,8 @@ TEST_F(ConfigTest, StoreKinds) {
   expect_error("[store]\nkind = \"postgres\"\n", 1, "store.url", "needs url");
   expect_error("[store]\nkind = \"postgres\"\nurl = \"mysql://h/d\"\n", 3, "store.url",
                "must be a PostgreSQL URL");
-  expect_error("[store]\nkind = \"postgres\"\nurl = \"postgresql://h/d\"\npath = \"a.db\"\n",
-               4, "store.path", "not a setting of store kind 'postgres'");
+  expect_error("[store]\nkind = \"postgres\"\nurl = \"postgresql://h/d\"\npath = \"a.db\"\n", 4,
+               "store.path", "not a setting of store kind 'postgres'");
   expect_error("[store]\nurl = \"postgresql://h/d\"\n", 2, "store.url",
                "not a setting of store kind 'sqlite'");
   expect_error(std::string("[store]\nkind = \"postgres\"\nurl = \"postgresql://h/d\"\n"

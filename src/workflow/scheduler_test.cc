@@ -29,6 +29,20 @@ SlotTime slot(const char* iso) {
   return std::chrono::floor<Millis>(at(iso));
 }
 
+// `n` random_int feeds at 2 s named feed_0, feed_1, ...
+std::vector<std::unique_ptr<FeedRuntime>> random_int_feeds(int n) {
+  std::vector<std::unique_ptr<FeedRuntime>> feeds;
+  for (int i = 0; i < n; ++i) {
+    auto rt = std::make_unique<FeedRuntime>();
+    rt->id = FeedId(fmt::format("feed_{}", i));
+    rt->schedule = Schedule::every(2000ms);
+    rt->window = 60000ms;
+    rt->source = std::make_unique<RandomIntSource>(0, 1000);
+    feeds.push_back(std::move(rt));
+  }
+  return feeds;
+}
+
 // A source whose observe() can be held until the test releases it.
 class GatedSource final : public Source {
  public:
@@ -280,17 +294,9 @@ TEST_F(SchedulerTest, ObserveLeadObservesAheadButNeverPublishesEarly) {
 TEST_F(SchedulerTest, ManyFeedsAtOneBoundaryArePublishedTogether) {
   // 40 feeds share each boundary: more than log_each_slot_up_to, so one summary per boundary,
   // and their commits overlap (group commit) on the default worker count.
-  std::vector<std::unique_ptr<FeedRuntime>> feeds;
+  auto feeds = random_int_feeds(40);
   std::vector<const FeedRuntime*> ptrs;
-  for (int i = 0; i < 40; ++i) {
-    auto rt = std::make_unique<FeedRuntime>();
-    rt->id = FeedId(fmt::format("feed_{}", i));
-    rt->schedule = Schedule::every(2000ms);
-    rt->window = 60000ms;
-    rt->source = std::make_unique<RandomIntSource>(0, 1000);
-    ptrs.push_back(rt.get());
-    feeds.push_back(std::move(rt));
-  }
+  for (const auto& rt : feeds) ptrs.push_back(rt.get());
   scheduler_ = std::make_unique<Scheduler>(clock_, *store_, *dlq_, *publisher_, ptrs);
   ASSERT_TRUE(scheduler_->start().ok());
   advance_to(at("2026-11-27T21:15:38Z"), 40);
@@ -307,17 +313,9 @@ TEST_F(SchedulerTest, ManyFeedsAtOneBoundaryArePublishedTogether) {
 TEST_F(SchedulerTest, ARemovedFeedsWindowPlannedAheadDoesNotRun) {
   // 20 feeds: the next window is planned during the current one (spread by feed), so removing a
   // feed must also drop its next window, already planned.
-  std::vector<std::unique_ptr<FeedRuntime>> feeds;
+  auto feeds = random_int_feeds(20);
   std::vector<const FeedRuntime*> ptrs;
-  for (int i = 0; i < 20; ++i) {
-    auto rt = std::make_unique<FeedRuntime>();
-    rt->id = FeedId(fmt::format("feed_{}", i));
-    rt->schedule = Schedule::every(2000ms);
-    rt->window = 60000ms;
-    rt->source = std::make_unique<RandomIntSource>(0, 1000);
-    ptrs.push_back(rt.get());
-    feeds.push_back(std::move(rt));
-  }
+  for (const auto& rt : feeds) ptrs.push_back(rt.get());
   scheduler_ = std::make_unique<Scheduler>(clock_, *store_, *dlq_, *publisher_, ptrs);
   ASSERT_TRUE(scheduler_->start().ok());
   uint64_t n = 0;
