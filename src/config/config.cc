@@ -341,8 +341,9 @@ class Loader {
     s.dlq_path.clear();
     if (t != nullptr) {
       constexpr std::string_view p = "store";
-      METRONOME_RETURN_IF_ERROR(
-          check_keys(*t, p, {"kind", "path", "dlq_path", "url", "password_secret"}));
+      METRONOME_RETURN_IF_ERROR(check_keys(*t, p,
+                                           {"kind", "path", "dlq_path", "url", "password_secret",
+                                            "lease_ttl", "lease_renew", "max_clock_skew"}));
       METRONOME_RETURN_IF_ERROR(get_string(*t, p, "kind", s.kind));
       if (s.kind != "sqlite" && s.kind != "postgres") {
         return error(
@@ -350,9 +351,10 @@ class Loader {
             fmt::format("unsupported store kind '{}' (supported: sqlite, postgres)", s.kind));
       }
       // Each kind's keys only: a key the kind ignores is a mistake, not a default.
-      for (std::string_view key : s.kind == "sqlite"
-                                      ? std::vector<std::string_view>{"url", "password_secret"}
-                                      : std::vector<std::string_view>{"path", "dlq_path"}) {
+      for (std::string_view key :
+           s.kind == "sqlite" ? std::vector<std::string_view>{"url", "password_secret", "lease_ttl",
+                                                              "lease_renew", "max_clock_skew"}
+                              : std::vector<std::string_view>{"path", "dlq_path"}) {
         if (const toml::node* n = t->get(key)) {
           return error(*n, join(p, key), fmt::format("not a setting of store kind '{}'", s.kind));
         }
@@ -372,6 +374,22 @@ class Loader {
         if (!s.url.starts_with("postgresql://") && !s.url.starts_with("postgres://")) {
           return error(*t->get("url"), "store.url",
                        "must be a PostgreSQL URL: postgresql://USER@HOST:PORT/DB");
+        }
+        METRONOME_RETURN_IF_ERROR(get_duration(*t, p, "lease_ttl", s.lease_ttl));
+        METRONOME_RETURN_IF_ERROR(get_duration(*t, p, "lease_renew", s.lease_renew));
+        METRONOME_RETURN_IF_ERROR(get_duration(*t, p, "max_clock_skew", s.max_clock_skew));
+        if (s.lease_renew >= s.lease_ttl) {
+          const toml::node* n = t->get("lease_renew");
+          return error(n != nullptr ? *n : *t->get("lease_ttl"),
+                       n != nullptr ? "store.lease_renew" : "store.lease_ttl",
+                       fmt::format("lease_renew ({}) must be shorter than lease_ttl ({})",
+                                   format_duration(s.lease_renew), format_duration(s.lease_ttl)));
+        }
+        if (s.max_clock_skew >= s.lease_ttl) {
+          return error(
+              *t->get("max_clock_skew"), "store.max_clock_skew",
+              fmt::format("max_clock_skew ({}) must be shorter than lease_ttl ({})",
+                          format_duration(s.max_clock_skew), format_duration(s.lease_ttl)));
         }
       }
     }
@@ -1226,6 +1244,9 @@ std::string dump_config(const Config& c) {
     if (!c.store.password_secret.empty()) {
       line("password_secret", quote(c.store.password_secret.str()));
     }
+    line("lease_ttl", duration_text(c.store.lease_ttl));
+    line("lease_renew", duration_text(c.store.lease_renew));
+    line("max_clock_skew", duration_text(c.store.max_clock_skew));
   } else {
     line("path", quote(c.store.path.string()));
     line("dlq_path", quote(c.store.dlq_path.string()));

@@ -40,6 +40,12 @@ struct StoreConfig {
   std::filesystem::path dlq_path;  // sqlite: default: path with ".db" replaced by ".dlq.db"
   std::string url{};               // postgres: "postgresql://USER@HOST:PORT/DATABASE?..."
   SecretName password_secret{};    // postgres: the password; empty: the URL's or libpq's own
+  // postgres (replicas, docs/ha.md): a feed's lease lasts lease_ttl, is renewed every
+  // lease_renew; a replica whose clock is further than max_clock_skew off the database's
+  // publishes nothing.
+  Millis lease_ttl{2000};
+  Millis lease_renew{500};
+  Millis max_clock_skew{50};
 };
 
 // A secret in AWS Secrets Manager: the secret's string, or one key of it when it is a JSON object

@@ -241,6 +241,37 @@ TEST_F(ConfigTest, StoreKinds) {
   Result<Config> again = parse_config(dumped, c.file);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_EQ(again->store.password_secret, SecretName("pg"));
+  EXPECT_EQ(again->store.lease_ttl, Millis(2000));
+  EXPECT_EQ(again->store.lease_renew, Millis(500));
+  EXPECT_EQ(again->store.max_clock_skew, Millis(50));
+}
+
+TEST_F(ConfigTest, LeaseSettings) {
+  const std::string pg = "[store]\nkind = \"postgres\"\nurl = \"postgresql://h/d\"\n";
+  Config c =
+      load_ok(pg + "lease_ttl = \"3s\"\nlease_renew = \"250ms\"\nmax_clock_skew = \"20ms\"\n" +
+              std::string(kFeed));
+  EXPECT_EQ(c.store.lease_ttl, Millis(3000));
+  EXPECT_EQ(c.store.lease_renew, Millis(250));
+  EXPECT_EQ(c.store.max_clock_skew, Millis(20));
+  std::string dumped = dump_config(c);
+  EXPECT_THAT(dumped, HasSubstr("lease_ttl = \"3s\"\n"));
+  Result<Config> again = parse_config(dumped, c.file);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->store.lease_renew, Millis(250));
+
+  expect_error("[store]\nlease_ttl = \"2s\"\n", 2, "store.lease_ttl",
+               "not a setting of store kind 'sqlite'");
+  expect_error("[store]\nmax_clock_skew = \"10ms\"\n", 2, "store.max_clock_skew",
+               "not a setting of store kind 'sqlite'");
+  expect_error(pg + "lease_ttl = 2\n", 4, "store.lease_ttl", "expected a duration string");
+  expect_error(pg + "lease_renew = \"0s\"\n", 4, "store.lease_renew", "must be greater than 0");
+  expect_error(pg + "lease_ttl = \"1s\"\nlease_renew = \"1s\"\n", 5, "store.lease_renew",
+               "must be shorter than lease_ttl");
+  expect_error(pg + "lease_ttl = \"400ms\"\n", 4, "store.lease_ttl",
+               "must be shorter than lease_ttl (400ms)");
+  expect_error(pg + "max_clock_skew = \"2s\"\n", 4, "store.max_clock_skew",
+               "must be shorter than lease_ttl");
 }
 
 TEST_F(ConfigTest, RangesOfIntegers) {
