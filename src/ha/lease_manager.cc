@@ -217,19 +217,44 @@ Status LeaseManager::tick(const std::vector<FeedId>& feeds) {
       spdlog::debug("leases: standby ({} live replicas)", live.size());
     }
     was_standby_ = standby;
+    if (!reachable_.exchange(true)) {
+      spdlog::info("leases: the database answers again; {} leases held", held().size());
+    }
     return Status::Ok();
+  } catch (const pqxx::broken_connection& e) {
+    return renewal_failed(e.what(), true);
+  } catch (const pqxx::sql_error& e) {
+    // Class 08 (connection exception) and 57P01..57P03 (the server shutting down or starting):
+    // the database is unreachable, not refusing this statement.
+    const std::string& state = e.sqlstate();
+    return renewal_failed(e.what(), state.starts_with("08") || state.starts_with("57P0"));
   } catch (const std::exception& e) {
-    connection_->c.reset();  // reconnect at the next tick
-    return Status::Unavailable(
-        fmt::format("leases: {}: {}", PostgresStore::redact_url(database_.url), e.what()));
+    return renewal_failed(e.what(), false);
   }
+}
+
+Status LeaseManager::renewal_failed(std::string what, bool unreachable) {
+  connection_->c.reset();  // reconnect at the next tick
+  ++renew_failures_;
+  if (unreachable && reachable_.exchange(false)) {
+    std::lock_guard lock(mu_);
+    spdlog::warn(
+        "leases: the database is unreachable; keeping the {} leases held at the last renewal "
+        "until it answers (commits go to the spool)",
+        held_.size());
+  }
+  while (!what.empty() && (what.back() == '\n' || what.back() == ' ')) what.pop_back();
+  return Status::Unavailable(
+      fmt::format("leases: {}: {}", PostgresStore::redact_url(database_.url), what));
 }
 
 std::optional<int64_t> LeaseManager::owns(const FeedId& feed, WallTime at) const {
   if (!clock_ok()) return std::nullopt;
   std::lock_guard lock(mu_);
   auto it = held_.find(feed);
-  if (it == held_.end() || at >= it->second.valid_until) return std::nullopt;
+  if (it == held_.end()) return std::nullopt;
+  // In an outage the leases of the last renewal stand until the database answers again.
+  if (at >= it->second.valid_until && reachable_.load()) return std::nullopt;
   return it->second.epoch;
 }
 
@@ -248,7 +273,12 @@ void LeaseManager::start(std::vector<FeedId> feeds) {
   thread_ = std::jthread([this, feeds = std::move(feeds)](std::stop_token stop) {
     while (!stop.stop_requested()) {
       Status s = tick(feeds);
-      if (!s.ok()) spdlog::warn("{}", s.message());
+      if (!s.ok()) {
+        // In an outage the state change was logged once; each failed renewal is debug.
+        spdlog::log(database_reachable() ? spdlog::level::warn : spdlog::level::debug, "{}",
+                    s.message());
+      }
+      if (on_tick_) on_tick_(s);
       if (!clock_.sleep_for(options_.renew, stop)) break;
     }
   });

@@ -15,13 +15,23 @@
 //      at its next tick.
 // owns(feed, at) is the hook the scheduler asks before publishing a slot: the lease's epoch if
 // this replica holds the feed's lease and the lease is still valid at local time `at`, judged
-// conservatively (valid until the renewal's send time + ttl - max_clock_skew).
+// conservatively (valid until the renewal's send time + ttl - max_clock_skew). It does no I/O.
+//
+// Database outage (docs/ha.md): when a renewal fails because the database cannot be reached
+// (connection refused or lost: Status unavailable), the replica enters the "outage" state
+// (logged once, database_reachable() == false) and owns() keeps answering for the feeds it held
+// at its last successful renewal, whatever their local expiry, so that slots keep being observed
+// and signed while their commits wait in the local spool (src/store/spooling_store.h), replayed
+// unfenced and insert-if-absent when the database is back. The first successful renewal ends the
+// outage and answers with what the database says: a lease lost meanwhile stops at once. Any
+// other renewal error (a statement refused) leaves the leases valid only until their expiry.
 //
 // Thread-safety: tick() from one thread at a time (the owner thread of start(), or a test);
 // owns(), clock_ok(), held() from any thread.
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -70,14 +80,24 @@ class LeaseManager {
   std::optional<int64_t> owns(const FeedId& feed, WallTime at) const;
 
   bool clock_ok() const { return clock_ok_.load(); }
+  // False from a renewal that failed because the database was unreachable until the next
+  // renewal that succeeds (see "Database outage" above).
+  bool database_reachable() const { return reachable_.load(); }
+  // Renewals (tick()) that failed, since open().
+  uint64_t renew_failures() const { return renew_failures_.load(); }
   // The last measured offset: this replica's clock minus the database's.
   Nanos last_skew() const { return Nanos(last_skew_ns_.load()); }
   // The feeds whose lease this replica holds now (may be stale by up to one renew interval).
   std::vector<FeedId> held() const;
   const std::string& replica_id() const { return options_.replica_id; }
 
+  // Called on the renewal thread after each tick() with its status (metrics, alarms). Must not
+  // block. REQUIRES: set before start().
+  void set_on_tick(std::function<void(const Status&)> callback) { on_tick_ = std::move(callback); }
+
   // Runs tick() every `renew` on an owned thread until stop() (or destruction). Logs at info
-  // when the replica becomes a standby (no lease) or takes / loses leases.
+  // when the replica becomes a standby (no lease) or takes / loses leases. Calling it again
+  // (a reloaded config) restarts the thread with the new feeds; leases held so far stay.
   void start(std::vector<FeedId> feeds);
   void stop();
 
@@ -89,6 +109,8 @@ class LeaseManager {
   LeaseManager(PostgresStoreOptions database, LeaseOptions options, Clock& clock);
   Status measure_clock();
   Status give_up_everything();
+  // Records a failed renewal; `unreachable`: the database could not be reached (outage state).
+  Status renewal_failed(std::string what, bool unreachable);
 
   const PostgresStoreOptions database_;
   const LeaseOptions options_;
@@ -100,6 +122,9 @@ class LeaseManager {
   std::map<FeedId, Held> held_;  // guarded by mu_
   std::atomic<bool> clock_ok_{true};
   std::atomic<int64_t> last_skew_ns_{0};
+  std::atomic<bool> reachable_{true};
+  std::atomic<uint64_t> renew_failures_{0};
+  std::function<void(const Status&)> on_tick_;
   bool was_standby_ = false;  // tick() only: for the "standby" log line on change
   std::jthread thread_;
 };

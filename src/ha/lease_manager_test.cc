@@ -232,6 +232,70 @@ TEST_F(LeaseManagerTest, AFencedCommitLandsOnlyUnderTheCurrentLease) {
   EXPECT_EQ(*unfenced, std::vector<bool>{true});
 }
 
+// The spool contract (docs/ha.md): with the database unreachable, the leases of the last
+// successful renewal stand (slots keep being signed, their commits spooled); the first renewal
+// that succeeds answers with the database's truth, and a lease lost meanwhile stops at once.
+TEST_F(LeaseManagerTest, AnUnreachableDatabaseKeepsTheLastLeasesUntilARenewalSucceeds) {
+  // A server of its own: this test stops it (the shared one must keep running).
+  auto server = PostgresServer::start();
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  auto url = (*server)->create_database();
+  ASSERT_TRUE(url.ok()) << url.status().ToString();
+  PostgresStoreOptions db{.url = *url};
+  ASSERT_TRUE(PostgresStore::migrate(db).ok());
+  const Millis ttl(400);
+  LeaseOptions options{.replica_id = "a", .ttl = ttl, .renew = Millis(100)};
+  auto a = LeaseManager::open(db, options, clock_);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  const auto all = feeds(6);
+  const std::vector<FeedId> held_by_a(all.begin(), all.begin() + 4);
+  ASSERT_TRUE((*a)->tick(held_by_a).ok());
+  EXPECT_TRUE((*a)->database_reachable());
+  EXPECT_EQ((*a)->renew_failures(), 0u);
+
+  ASSERT_TRUE((*server)->stop("immediate").ok());
+  Status failed = (*a)->tick(held_by_a);
+  EXPECT_EQ(failed.code(), Status::Code::kUnavailable) << failed.ToString();
+  EXPECT_FALSE((*a)->database_reachable());
+  EXPECT_EQ((*a)->renew_failures(), 1u);
+  std::this_thread::sleep_for(ttl + Millis(100));  // past every local expiry
+  EXPECT_FALSE((*a)->tick(held_by_a).ok());
+  EXPECT_EQ((*a)->renew_failures(), 2u);
+  for (const FeedId& f : held_by_a) EXPECT_EQ((*a)->owns(f, clock_.now()), 1) << f.str();
+  // Only what it held: a feed it never had is still not its own.
+  EXPECT_EQ((*a)->owns(all[5], clock_.now()), std::nullopt);
+
+  // The database is back; b renews first and takes every expired lease (a is not live).
+  ASSERT_TRUE((*server)->start_again().ok());
+  auto b = LeaseManager::open(db, LeaseOptions{.replica_id = "b", .ttl = ttl, .renew = Millis(100)},
+                              clock_);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  ASSERT_TRUE((*b)->tick(all).ok());
+  for (const FeedId& f : all) EXPECT_TRUE((*b)->owns(f, clock_.now()).has_value()) << f.str();
+  // a's renewal succeeds: its leases are b's now, so it stops at once.
+  ASSERT_TRUE((*a)->tick(held_by_a).ok());
+  EXPECT_TRUE((*a)->database_reachable());
+  for (const FeedId& f : held_by_a) EXPECT_EQ((*a)->owns(f, clock_.now()), std::nullopt) << f.str();
+  EXPECT_TRUE((*a)->held().empty());
+}
+
+// A statement the database refuses is not an outage: the leases run out at their local expiry.
+TEST_F(LeaseManagerTest, ARefusedRenewalIsNotAnOutage) {
+  const Millis ttl(400);
+  auto a = replica("a", clock_, ttl);
+  ASSERT_NE(a, nullptr);
+  ASSERT_TRUE(a->tick(feeds(2)).ok());
+  ASSERT_TRUE(PostgresServer::shared()
+                  ->execute(db_.url.substr(db_.url.rfind('/') + 1), "DROP TABLE replicas")
+                  .ok());
+  Status failed = a->tick(feeds(2));
+  EXPECT_FALSE(failed.ok());
+  EXPECT_TRUE(a->database_reachable()) << failed.ToString();
+  EXPECT_EQ(a->renew_failures(), 1u);
+  EXPECT_TRUE(a->owns(FeedId("feed0"), clock_.now()).has_value());  // until its local expiry
+  EXPECT_EQ(a->owns(FeedId("feed0"), clock_.now() + ttl), std::nullopt);
+}
+
 TEST_F(LeaseManagerTest, OpenRefusesAnUnmigratedDatabaseAndBadTimings) {
   auto url = PostgresServer::shared()->create_database();
   ASSERT_TRUE(url.ok());
