@@ -160,6 +160,7 @@ class Loader {
     METRONOME_RETURN_IF_ERROR(parse_service(service, c.service));
     METRONOME_RETURN_IF_ERROR(parse_store(store, c.service, c.store));
     if (secrets != nullptr) METRONOME_RETURN_IF_ERROR(parse_secrets(*secrets, c.secrets));
+    secrets_ = &c.secrets;  // for the evm sink's sender_secret
     METRONOME_RETURN_IF_ERROR(parse_feeds(root, c));
     if (!c.store.password_secret.empty() && !c.secrets.contains(c.store.password_secret)) {
       return error(*store->get("password_secret"), "store.password_secret",
@@ -510,9 +511,13 @@ class Loader {
       std::string sp = fmt::format("{}.sinks[{}]", p, i);
       std::string kind;
       METRONOME_RETURN_IF_ERROR(get_required_string(t, sp, "kind", kind));
+      if (kind == "evm") {
+        METRONOME_RETURN_IF_ERROR(parse_evm_sink(t, sp, f, out));
+        continue;
+      }
       if (kind != "dynamodb") {
         return error(*t.get("kind"), join(sp, "kind"),
-                     fmt::format("unknown sink kind '{}' (supported: dynamodb)", kind));
+                     fmt::format("unknown sink kind '{}' (supported: dynamodb, evm)", kind));
       }
       METRONOME_RETURN_IF_ERROR(
           check_keys(t, sp, {"kind", "table", "region", "endpoint", "layout"}));
@@ -542,6 +547,7 @@ class Loader {
                                  format_duration(f.schedule.interval())));
       }
       for (size_t j = 0; j < out.size(); ++j) {
+        if (!std::holds_alternative<DynamoDbSinkConfig>(out[j])) continue;
         const auto& other = std::get<DynamoDbSinkConfig>(out[j]);
         if (other.table == d.table && other.region == d.region && other.endpoint == d.endpoint) {
           return error(
@@ -551,6 +557,95 @@ class Loader {
       }
       out.push_back(std::move(d));
     }
+    return Status::Ok();
+  }
+
+  Status parse_evm_sink(const toml::table& t, const std::string& sp, const FeedConfig& f,
+                        std::vector<SinkConfig>& out) const {
+    METRONOME_RETURN_IF_ERROR(check_keys(
+        t, sp,
+        {"kind", "rpc_urls", "chain_id", "contract", "sender_secret", "deviation_pct", "heartbeat",
+         "max_fee_gwei", "bump_pct", "bump_after_blocks", "confirmations", "rpc_timeout",
+         "max_head_lag", "stale_grace", "low_balance_eth"}));
+    EvmSinkConfig e;
+    const toml::node* urls = t.get("rpc_urls");
+    if (urls == nullptr || !urls->is_array() || urls->as_array()->empty()) {
+      return error(urls != nullptr ? *urls : t, join(sp, "rpc_urls"),
+                   "expected a non-empty array of http(s) URLs, e.g. [\"http://127.0.0.1:8545\"]");
+    }
+    for (const toml::node& u : *urls->as_array()) {
+      if (!u.is_string() || !is_valid_url(u.as_string()->get())) {
+        return error(u, join(sp, "rpc_urls"),
+                     fmt::format("'{}' is not an http:// or https:// URL",
+                                 u.is_string() ? u.as_string()->get() : std::string(type_name(u))));
+      }
+      e.rpc_urls.push_back(u.as_string()->get());
+    }
+    int64_t chain_id = static_cast<int64_t>(f.chain_id);
+    METRONOME_RETURN_IF_ERROR(get_int(t, sp, "chain_id", 1, kMaxChainId, chain_id));
+    e.chain_id = static_cast<uint64_t>(chain_id);
+    if (e.chain_id != f.chain_id) {
+      return error(*t.get("chain_id"), join(sp, "chain_id"),
+                   fmt::format("chain {} differs from the feed's chain_id {}: the contract checks "
+                               "signatures in the EIP-712 domain of its own chain",
+                               e.chain_id, f.chain_id));
+    }
+    METRONOME_RETURN_IF_ERROR(get_string(t, sp, "contract", e.contract));
+    if (!e.contract.empty()) {
+      bool ok = e.contract.size() == 42 && e.contract.starts_with("0x") &&
+                std::all_of(e.contract.begin() + 2, e.contract.end(),
+                            [](char ch) { return std::isxdigit(static_cast<unsigned char>(ch)); });
+      if (!ok) {
+        return error(*t.get("contract"), join(sp, "contract"),
+                     fmt::format("'{}' is not an address (0x and 40 hex digits)", e.contract));
+      }
+    }
+    std::string sender;
+    METRONOME_RETURN_IF_ERROR(get_required_string(t, sp, "sender_secret", sender));
+    if (!secrets_->contains(SecretName(sender))) {
+      return error(*t.get("sender_secret"), join(sp, "sender_secret"),
+                   fmt::format("unknown secret '{}'; add a [secrets.{}] table", sender, sender));
+    }
+    if (SecretName(sender) == f.secret) {
+      return error(*t.get("sender_secret"), join(sp, "sender_secret"),
+                   fmt::format("'{}' is the feed's signing secret; the transaction sender must "
+                               "be a different key (it holds funds and is online)",
+                               sender));
+    }
+    e.sender_secret = SecretName(sender);
+    std::optional<Decimal> d;
+    METRONOME_RETURN_IF_ERROR(get_decimal(t, sp, "deviation_pct", d));
+    if (d) {
+      if (d->negative()) return error(*t.get("deviation_pct"), join(sp, "deviation_pct"), "must be >= 0");
+      e.deviation_pct = *d;
+    }
+    d.reset();
+    METRONOME_RETURN_IF_ERROR(get_decimal(t, sp, "max_fee_gwei", d));
+    if (d) {
+      if (d->negative() || d->is_zero()) {
+        return error(*t.get("max_fee_gwei"), join(sp, "max_fee_gwei"), "must be > 0");
+      }
+      e.max_fee_gwei = *d;
+    }
+    d.reset();
+    METRONOME_RETURN_IF_ERROR(get_decimal(t, sp, "low_balance_eth", d));
+    if (d) {
+      if (d->negative()) return error(*t.get("low_balance_eth"), join(sp, "low_balance_eth"), "must be >= 0");
+      e.low_balance_eth = *d;
+    }
+    METRONOME_RETURN_IF_ERROR(get_duration(t, sp, "heartbeat", e.heartbeat));
+    METRONOME_RETURN_IF_ERROR(get_duration(t, sp, "rpc_timeout", e.rpc_timeout));
+    METRONOME_RETURN_IF_ERROR(get_duration(t, sp, "stale_grace", e.stale_grace));
+    METRONOME_RETURN_IF_ERROR(get_int(t, sp, "bump_pct", 10, 1000, e.bump_pct));
+    METRONOME_RETURN_IF_ERROR(get_int(t, sp, "bump_after_blocks", 1, 10'000, e.bump_after_blocks));
+    METRONOME_RETURN_IF_ERROR(get_int(t, sp, "confirmations", 1, 1'000, e.confirmations));
+    METRONOME_RETURN_IF_ERROR(get_int(t, sp, "max_head_lag", 0, 1'000'000, e.max_head_lag));
+    for (const SinkConfig& other : out) {
+      if (std::holds_alternative<EvmSinkConfig>(other)) {
+        return error(*t.get("kind"), join(sp, "kind"), "the feed already has an evm sink");
+      }
+    }
+    out.push_back(std::move(e));
     return Status::Ok();
   }
 
@@ -1032,6 +1127,7 @@ class Loader {
   std::string file_;
   fs::path base_dir_;
   std::string_view text_;
+  const std::map<SecretName, SecretConfig>* secrets_ = nullptr;  // set by load()
 };
 
 // A TOML basic string.
@@ -1288,6 +1384,21 @@ std::string dump_config(const Config& c) {
     if (!f.sinks.empty()) {
       std::vector<std::string> sinks;
       for (const SinkConfig& sink : f.sinks) {
+        if (const auto* e = std::get_if<EvmSinkConfig>(&sink)) {
+          std::vector<std::string> urls;
+          for (const std::string& u : e->rpc_urls) urls.push_back(quote(u));
+          sinks.push_back(fmt::format(
+              "{{ kind = \"evm\", rpc_urls = [{}], chain_id = {}, contract = {}, sender_secret = "
+              "{}, deviation_pct = {}, heartbeat = {}, max_fee_gwei = {}, bump_pct = {}, "
+              "bump_after_blocks = {}, confirmations = {}, rpc_timeout = {}, max_head_lag = {}, "
+              "stale_grace = {}, low_balance_eth = {} }}",
+              fmt::join(urls, ", "), e->chain_id, quote(e->contract), quote(e->sender_secret.str()),
+              quote(e->deviation_pct.to_string()), duration_text(e->heartbeat),
+              quote(e->max_fee_gwei.to_string()), e->bump_pct, e->bump_after_blocks,
+              e->confirmations, duration_text(e->rpc_timeout), e->max_head_lag,
+              duration_text(e->stale_grace), quote(e->low_balance_eth.to_string())));
+          continue;
+        }
         const auto& d = std::get<DynamoDbSinkConfig>(sink);
         std::string fields = fmt::format("kind = \"dynamodb\", table = {}, region = {}",
                                          quote(d.table), quote(d.region));

@@ -116,8 +116,26 @@ struct DynamoDbSinkConfig {
   Layout layout = Layout::kSeed;
 };
 std::string_view to_string(DynamoDbSinkConfig::Layout layout);
-// One alternative per sink kind; later kinds (evm, ...) are added here.
-using SinkConfig = std::variant<DynamoDbSinkConfig>;
+// An EVM chain that receives a feed's values through MetronomeFeed (see src/evm/, docs/evm.md):
+// submitted when the value moved by deviation_pct or the chain's value is older than heartbeat.
+struct EvmSinkConfig {
+  std::vector<std::string> rpc_urls;  // tried in order, failing over
+  uint64_t chain_id = 1;              // must be the feed's chain_id (the EIP-712 domain)
+  std::string contract;               // "0x" + 40 hex digits; empty until `metronome evm deploy`
+  SecretName sender_secret;           // the key paying for transactions, not the feed's secret
+  Decimal deviation_pct = Decimal::from_int(1);
+  Millis heartbeat{3'600'000};
+  Decimal max_fee_gwei = Decimal::from_int(100);
+  int bump_pct = 12;  // >= 10: nodes refuse smaller replacement bumps
+  int bump_after_blocks = 3;
+  int confirmations = 1;
+  Millis rpc_timeout{2000};     // per request and URL
+  int max_head_lag = 5;         // blocks behind the best URL before a URL is demoted
+  Millis stale_grace{30'000};   // onchain_stale alarm: chain value older than heartbeat + this
+  Decimal low_balance_eth = Decimal::from_int(0);  // low_balance alarm below this; 0: none
+};
+// One alternative per sink kind.
+using SinkConfig = std::variant<DynamoDbSinkConfig, EvmSinkConfig>;
 
 struct FeedConfig {
   FeedId id;

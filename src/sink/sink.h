@@ -43,6 +43,11 @@ class Sink {
   // Delivers one record, retrying throttling and transient failures with backoff while another
   // attempt fits before `deadline`; always makes at least one attempt.
   virtual Delivery deliver(const ValueRecord& record, WallTime deadline, std::stop_token stop) = 0;
+  // A DLQ redrive of `record`. Default: deliver(). A sink may decide differently for a record
+  // that is no longer the newest (evm: submitted only if still newer than the chain's value).
+  virtual Delivery redeliver(const ValueRecord& record, WallTime deadline) {
+    return deliver(record, deadline, {});
+  }
 };
 
 }  // namespace metronome

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "evm/evm_sink.h"
 #include "sink/dynamodb_sink.h"
 
 namespace metronome {
@@ -27,6 +28,9 @@ std::vector<FeedSinks> make_feed_sinks(const Config& config, Clock& clock, EnvLo
             using T = std::decay_t<decltype(c)>;
             if constexpr (std::is_same_v<T, DynamoDbSinkConfig>) {
               fs.sinks.push_back(std::make_shared<DynamoDbSink>(feed.id, c, clock, env));
+            } else if constexpr (std::is_same_v<T, EvmSinkConfig>) {
+              fs.sinks.push_back(std::make_shared<EvmSink>(feed, c, config.secrets,
+                                                           config.service.data_dir, clock));
             }
           },
           sink);
@@ -184,7 +188,7 @@ SinkDispatcher::~SinkDispatcher() {
 }
 
 std::vector<std::string> SinkDispatcher::stages() {
-  return {"sink:dynamodb"};
+  return {"sink:dynamodb", "sink:evm"};
 }
 
 void SinkDispatcher::configure(std::vector<FeedSinks> feeds) {
@@ -232,7 +236,7 @@ Status SinkDispatcher::redrive(const DlqMessage& message) {
   }
   const WallTime deadline = clock_.now() + options_.redrive_timeout;
   for (const auto& sink : sinks) {
-    Delivery d = sink->deliver(*message.record, deadline, {});
+    Delivery d = sink->redeliver(*message.record, deadline);
     if (!d.status.ok()) return d.status.With(sink->describe());
   }
   return Status::Ok();
