@@ -118,7 +118,7 @@ SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
       result.record->published_at = clock_.now();
       result.slot.outcome = SlotOutcome::kPublished;
       result.slot.attempts = attempts + commit_attempts - 1;
-      SlotCommit commit{job.execution, feed.id, result.slot, result.record};
+      SlotCommit commit{job.execution, feed.id, result.slot, result.record, job.fence};
       auto committed = store_.commit_slots(std::span<const SlotCommit>(&commit, 1));
       if (on_store_write_) on_store_write_(committed.status());
       if (committed.ok()) {
@@ -142,6 +142,21 @@ SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
     attempts += commit_attempts - 1;
   }
 
+  if (failure.ok() && job.fence && !result.inserted) {
+    // Fenced and not inserted: either the slot already had its value (kept, exactly once) or
+    // the store refused the commit because the lease is gone. Only the second leaves no value.
+    auto stored = store_.get_value(feed.id, job.slot);
+    if (stored.ok() && !stored->has_value()) {
+      result.lease_lost = true;
+      result.outcome_persisted = false;
+      spdlog::warn(
+          "feed={} slot={}: lease lost (epoch {}) before the commit; not published, the feed's "
+          "new holder records the slot",
+          feed.id, format_iso_ms(job.slot), job.fence->epoch);
+      return result;
+    }
+  }
+
   if (failure.ok()) {
     if (result.inserted) {
       spdlog::log(log_each_slot_ ? spdlog::level::info : spdlog::level::debug,
@@ -163,7 +178,7 @@ SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
   result.slot.error = failure.ToString();
   spdlog::error("failed feed={} slot={} stage={} attempts={} error={}", feed.id,
                 format_iso_ms(job.slot), stage, attempts, result.slot.error);
-  SlotCommit outcome{job.execution, feed.id, result.slot, std::nullopt};
+  SlotCommit outcome{job.execution, feed.id, result.slot, std::nullopt, job.fence};
   auto committed = store_.commit_slots(std::span<const SlotCommit>(&outcome, 1));
   if (committed.ok()) {
     result.outcome_persisted = true;
@@ -193,8 +208,8 @@ SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
 }
 
 void Publisher::record_outcome(const FeedId& feed, const ExecutionId& execution,
-                               const SlotRecord& slot) {
-  SlotCommit commit{execution, feed, slot, std::nullopt};
+                               const SlotRecord& slot, std::optional<SlotFence> fence) {
+  SlotCommit commit{execution, feed, slot, std::nullopt, std::move(fence)};
   auto committed = store_.commit_slots(std::span<const SlotCommit>(&commit, 1));
   if (!committed.ok()) {
     spdlog::warn("feed={} slot={}: could not record outcome {} yet: {}", feed,

@@ -5,6 +5,11 @@
 // failed, and goes to the dead-letter queue with the record if one was produced, so a redrive
 // delivers exactly the value observed at that slot.
 //
+// Replicas (docs/ha.md): a job with a fence commits under the feed's lease; a commit the store
+// refuses because the lease is no longer this replica's (not inserted, and the slot has no value)
+// is a lost lease: nothing recorded, not published, not on the DLQ (the feed's new holder records
+// the slot).
+//
 // Thread-safety: publish_slot() may run concurrently for different feeds. The caller guarantees
 // that one feed never has two slots in publish_slot() at once.
 #pragma once
@@ -54,6 +59,8 @@ struct SlotJob {
   WallTime fired_at;  // when the task started; >= slot - observe_lead
   WallTime deadline;
   std::shared_ptr<const Signer> signer;  // the window's key; null: unsigned
+  // Replicas: the lease every commit of this slot is made under. Absent: a single writer.
+  std::optional<SlotFence> fence{};
 };
 
 struct SlotResult {
@@ -61,6 +68,8 @@ struct SlotResult {
   std::optional<ValueRecord> record;  // the record, when one was produced
   bool inserted = false;              // this call stored the value (false: it was there already)
   bool outcome_persisted = false;     // the outcome is in the store
+  // Fenced jobs: the lease was lost before the commit; nothing was recorded for the slot.
+  bool lease_lost = false;
 };
 
 class Publisher {
@@ -75,7 +84,9 @@ class Publisher {
 
   // Records an outcome that needs no publishing (skipped, missed). If the store cannot be written
   // the commit is kept and retried by the next successful commit (flush_pending()).
-  void record_outcome(const FeedId& feed, const ExecutionId& execution, const SlotRecord& slot);
+  // With a fence, the outcome is recorded only under that lease.
+  void record_outcome(const FeedId& feed, const ExecutionId& execution, const SlotRecord& slot,
+                      std::optional<SlotFence> fence = std::nullopt);
 
   // Retries outcomes that could not be written earlier. Returns how many are still pending.
   size_t flush_pending();

@@ -17,6 +17,8 @@ struct Scheduler::FeedState {
   std::atomic<const FeedRuntime*> rt{nullptr};
   std::atomic<bool> removed{false};  // no further window is planned
   std::atomic<bool> in_flight{false};
+  // Replicas: the lease epoch of this feed's last slot run here; 0 when that slot was not ours.
+  std::atomic<int64_t> owned_epoch{0};
 };
 
 // One execution being run. `run` is fixed at creation; the rest is guarded by `mu`.
@@ -43,6 +45,9 @@ struct Scheduler::ExecState : std::enable_shared_from_this<ExecState> {
 namespace {
 
 constexpr const char* kNotRunning = "the daemon was not running at the slot's time";
+constexpr const char* kNotHeld =
+    "no replica published it: the feed's lease was changing hands (takeover after a crash, a "
+    "stall or a lost lease)";
 constexpr size_t kCommitChunk = 1000;
 
 SlotTime window_start_of(WallTime now, Millis window) {
@@ -105,6 +110,7 @@ struct Scheduler::Boundary {
   WallTime slot;
   std::atomic<size_t> remaining{0};
   std::atomic<size_t> published{0}, failed{0}, skipped{0}, missed{0};
+  std::atomic<size_t> elsewhere{0};  // replicas: slots held by another replica
   std::atomic<int64_t> max_lateness_us{0};
 };
 
@@ -188,14 +194,20 @@ Status Scheduler::recover_feed(FeedState& feed, WallTime now,
   const FeedRuntime& rt = *feed.rt.load();
   const SlotTime current_start = window_start_of(now, rt.window);
   const ExecutionId current_id = make_execution_id(rt.id, current_start);
+  // Replicas: only the holder of the feed's lease records its missed slots (under the lease);
+  // the others plan and run the current window, asking at each slot.
+  std::optional<SlotFence> fence;
+  if (options_.ownership) fence = options_.ownership(rt.id, now);
+  const bool mine = !options_.ownership || fence.has_value();
 
   // Executions a previous run left unfinished, other than the current window's.
   for (const auto& ex : unfinished) {
+    if (!mine) break;
     if (ex.feed != rt.id || ex.id == current_id || ex.window_start > current_start) continue;
     auto missed = missed_slots(ex, now);
     std::vector<SlotCommit> commits;
     for (SlotTime s : missed) {
-      commits.push_back({ex.id, ex.feed, missed_record(s, kNotRunning), std::nullopt});
+      commits.push_back({ex.id, ex.feed, missed_record(s, kNotRunning), std::nullopt, fence});
     }
     if (!commits.empty()) {
       auto r = store_.commit_slots(commits);
@@ -219,7 +231,7 @@ Status Scheduler::recover_feed(FeedState& feed, WallTime now,
   q.limit = 1;
   auto newest = store_.list_executions(q);
   if (!newest.ok()) return newest.status().With("reading executions");
-  if (!newest->empty() && newest->front().window_end < current_start) {
+  if (mine && !newest->empty() && newest->front().window_end < current_start) {
     auto gaps = gap_windows(rt.schedule, rt.window, newest->front().window_end, current_start,
                             options_.max_gap_slots);
     size_t slots = 0;
@@ -228,7 +240,7 @@ Status Scheduler::recover_feed(FeedState& feed, WallTime now,
       METRONOME_RETURN_IF_ERROR(store_.create_execution(e));
       std::vector<SlotCommit> commits;
       for (const auto& s : e.slots) {
-        commits.push_back({e.id, rt.id, missed_record(s.slot, kNotRunning), std::nullopt});
+        commits.push_back({e.id, rt.id, missed_record(s.slot, kNotRunning), std::nullopt, fence});
         if (commits.size() == kCommitChunk) {
           auto r = store_.commit_slots(commits);
           if (!r.ok()) return r.status();
@@ -256,11 +268,11 @@ Status Scheduler::recover_feed(FeedState& feed, WallTime now,
   std::shared_ptr<ExecState> exec;
   if (*existing) {
     Execution ex = std::move(**existing);
-    auto missed = missed_slots(ex, now);
+    auto missed = mine ? missed_slots(ex, now) : std::vector<SlotTime>{};
     if (!missed.empty()) {
       std::vector<SlotCommit> commits;
       for (SlotTime s : missed) {
-        commits.push_back({ex.id, ex.feed, missed_record(s, kNotRunning), std::nullopt});
+        commits.push_back({ex.id, ex.feed, missed_record(s, kNotRunning), std::nullopt, fence});
       }
       auto r = store_.commit_slots(commits);
       if (!r.ok()) return r.status().With("recording missed slots");
@@ -286,11 +298,17 @@ Status Scheduler::recover_feed(FeedState& feed, WallTime now,
       Execution ex = execution_from_plan(rt.id, plan, now, SlotTime::min());
       std::vector<SlotCommit> commits;
       for (auto& s : ex.slots) {
-        if (WallTime(s.slot) > now) continue;
+        if (!mine || WallTime(s.slot) > now) continue;
         s = missed_record(s.slot, kNotRunning);
-        commits.push_back({ex.id, ex.feed, s, std::nullopt});
+        commits.push_back({ex.id, ex.feed, s, std::nullopt, fence});
       }
       exec = make_exec(feed, ex, now);
+      if (options_.ownership) {
+        // The execution row is shared: plan it with every slot planned, then record the
+        // missed ones under the lease (a replica without the lease records none).
+        std::lock_guard lock(exec->mu);
+        for (auto& s : exec->execution.slots) s = SlotRecord{.slot = s.slot};
+      }
       persist_new_execution(*exec);
       if (!commits.empty()) {
         auto r = store_.commit_slots(commits);
@@ -346,6 +364,9 @@ std::shared_ptr<Scheduler::ExecState> Scheduler::make_exec(FeedState& feed,
     ++exec->remaining;
     if (!only_after || WallTime(s.slot) > *only_after) exec->run.push_back(s.slot);
   }
+  // Replicas: this process finishes with the slots it fires; the others are another replica's
+  // or recorded by a takeover, and the final state is read from the store.
+  if (options_.ownership) exec->remaining = exec->run.size();
   if (!exec->run.empty()) {
     exec->plan_at = summarize_boundaries_
                         ? std::hash<std::string>{}(exec->rt->id.str()) % exec->run.size()
@@ -561,16 +582,20 @@ void Scheduler::dispatch_due(WallTime now) {
     const WallTime deadline = exec->rt->deadline_of(slot);
     if (now >= deadline) {
       pool_->submit([this, exec, slot, now, boundary] {
+        auto lease = claim(*exec, slot, boundary);
+        if (!lease) return;
         SlotRecord r = missed_record(
             slot, fmt::format("the timer woke at {}, after the slot's deadline (clock step or "
                               "suspended process)",
                               format_iso_us(now)));
-        publisher_.record_outcome(exec->rt->id, exec->execution.id, r);
+        publisher_.record_outcome(exec->rt->id, exec->execution.id, r, *lease);
         finish_slot(*exec, r, true);
         tally(boundary, r);
       });
     } else if (feed.in_flight.exchange(true)) {
       pool_->submit([this, exec, slot, boundary] {
+        auto lease = claim(*exec, slot, boundary);
+        if (!lease) return;
         SlotRecord r;
         r.slot = slot;
         r.outcome = SlotOutcome::kSkipped;
@@ -579,7 +604,7 @@ void Scheduler::dispatch_due(WallTime now) {
         r.error = "the previous slot of this feed was still running";
         spdlog::log(summarize_boundaries_ ? spdlog::level::debug : spdlog::level::warn,
                     "skipped feed={} slot={}: {}", exec->rt->id, format_iso_ms(slot), r.error);
-        publisher_.record_outcome(exec->rt->id, exec->execution.id, r);
+        publisher_.record_outcome(exec->rt->id, exec->execution.id, r, *lease);
         finish_slot(*exec, r, true);
         tally(boundary, r);
       });
@@ -603,6 +628,11 @@ void Scheduler::run_slot(std::shared_ptr<ExecState> exec, size_t index,
     (void)clock_.sleep_until(start_at, std::stop_token());
   }
   const WallTime fired_at = clock_.now();
+  auto lease = claim(*exec, slot, boundary);
+  if (!lease) {
+    feed.in_flight.store(false);
+    return;
+  }
 
   persist_new_execution(*exec);  // no-op once persisted; retries a failed planning
   if (has_unpersisted_.load()) retry_unpersisted();
@@ -614,9 +644,23 @@ void Scheduler::run_slot(std::shared_ptr<ExecState> exec, size_t index,
     exec->running_recorded = mark_running || exec->running_recorded;
   }
 
-  SlotJob job{exec->execution.id, slot, fired_at, exec->rt->deadline_of(slot), exec->signer};
+  SlotJob job{exec->execution.id,          slot,         fired_at,
+              exec->rt->deadline_of(slot), exec->signer, *lease};
   SlotResult result = publisher_.publish_slot(*exec->rt, job, std::stop_token());
   feed.in_flight.store(false);
+  if (result.lease_lost) {
+    // Nothing recorded: the feed's new holder records this slot.
+    feed.owned_epoch.store(0);
+    SlotRecord elsewhere{.slot = slot};
+    finish_slot(*exec, elsewhere, false);
+    if (boundary) ++boundary->elsewhere;
+    tally(boundary, elsewhere);
+    return;
+  }
+  if (*lease && feed.owned_epoch.exchange((*lease)->epoch) != (*lease)->epoch) {
+    // The first slot of this lease: the slots before it without an outcome are recorded.
+    catch_up(*exec->rt, slot, **lease);
+  }
   // After the slot's own commit, not before it: bookkeeping never delays a value.
   if (mark_running) {
     Status st =
@@ -635,6 +679,8 @@ void Scheduler::tally(const std::shared_ptr<Boundary>& boundary, const SlotRecor
   if (!boundary) return;
   Boundary& b = *boundary;
   switch (outcome.outcome) {
+    case SlotOutcome::kPlanned:
+      break;  // another replica's slot (counted in `elsewhere`)
     case SlotOutcome::kPublished:
       ++b.published;
       break;
@@ -659,11 +705,13 @@ void Scheduler::tally(const std::shared_ptr<Boundary>& boundary, const SlotRecor
   const size_t total = b.published + b.failed + b.skipped + b.missed;
   auto level = b.published == total ? spdlog::level::info : spdlog::level::warn;
   spdlog::log(level,
-              "boundary {}: {} slots, {} published, {} failed, {} skipped, {} missed; fire "
+              "boundary {}: {} slots, {} published, {} failed, {} skipped, {} missed{}; fire "
               "lateness max {} us; all outcomes recorded {} us after the slot",
               format_iso_ms(std::chrono::floor<Millis>(b.slot)), total, b.published.load(),
-              b.failed.load(), b.skipped.load(), b.missed.load(), b.max_lateness_us.load(),
-              done_us);
+              b.failed.load(), b.skipped.load(), b.missed.load(),
+              b.elsewhere > 0 ? fmt::format(", {} held by other replicas", b.elsewhere.load())
+                              : std::string(),
+              b.max_lateness_us.load(), done_us);
 }
 
 void Scheduler::finish_slot(ExecState& exec, const SlotRecord& outcome, bool) {
@@ -680,12 +728,19 @@ void Scheduler::finish_slot(ExecState& exec, const SlotRecord& outcome, bool) {
     }
     if (exec.remaining == 0 && !exec.finished) {
       exec.finished = true;
-      final = final_state(exec.execution.slots);
+      final = options_.ownership ? ExecutionState::kRunning  // decided from the store below
+                                 : final_state(exec.execution.slots);
       exec.execution.state = *final;
     }
     id = exec.execution.id;
   }
-  if (final) {
+  if (final && options_.ownership) {
+    finalize_from_store(id);
+    {
+      std::lock_guard lock(mu_);
+      live_.erase(id);
+    }
+  } else if (final) {
     Status st = store_.set_execution_state(id, *final, clock_.now());
     if (!st.ok()) spdlog::warn("execution {}: could not record final state: {}", id, st);
     spdlog::debug("execution {} {}", id, to_string(*final));
@@ -693,6 +748,71 @@ void Scheduler::finish_slot(ExecState& exec, const SlotRecord& outcome, bool) {
     live_.erase(id);
   }
   count_outcome();
+}
+
+std::optional<std::optional<SlotFence>> Scheduler::claim(
+    ExecState& exec, SlotTime slot, const std::shared_ptr<Boundary>& boundary) {
+  if (!options_.ownership) return std::optional<SlotFence>();
+  std::optional<SlotFence> lease = options_.ownership(exec.rt->id, clock_.now());
+  if (lease) return lease;
+  exec.feed->owned_epoch.store(0);
+  SlotRecord elsewhere{.slot = slot};
+  finish_slot(exec, elsewhere, false);
+  if (boundary) ++boundary->elsewhere;
+  tally(boundary, elsewhere);
+  return std::nullopt;
+}
+
+void Scheduler::catch_up(const FeedRuntime& rt, SlotTime slot, const SlotFence& fence) {
+  // The previous holder's last outcome is at most a few windows back: its executions are
+  // planned by every replica, so the slots it left have rows (planned).
+  ExecutionQuery q;
+  q.feed = rt.id;
+  q.before = slot + Millis(1);
+  q.limit = 4;
+  auto executions = store_.list_executions(q);
+  if (!executions.ok()) {
+    spdlog::warn("feed={}: could not read its executions after taking its lease: {}", rt.id,
+                 executions.status());
+    return;
+  }
+  size_t recorded = 0;
+  for (const Execution& ex : *executions) {
+    std::vector<SlotCommit> commits;
+    for (const SlotRecord& s : ex.slots) {
+      if (s.outcome == SlotOutcome::kPlanned && s.slot < slot) {
+        commits.push_back({ex.id, ex.feed, missed_record(s.slot, kNotHeld), std::nullopt, fence});
+      }
+    }
+    if (commits.empty()) continue;
+    auto r = store_.commit_slots(commits);
+    if (!r.ok()) {
+      spdlog::warn("feed={}: could not record {} slots missed before its lease: {}", rt.id,
+                   commits.size(), r.status());
+      continue;
+    }
+    recorded += commits.size();
+    if (WallTime(ex.window_end) <= WallTime(slot)) finalize_from_store(ex.id);
+  }
+  if (recorded > 0) {
+    spdlog::warn(
+        "feed={}: took its lease (epoch {}) at slot {}: {} earlier slots had no outcome; "
+        "recorded missed",
+        rt.id, fence.epoch, format_iso_ms(slot), recorded);
+  }
+}
+
+void Scheduler::finalize_from_store(const ExecutionId& id) {
+  auto ex = store_.get_execution(id);
+  if (!ex.ok() || !*ex) return;
+  const Execution& e = **ex;
+  if (e.state == ExecutionState::kSucceeded || e.state == ExecutionState::kFailed) return;
+  for (const SlotRecord& s : e.slots) {
+    if (s.outcome == SlotOutcome::kPlanned) return;  // another replica's slot is still to come
+  }
+  const ExecutionState state = final_state(e.slots);
+  Status st = store_.set_execution_state(id, state, clock_.now());
+  if (!st.ok()) spdlog::warn("execution {}: could not record final state: {}", id, st);
 }
 
 void Scheduler::reconfigure(std::vector<const FeedRuntime*> feeds) {
@@ -790,6 +910,8 @@ void Scheduler::stop() {
     live.swap(live_);
   }
   for (auto& [id, exec] : live) {
+    // Replicas: another replica goes on with the window (or a restart's recovery closes it).
+    if (options_.ownership) break;
     bool interrupted;
     {
       std::lock_guard lock(exec->mu);

@@ -21,6 +21,18 @@
 //    back waits again): never early.
 //  - The heap holds at most one entry per live execution (its next slot).
 //
+// Replicas (docs/ha.md): with an `ownership` hook, every process runs every feed's timer but a
+// slot is this process's only if the hook answers a lease for it at fire time (asked in the
+// worker; the hook does no I/O). A slot that is not ours is neither observed nor published, and
+// gets no outcome from this process (its holder records it). Our slots commit under the lease
+// (SlotCommit.fence); one whose lease was lost by the commit records nothing. At the first slot
+// of a lease (start-up, takeover, or a lease back after a gap), the feed's slots before it that
+// still have no outcome are recorded missed, under the lease: the previous holder's gap is never
+// silent, and a slot with an outcome is never touched. Start-up recovery records missed slots
+// only for the feeds this process holds then. An execution's final state is decided from the
+// store by whichever process fires its last slot, and stop() leaves shared executions running
+// for the replicas that go on.
+//
 // Thread-safety: start() and stop() from one owner thread; everything else is internal.
 // Shutdown order (stop()): timer thread first (no new slot fires), then the worker pool drains
 // (slots in flight finish within their deadlines), then started executions are marked
@@ -73,6 +85,11 @@ struct SchedulerOptions {
   std::function<void()> heartbeat;
   // Called from the timer thread when the wall clock was stepped (by `step`). Must not block.
   std::function<void(WallTime at, Nanos step)> on_clock_step;
+  // Replicas: the lease under which this process may run `feed`'s slot at local time `at`
+  // (LeaseManager::owns with this replica's id), or nullopt when the slot is not ours. Called
+  // from workers on every slot: must be cheap and do no I/O. Null: a single writer, every slot
+  // is ours and commits are unfenced.
+  std::function<std::optional<SlotFence>(const FeedId& feed, WallTime at)> ownership;
 };
 
 class Scheduler {
@@ -135,6 +152,14 @@ class Scheduler {
   // Counts a slot's outcome into its boundary's summary; the last one logs it.
   void tally(const std::shared_ptr<Boundary>& boundary, const SlotRecord& outcome);
   void finish_slot(ExecState& exec, const SlotRecord& outcome, bool persisted);
+  // Replicas: the slot's lease, nullopt when it is not ours (then the slot is finished here
+  // without an outcome). Always a lease-less "ours" without the ownership hook.
+  std::optional<std::optional<SlotFence>> claim(ExecState& exec, SlotTime slot,
+                                                const std::shared_ptr<Boundary>& boundary);
+  // Replicas: records missed the slots of `feed` before `slot` that have no outcome yet.
+  void catch_up(const FeedRuntime& rt, SlotTime slot, const SlotFence& fence);
+  // Replicas: sets an execution's final state from the store once every slot has an outcome.
+  void finalize_from_store(const ExecutionId& id);
   void count_outcome();
 
   Clock& clock_;
