@@ -12,6 +12,11 @@ namespace {
 
 constexpr const char* kDlqNotEmpty = "dlq_not_empty";
 constexpr const char* kMissedSlots = "missed_slots";
+constexpr const char* kClockSkew = "clock_skew";
+
+std::string host_prefix(const std::string& host) {
+  return fmt::format("host {}: ", host);
+}
 
 std::string slots_text(int64_t n) {
   return fmt::format("{} slot{}", n, n == 1 ? "" : "s");
@@ -44,6 +49,20 @@ std::vector<AlarmDecision> evaluate_alarms(const AlarmConfig& config, const Alar
                     format_duration(config.missed_window), config.missed_slots);
   }
   decisions.push_back(std::move(missed));
+
+  if (inputs.clock) {
+    const ClockCheck& c = *inputs.clock;
+    const auto skew_us = std::chrono::duration_cast<std::chrono::microseconds>(c.skew).count();
+    AlarmDecision clock{kClockSkew, c.ok ? AlarmStatus::kOk : AlarmStatus::kAlarm, ""};
+    clock.reason =
+        c.ok ? fmt::format("{}clock within {} ms of the database's (offset {} us)",
+                           host_prefix(c.host), c.max_skew.count(), skew_us)
+             : fmt::format(
+                   "{}clock {} us off the database's (max_clock_skew {} ms); this replica "
+                   "publishes nothing",
+                   host_prefix(c.host), skew_us, c.max_skew.count());
+    decisions.push_back(std::move(clock));
+  }
   return decisions;
 }
 
@@ -138,9 +157,12 @@ Result<std::vector<AlarmState>> AlarmManager::evaluate_once() {
       std::chrono::floor<Millis>(now - std::chrono::duration_cast<Nanos>(config_.missed_window));
   METRONOME_ASSIGN_OR_RETURN(int64_t missed, store_.count_outcomes(SlotOutcome::kMissed, since));
 
+  std::optional<ClockCheck> clock;
+  if (clock_check_) clock = clock_check_();
+
   std::vector<AlarmState> transitions;
-  for (const AlarmDecision& decision :
-       evaluate_alarms(config_, AlarmInputs{.dlq_depth = depth, .missed_in_window = missed})) {
+  for (const AlarmDecision& decision : evaluate_alarms(
+           config_, AlarmInputs{.dlq_depth = depth, .missed_in_window = missed, .clock = clock})) {
     METRONOME_ASSIGN_OR_RETURN(std::optional<AlarmState> persisted,
                                store_.alarm_state(decision.name));
     // Crash recovery: a transition persisted with its actions pending (the process stopped
@@ -153,6 +175,11 @@ Result<std::vector<AlarmState>> AlarmManager::evaluate_once() {
     // No persisted state: the alarm has never fired, which is OK.
     const AlarmStatus current = persisted ? persisted->status : AlarmStatus::kOk;
     if (decision.status == current) continue;
+    // Another host's clock raised it: only that host clears it.
+    if (decision.name == kClockSkew && decision.status == AlarmStatus::kOk && persisted &&
+        !persisted->reason.starts_with(host_prefix(clock->host))) {
+      continue;
+    }
 
     AlarmState state{.name = decision.name,
                      .status = decision.status,

@@ -1,13 +1,16 @@
 // Alarms: the states that need a person, and the actions that tell them.
 //
 // Two alarms: `dlq_not_empty` (DLQ depth >= alarms.dlq_depth) and `missed_slots` (at least
-// alarms.missed_slots slots recorded missed within the last alarms.missed_window). Deciding the
+// alarms.missed_slots slots recorded missed within the last alarms.missed_window), and for replicas
+// on PostgreSQL a third, `clock_skew` (this replica's clock is further than max_clock_skew off the
+// database's, so it publishes nothing; see docs/ha.md). Deciding the
 // state is pure (evaluate_alarms); AlarmManager persists each alarm's OK/ALARM state in the Store
 // and fires the actions of every transition exactly once: a log line always, then the optional
 // command (argv, the alarm as JSON on stdin, bounded by action_timeout) and the optional webhook
 // (HTTP POST of the same JSON with libcurl, timeout, retries with backoff).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -22,13 +25,22 @@
 
 namespace metronome {
 
+// Replicas: this replica's clock against the database's (ha/lease_manager.h).
+struct ClockCheck {
+  std::string host;  // the replica's host: a clock_skew alarm is cleared by the host that raised it
+  bool ok = true;
+  Nanos skew{0};  // this clock minus the database's
+  Millis max_skew{50};
+};
+
 struct AlarmInputs {
   int64_t dlq_depth = 0;
   int64_t missed_in_window = 0;
+  std::optional<ClockCheck> clock{};  // absent: no clock_skew alarm (a single writer)
 };
 
 struct AlarmDecision {
-  std::string name;  // "dlq_not_empty" | "missed_slots"
+  std::string name;  // "dlq_not_empty" | "missed_slots" | "clock_skew"
   AlarmStatus status = AlarmStatus::kOk;
   std::string reason;  // "DLQ depth 3 >= 1", "2 slots missed in the last 10m (threshold 1)"
 };
@@ -70,6 +82,11 @@ class AlarmManager {
                std::unique_ptr<AlarmActions> actions, Nanos period = std::chrono::seconds(5));
   ~AlarmManager();  // stops the thread; an evaluation in progress finishes first
 
+  // Replicas: evaluates the clock_skew alarm too. The alarm is shared by the replicas (one row),
+  // so a replica whose clock is fine clears it only if its host raised it: replicas with good
+  // clocks do not flap it against the one with a bad clock. REQUIRES: called before start().
+  void set_clock_check(std::function<ClockCheck()> check) { clock_check_ = std::move(check); }
+
   void start();
   void poke();  // cheap and non-blocking: safe from the slot path and DLQ on_change
   // Evaluates now on the caller's thread (for tests and the CLI); returns the transitions made.
@@ -85,6 +102,7 @@ class AlarmManager {
   AlarmConfig config_;
   std::unique_ptr<AlarmActions> actions_;
   Nanos period_;
+  std::function<ClockCheck()> clock_check_;
 
   // Waking the thread: the thread waits in clock_.sleep_for(period_, wake_->get_token()), since
   // only the Clock may measure the period; poke() and stop both request_stop() on wake_.

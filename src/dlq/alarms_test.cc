@@ -258,6 +258,37 @@ TEST_F(AlarmManagerTest, MissedSlotsLeaveTheWindow) {
   EXPECT_THAT(actions_->fired(), ElementsAre(kMissedAlarm, kMissedOk));
 }
 
+TEST_F(AlarmManagerTest, ClockSkewFiresOnceAndOnlyTheHostThatRaisedItClearsIt) {
+  ClockCheck a{.host = "a", .ok = false, .skew = Millis(200), .max_skew = Millis(50)};
+  make_manager().set_clock_check([&a] { return a; });
+  auto transitions = evaluate();
+  ASSERT_EQ(transitions.size(), 1u);
+  EXPECT_EQ(transitions[0].name, "clock_skew");
+  EXPECT_EQ(transitions[0].status, AlarmStatus::kAlarm);
+  EXPECT_EQ(transitions[0].reason,
+            "host a: clock 200000 us off the database's (max_clock_skew 50 ms); this replica "
+            "publishes nothing");
+  EXPECT_TRUE(evaluate().empty());  // still skewed: fired once
+
+  // Another replica, on host b with a good clock, shares the alarm row: it does not clear it.
+  AlarmManager other(*flaky_, clock_, config_, nullptr);
+  other.set_clock_check([] { return ClockCheck{.host = "b", .skew = Micros(300)}; });
+  auto from_b = other.evaluate_once();
+  ASSERT_TRUE(from_b.ok());
+  EXPECT_TRUE(from_b->empty());
+  EXPECT_EQ(persisted("clock_skew")->status, AlarmStatus::kAlarm);
+
+  a.ok = true;
+  a.skew = Micros(-800);
+  transitions = evaluate();
+  ASSERT_EQ(transitions.size(), 1u);
+  EXPECT_EQ(transitions[0].status, AlarmStatus::kOk);
+  EXPECT_EQ(transitions[0].reason, "host a: clock within 50 ms of the database's (offset -800 us)");
+  const Fired alarm{"clock_skew", AlarmStatus::kAlarm, AlarmStatus::kOk};
+  const Fired ok{"clock_skew", AlarmStatus::kOk, AlarmStatus::kAlarm};
+  EXPECT_THAT(actions_->fired(), ElementsAre(alarm, ok));
+}
+
 TEST_F(AlarmManagerTest, PendingActionsRunOnceAfterACrash) {
   // The previous process persisted the transition, then died before its actions ran.
   push_failure(1);
