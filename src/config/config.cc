@@ -555,7 +555,7 @@ class Loader {
               fmt::format("table '{}' is already a sink of this feed (sinks[{}])", d.table, j));
         }
       }
-      out.push_back(std::move(d));
+      out.emplace_back(std::in_place_type<DynamoDbSinkConfig>, std::move(d));
     }
     return Status::Ok();
   }
