@@ -23,6 +23,7 @@
 #include "secret/file_secret.h"
 #include "sign/signer.h"
 #include "sign/signing_key.h"
+#include "evm/evm_cli.h"
 #include "sink/dynamodb_sink.h"
 #include "sink/sink_dispatcher.h"
 #include "store/sqlite_store.h"
@@ -401,6 +402,16 @@ int cmd_dynamodb_create_table(const Common& common, const std::string& feed) {
   return kExitOk;
 }
 
+int cmd_evm(const Common& common, bool deploy, const EvmDeployOptions& options) {
+  auto config = load(common);
+  if (!config.ok()) return fail(config.status(), kExitUsage);
+  SystemClock clock;
+  Status st = deploy ? evm_deploy(*config, options, clock, stdout).status()
+                     : evm_status(*config, options.feed, clock, stdout);
+  if (!st.ok()) return fail(st, is_config_error(st) ? kExitUsage : kExitRuntime);
+  return kExitOk;
+}
+
 int cmd_migrate(const Common& common) {
   auto config = load(common);
   if (!config.ok()) return fail(config.status(), kExitUsage);
@@ -510,6 +521,20 @@ int run_cli(int argc, char** argv) {
       "create-table", "Create the table of each dynamodb sink of a feed (on-demand billing)");
   create_table->add_option("--feed", dynamodb_feed, "The feed whose sinks need tables")->required();
 
+  EvmDeployOptions evm_options;
+  auto* evm = app.add_subcommand("evm", "EVM chain sinks: deploy the feed contract, status");
+  evm->require_subcommand(1);
+  auto* evm_deploy_cmd = evm->add_subcommand(
+      "deploy",
+      "Deploy MetronomeFeed (when the sink has no contract), authorise the feed's signer, "
+      "configure the feed; prints the address");
+  evm_deploy_cmd->add_option("--feed", evm_options.feed, "Only this feed (default: every evm sink)");
+  evm_deploy_cmd->add_option("--max-future-ms", evm_options.max_future_ms,
+                             "The contract's maxFutureMs (default 60000)");
+  auto* evm_status_cmd = evm->add_subcommand(
+      "status", "Per feed: on-chain round, value, age; transactions in flight; nonce; balance");
+  evm_status_cmd->add_option("--feed", evm_options.feed, "Only this feed");
+
   auto* migrate = app.add_subcommand(
       "migrate", "Bring the store's schema to this version (PostgreSQL: required before run)");
 
@@ -543,6 +568,8 @@ int run_cli(int argc, char** argv) {
   }
   if (check->parsed()) return cmd_config_check(common);
   if (migrate->parsed()) return cmd_migrate(common);
+  if (evm_deploy_cmd->parsed()) return cmd_evm(common, true, evm_options);
+  if (evm_status_cmd->parsed()) return cmd_evm(common, false, evm_options);
   if (create_table->parsed()) return cmd_dynamodb_create_table(common, dynamodb_feed);
   if (keygen->parsed()) return cmd_keygen(keygen_out);
   if (backup->parsed()) return cmd_backup(common, backup_out);
