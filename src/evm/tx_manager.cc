@@ -287,8 +287,20 @@ Result<SentTx> TxManager::send(const Bytes& calldata, const TxMeta& meta) {
     rec.max_fee = fresh.max_fee;
     rec.priority_fee = fresh.priority_fee;
   }
-  METRONOME_RETURN_IF_ERROR(sign_persist_send(rec, calldata, old ? &*old : nullptr));
-  if (!old) next_nonce_ = rec.nonce + 1;
+  Status st = sign_persist_send(rec, calldata, old ? &*old : nullptr);
+  if (!st.ok() && old && lower(st.message()).find("nonce too low") != std::string::npos) {
+    // The transaction being replaced was mined meanwhile (tick() will find its receipt): this
+    // value goes in a new transaction with the next nonce.
+    rec.nonce = std::max(next_nonce_, old->nonce + 1);
+    rec.max_fee = fresh.max_fee;
+    rec.priority_fee = fresh.priority_fee;
+    rec.prior_hashes.clear();
+    rec.first_sent_ms = to_unix_ms(std::chrono::time_point_cast<Millis>(clock_.now()));
+    old.reset();
+    st = sign_persist_send(rec, calldata, nullptr);
+  }
+  METRONOME_RETURN_IF_ERROR(st);
+  next_nonce_ = std::max(next_nonce_, rec.nonce + 1);
   return SentTx{rec.tx_hash, rec.nonce, old.has_value()};
 }
 
