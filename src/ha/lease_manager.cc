@@ -284,6 +284,14 @@ void LeaseManager::start(std::vector<FeedId> feeds) {
   });
 }
 
+Status LeaseManager::resign() {
+  try {
+    return give_up_everything();
+  } catch (const std::exception& e) {
+    return renewal_failed(e.what(), false);
+  }
+}
+
 void LeaseManager::stop() {
   if (!thread_.joinable()) return;
   thread_.request_stop();

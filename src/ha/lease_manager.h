@@ -100,6 +100,9 @@ class LeaseManager {
   // (a reloaded config) restarts the thread with the new feeds; leases held so far stay.
   void start(std::vector<FeedId> feeds);
   void stop();
+  // A replica shutting down (after stop()): withdraws its heartbeat and expires its leases, so
+  // the others take its feeds at their next renewal instead of after the TTL. Best effort.
+  Status resign();
 
  private:
   struct Held {

@@ -183,6 +183,10 @@ void Daemon::kill9() {
   stop(SIGKILL);
 }
 
+void Daemon::signal(int sig) {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
 bool Daemon::running() {
   if (pid_ <= 0) return false;
   int status;

@@ -55,6 +55,9 @@ class Daemon {
   // Sends `sig` and waits (bounded) for the exit; returns the exit code, or 128+signal.
   int stop(int sig = 15, std::chrono::milliseconds timeout = std::chrono::seconds(15));
   void kill9();
+  // Sends `sig` without waiting (SIGSTOP / SIGCONT).
+  void signal(int sig);
+  pid_t pid() const { return pid_; }
   bool running();
   std::string log() const;
   // Waits until the log contains `text` (bounded). Returns whether it does.
