@@ -593,7 +593,16 @@ void Scheduler::dispatch_due(WallTime now) {
         tally(boundary, r);
       });
     } else if (feed.in_flight.exchange(true)) {
-      pool_->submit([this, exec, slot, boundary] {
+      pool_->submit([this, exec, index = e.index, slot, boundary] {
+        // Handed off before the slot: decide at the slot, not before it. A previous slot that
+        // finished meanwhile lets this one run; a skip is recorded at (never before) its time.
+        while (clock_.now() < WallTime(slot)) {
+          (void)clock_.sleep_until(WallTime(slot), std::stop_token());
+        }
+        if (!exec->feed->in_flight.exchange(true)) {
+          run_slot(exec, index, boundary);
+          return;
+        }
         auto lease = claim(*exec, slot, boundary);
         if (!lease) return;
         SlotRecord r;

@@ -196,6 +196,45 @@ TEST_F(SchedulerTest, SlotDueWhileThePreviousRunsIsSkipped) {
   EXPECT_FALSE(store_->get_value(feed_.id, slot("2026-11-27T21:15:40Z"))->has_value());
 }
 
+// The timer hands a slot to a worker 2 ms before its time; whether it is skipped is decided at
+// the slot, so a skip is never recorded early and a previous slot that ends in time lets it run.
+TEST_F(SchedulerTest, SkipIsDecidedAtTheSlotNotAtTheHandOff) {
+  auto gated = std::make_unique<GatedSource>();
+  GatedSource* gate = gated.get();
+  feed_.source = std::move(gated);
+  feed_.deadline = 10000ms;
+  gate->close();
+  start();
+  ASSERT_TRUE(clock_.wait_for_sleepers(1));
+  clock_.set(at("2026-11-27T21:15:38Z"));
+  gate->wait_for_calls(1);
+  // Hand-off of :40 while :38 still runs: the worker waits for :40 (and the timer sleeps).
+  clock_.set(at("2026-11-27T21:15:39.999Z"));
+  ASSERT_TRUE(clock_.wait_for_sleepers(2));
+  EXPECT_EQ(scheduler_->outcomes_handled(), 0u);
+  gate->open();  // :38 ends before :40
+  ASSERT_TRUE(scheduler_->wait_for_outcomes(1, 10s));
+  gate->close();  // :40 runs and holds; the hand-off of :42 finds it running
+  clock_.set(at("2026-11-27T21:15:40Z"));
+  gate->wait_for_calls(2);
+  clock_.set(at("2026-11-27T21:15:41.999Z"));
+  ASSERT_TRUE(clock_.wait_for_sleepers(2));
+  clock_.set(at("2026-11-27T21:15:42.000300Z"));  // still running at its time: skipped
+  ASSERT_TRUE(scheduler_->wait_for_outcomes(2, 10s));
+  gate->open();
+  ASSERT_TRUE(scheduler_->wait_for_outcomes(3, 10s));
+
+  Execution e = execution("random_int@2026-11-27T21:15:00Z");
+  ASSERT_GE(e.slots.size(), 3u);
+  EXPECT_EQ(e.slots[0].outcome, SlotOutcome::kPublished);
+  EXPECT_EQ(e.slots[1].outcome, SlotOutcome::kPublished);
+  EXPECT_GE(*e.slots[1].fired_at, at("2026-11-27T21:15:40Z"));
+  EXPECT_EQ(e.slots[2].outcome, SlotOutcome::kSkipped);
+  ASSERT_TRUE(e.slots[2].fired_at.has_value());
+  EXPECT_EQ(*e.slots[2].fired_at, at("2026-11-27T21:15:42.000300Z"));
+  EXPECT_EQ(*e.slots[2].lateness_us, 300);
+}
+
 TEST_F(SchedulerTest, StopMarksTheExecutionInterruptedAndRestartRecordsMissedSlots) {
   start();
   advance_to(at("2026-11-27T21:15:38Z"), 1);
