@@ -103,8 +103,8 @@ TEST_F(PostgresDaemon, RunNeedsMigrateThenPublishesEverySlotOnce) {
             static_cast<int64_t>(vals.size()));
 }
 
-// Without leases (not built yet) two replicas both publish every slot; the (feed, slot) key
-// keeps exactly one value per slot, and both record the slot as published.
+// Two replicas share the feed through its lease (docs/ha.md): exactly one value per slot, and
+// no slot failed for lack of its value.
 TEST_F(PostgresDaemon, TwoReplicasOnOneDatabaseKeepExactlyOneValuePerSlot) {
   TempDir a("pg-replica-a"), b("pg-replica-b");
   for (const TempDir* dir : {&a, &b}) {
