@@ -58,7 +58,8 @@ Result<nlohmann::json> send_and_wait(JsonRpcClient& rpc, const Signer& signer, T
   METRONOME_ASSIGN_OR_RETURN(uint64_t nonce, parse_quantity_u64(count.get<std::string>()));
   nlohmann::json call = {{"from", from}, {"data", to_hex_0x(data)}};
   if (to) call["to"] = to_checksum_address(*to);
-  METRONOME_ASSIGN_OR_RETURN(nlohmann::json gas, rpc.call("eth_estimateGas", {call}));
+  METRONOME_ASSIGN_OR_RETURN(nlohmann::json gas,
+                             rpc.call("eth_estimateGas", nlohmann::json::array({call})));
   METRONOME_ASSIGN_OR_RETURN(uint64_t gas_limit, parse_quantity_u64(gas.get<std::string>()));
   METRONOME_ASSIGN_OR_RETURN(Fees fees, fees_from.current_fees());
   Eip1559Tx tx;
@@ -70,13 +71,14 @@ Result<nlohmann::json> send_and_wait(JsonRpcClient& rpc, const Signer& signer, T
   tx.to = to;
   tx.data = data;
   SignedTx signed_tx = sign_transaction(tx, signer);
-  METRONOME_ASSIGN_OR_RETURN(nlohmann::json sent,
-                             rpc.call("eth_sendRawTransaction", {to_hex_0x(signed_tx.raw)}));
+  METRONOME_ASSIGN_OR_RETURN(
+      nlohmann::json sent,
+      rpc.call("eth_sendRawTransaction", nlohmann::json::array({to_hex_0x(signed_tx.raw)})));
   const std::string hash = to_hex_0x(signed_tx.hash);
   const WallTime until = clock.now() + wait;
   while (clock.now() < until) {
-    METRONOME_ASSIGN_OR_RETURN(nlohmann::json receipt,
-                               rpc.call("eth_getTransactionReceipt", {hash}));
+    METRONOME_ASSIGN_OR_RETURN(nlohmann::json receipt, rpc.call("eth_getTransactionReceipt",
+                                                                nlohmann::json::array({hash})));
     if (!receipt.is_null() && receipt.contains("blockNumber") &&
         !receipt["blockNumber"].is_null()) {
       if (receipt.value("status", std::string("0x1")) != "0x1") {

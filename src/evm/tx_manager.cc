@@ -37,6 +37,15 @@ std::vector<std::string> split_hashes(const std::string& s) {
   return out;
 }
 
+// geth: "nonce too low"; ganache: "the tx doesn't have the correct nonce. account has nonce of:
+// 4 tx has nonce of: 3" (sent only for a nonce below the account's: ours are never ahead).
+bool is_nonce_too_low(const std::string& lower_message) {
+  return lower_message.find("nonce too low") != std::string::npos ||
+         lower_message.find("correct nonce") != std::string::npos ||
+         // ganache, replacing a transaction in the block being mined: it is mined meanwhile.
+         lower_message.find("mining has already started") != std::string::npos;
+}
+
 }  // namespace
 
 bool is_already_known(std::string_view message) {
@@ -95,7 +104,8 @@ Result<uint64_t> TxManager::estimate_gas(const Bytes& calldata) {
   nlohmann::json tx = {{"from", sender_text()},
                        {"to", to_checksum_address(options_.contract)},
                        {"data", to_hex_0x(calldata)}};
-  METRONOME_ASSIGN_OR_RETURN(RpcAnswer a, rpc_.request("eth_estimateGas", {tx}));
+  METRONOME_ASSIGN_OR_RETURN(RpcAnswer a,
+                             rpc_.request("eth_estimateGas", nlohmann::json::array({tx})));
   if (a.error) {
     Result<Bytes> data = parse_data_hex(a.error->data);
     std::string reason = data.ok() ? abi::revert_reason(*data) : "";
@@ -196,7 +206,8 @@ Status TxManager::start() {
 }
 
 Status TxManager::rebroadcast(const TxRecord& rec) {
-  METRONOME_ASSIGN_OR_RETURN(RpcAnswer a, rpc_.request("eth_sendRawTransaction", {rec.raw}));
+  METRONOME_ASSIGN_OR_RETURN(
+      RpcAnswer a, rpc_.request("eth_sendRawTransaction", nlohmann::json::array({rec.raw})));
   if (a.error && !is_already_known(a.error->message)) {
     return Status::Unavailable(
         fmt::format("eth_sendRawTransaction via {}: {}", a.url, a.error->message));
@@ -221,7 +232,7 @@ Status TxManager::sign_persist_send(TxRecord& rec, const Bytes& calldata,
   rec.contract = to_checksum_address(options_.contract);
   // Written before it is sent: a crash after the send re-sends these bytes, never a new nonce.
   METRONOME_RETURN_IF_ERROR(state_.put_tx(rec));
-  Result<RpcAnswer> a = rpc_.request("eth_sendRawTransaction", {rec.raw});
+  Result<RpcAnswer> a = rpc_.request("eth_sendRawTransaction", nlohmann::json::array({rec.raw}));
   if (!a.ok()) {
     // No node answered: the transaction is durable and tick() sends it again.
     spdlog::warn("evm {}: transaction {} (nonce {}) not sent yet: {}", sender_text(), rec.tx_hash,
@@ -236,7 +247,7 @@ Status TxManager::sign_persist_send(TxRecord& rec, const Bytes& calldata,
       METRONOME_RETURN_IF_ERROR(state_.delete_tx(rec.chain_id, rec.sender, rec.nonce));
     }
     const std::string m = lower(a->error->message);
-    if (m.find("nonce too low") != std::string::npos) {
+    if (is_nonce_too_low(m)) {
       Result<uint64_t> pending = transaction_count("pending");
       if (pending.ok()) next_nonce_ = std::max(next_nonce_, *pending);
     }
@@ -288,7 +299,7 @@ Result<SentTx> TxManager::send(const Bytes& calldata, const TxMeta& meta) {
     rec.priority_fee = fresh.priority_fee;
   }
   Status st = sign_persist_send(rec, calldata, old ? &*old : nullptr);
-  if (!st.ok() && old && lower(st.message()).find("nonce too low") != std::string::npos) {
+  if (!st.ok() && old && is_nonce_too_low(lower(st.message()))) {
     // The transaction being replaced was mined meanwhile (tick() will find its receipt): this
     // value goes in a new transaction with the next nonce.
     rec.nonce = std::max(next_nonce_, old->nonce + 1);
@@ -313,8 +324,9 @@ Status TxManager::tick() {
   METRONOME_ASSIGN_OR_RETURN(uint64_t block, head());
   for (TxRecord& rec : rows) {
     if (rec.mined_block) {
-      METRONOME_ASSIGN_OR_RETURN(nlohmann::json receipt,
-                                 rpc_.call("eth_getTransactionReceipt", {rec.tx_hash}));
+      METRONOME_ASSIGN_OR_RETURN(
+          nlohmann::json receipt,
+          rpc_.call("eth_getTransactionReceipt", nlohmann::json::array({rec.tx_hash})));
       const bool gone = receipt.is_null() || !receipt.contains("blockHash") ||
                         receipt["blockHash"].get<std::string>() != rec.mined_block_hash;
       if (gone) {
@@ -340,8 +352,8 @@ Status TxManager::tick() {
     hashes.insert(hashes.begin(), rec.tx_hash);
     bool mined = false;
     for (const std::string& h : hashes) {
-      METRONOME_ASSIGN_OR_RETURN(nlohmann::json receipt,
-                                 rpc_.call("eth_getTransactionReceipt", {h}));
+      METRONOME_ASSIGN_OR_RETURN(nlohmann::json receipt, rpc_.call("eth_getTransactionReceipt",
+                                                                   nlohmann::json::array({h})));
       if (receipt.is_null() || !receipt.contains("blockNumber") ||
           receipt["blockNumber"].is_null()) {
         continue;

@@ -140,9 +140,18 @@ window = "10s"
 secret = "feed_key"
 decimals = 2
 source = {{ kind = "random_int", min = 100000, max = 100900 }}
-sinks = [{{ kind = "evm", rpc_urls = [{1}], contract = "{2}", sender_secret = "sender_key",
-           deviation_pct = "0.5", heartbeat = "3s", max_fee_gwei = "50", bump_pct = 15,
-           bump_after_blocks = 3, confirmations = 1, rpc_timeout = "500ms" }}]
+[[feeds.sinks]]
+kind = "evm"
+rpc_urls = [{1}]
+contract = "{2}"
+sender_secret = "sender_key"
+deviation_pct = "0.5"
+heartbeat = "3s"
+max_fee_gwei = "50"
+bump_pct = 15
+bump_after_blocks = 3
+confirmations = 1
+rpc_timeout = "500ms"
 )",
                      kChainId, urls, contract);
 }
@@ -178,6 +187,10 @@ TEST(EvmIntegrationTest, DeployPublishFailoverKillAndRestart) {
   TempDir dir("evm");
   dir.write("feed_key", std::string(kFeedKey) + "\n");
   dir.write("sender_key", std::string(kSenderKey) + "\n");
+  std::filesystem::permissions(
+      dir / "feed_key", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  std::filesystem::permissions(
+      dir / "sender_key", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   Ganache ganache(free_port());
   ganache.start();
   HangingServer hanging;
@@ -195,7 +208,7 @@ TEST(EvmIntegrationTest, DeployPublishFailoverKillAndRestart) {
   dir.write("metronome.toml", config_text(urls, contract));
 
   // Phase 1: ~14 s of publishing.
-  Daemon daemon(dir.path(), {"--config", "metronome.toml", "run"});
+  Daemon daemon(dir.path(), {"--config", "metronome.toml"});
   daemon.start();
   ASSERT_TRUE(daemon.wait_for_log("evm sink ready", 30s)) << daemon.log();
   sleep_ms(14000);
@@ -262,7 +275,10 @@ TEST(EvmIntegrationTest, DeployPublishFailoverKillAndRestart) {
   ASSERT_EQ(values.exit_code, 0) << values.err;
   nlohmann::json stored = json_of(values);
   std::map<int64_t, nlohmann::json> by_round;
-  for (const auto& v : stored) by_round[v.at("round").get<int64_t>()] = v;
+  for (const auto& v : stored) {
+    const nlohmann::json& r = v.at("round");
+    by_round[r.is_string() ? std::stoll(r.get<std::string>()) : r.get<int64_t>()] = v;
+  }
   nlohmann::json logs = ganache.rpc(
       "eth_getLogs", {{{"address", contract}, {"fromBlock", "0x0"}, {"toBlock", "latest"}}});
   ASSERT_TRUE(logs.is_array());
@@ -271,7 +287,13 @@ TEST(EvmIntegrationTest, DeployPublishFailoverKillAndRestart) {
   int64_t last_round = -1;
   for (const auto& log : logs) {
     const std::string data = log.at("data").get<std::string>();
-    if (data.size() != 2 + 64 * 4) continue;  // not Observed
+    // keccak256("Observed(bytes32,uint64,uint64,int256,address)"), from ethers.id().
+    if (log.at("topics")[0] !=
+        "0x6bd2b29003efdee120232087df65d0802ae4676405ffadca1fa0e30d0e2e83ad") {
+      continue;
+    }
+    // The signer (last word) is the feed's key: 0x2c7536E3605D9C16a7a3D7b1898e529396a65c23.
+    EXPECT_EQ(data.substr(2 + 64 * 3 + 24), "2c7536e3605d9c16a7a3d7b1898e529396a65c23");
     const int64_t round = static_cast<int64_t>(std::stoull(data.substr(2, 64), nullptr, 16));
     const int64_t ts = static_cast<int64_t>(std::stoull(data.substr(2 + 64, 64), nullptr, 16));
     EXPECT_GT(round, last_round);
