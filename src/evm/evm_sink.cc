@@ -32,7 +32,10 @@ EvmPolicyDecision evm_policy(const EvmSinkConfig& config, int64_t slot_ms, const
   }
   // |v - c| * 100 >= deviation_pct * |c|, exactly (no division, no floating point).
   const Decimal moved = (value - chain_value).abs() * Decimal::from_int(100);
-  if (moved >= config.deviation_pct * chain_value.abs()) return {"submit", "deviation"};
+  // (A chain value of zero: any change is a deviation, no change is none.)
+  const bool deviates = chain_value.is_zero() ? !moved.is_zero()
+                                              : moved >= config.deviation_pct * chain_value.abs();
+  if (deviates) return {"submit", "deviation"};
   if (Millis(slot_ms - chain_timestamp_ms) >= config.heartbeat) return {"submit", "heartbeat"};
   return {"skip", "within deviation and heartbeat"};
 }
