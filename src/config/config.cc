@@ -645,6 +645,15 @@ class Loader {
         return error(*t.get("kind"), join(sp, "kind"), "the feed already has an evm sink");
       }
     }
+    // One transaction manager per sender and chain: two would hand out the same nonces.
+    auto [it, fresh] =
+        evm_senders_.emplace(fmt::format("{}|{}", e.sender_secret.str(), e.chain_id), f.id.str());
+    if (!fresh) {
+      return error(*t.get("sender_secret"), join(sp, "sender_secret"),
+                   fmt::format("'{}' already sends feed {}'s transactions on chain {}; each evm "
+                               "sink needs its own sender key (nonces)",
+                               e.sender_secret.str(), it->second, e.chain_id));
+    }
     out.push_back(std::move(e));
     return Status::Ok();
   }
@@ -1128,6 +1137,7 @@ class Loader {
   fs::path base_dir_;
   std::string_view text_;
   const std::map<SecretName, SecretConfig>* secrets_ = nullptr;  // set by load()
+  mutable std::map<std::string, std::string> evm_senders_;        // "secret|chain" -> feed id
 };
 
 // A TOML basic string.

@@ -86,6 +86,26 @@ colour = "red")",
   }
 }
 
+TEST(EvmSinkConfigTest, RefusesASenderSharedByTwoFeedsOnOneChain) {
+  std::string toml = Toml(R"(rpc_urls = ["http://x:1"]
+sender_secret = "sender_key"
+)") + R"(
+[[feeds]]
+id = "btc_usd"
+secret = "feed_key"
+chain_id = 31337
+[[feeds.sinks]]
+kind = "evm"
+rpc_urls = ["http://x:1"]
+sender_secret = "sender_key"
+)";
+  auto r = parse_config(toml, "m.toml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("already sends feed eth_usd's transactions on chain 31337"),
+            std::string::npos)
+      << r.status().message();
+}
+
 TEST(EvmPolicyTest, DeviationHeartbeatFirstAndSuperseded) {
   EvmSinkConfig config;
   config.deviation_pct = *Decimal::parse("0.5");

@@ -314,6 +314,22 @@ TEST(EvmIntegrationTest, DeployPublishFailoverKillAndRestart) {
     if (r.decision == "submit") newest_submitted = std::max(newest_submitted, r.round);
   }
   EXPECT_EQ(last_round, newest_submitted);
+  // latestRoundData(keccak256("eth_usd")) (selector and id from ethers.id()): roundId, answer,
+  // startedAt (observation time, s) equal the newest submitted record.
+  nlohmann::json rd = ganache.rpc(
+      "eth_call",
+      {{{"to", contract},
+        {"data", "0x427aac35ff6133c5a6ad6449e6c69144a082a7a5a5bc5764a75ee67f65534a39ebf6e938"}},
+       "latest"});
+  ASSERT_TRUE(rd.is_string());
+  const std::string words = rd.get<std::string>().substr(2);
+  ASSERT_EQ(words.size(), 64u * 5);
+  EXPECT_EQ(static_cast<int64_t>(std::stoull(words.substr(0, 64), nullptr, 16)), newest_submitted);
+  ASSERT_TRUE(by_round.contains(newest_submitted));
+  const nlohmann::json& newest = by_round[newest_submitted];
+  EXPECT_EQ(
+      static_cast<int64_t>(std::stoull(words.substr(64, 64), nullptr, 16)),
+      static_cast<int64_t>(std::llround(std::stod(newest.at("value").get<std::string>()) * 100)));
 
   // No nonce gap and no round twice: every sender transaction is deploy, setSigner,
   // configureFeed or one Observed event (a duplicate round would revert and use a nonce).
