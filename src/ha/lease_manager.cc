@@ -95,6 +95,15 @@ struct LeaseManager::Connection {
   std::unique_ptr<pqxx::connection> c;
 
   pqxx::connection& get() {
+    if (c) {
+      // A server that went away is found without a round trip (reading what is pending sees
+      // its goodbye or EOF): executing on the broken connection would leak libpqxx 6's result.
+      c->get_notifs();
+      if (!c->is_open()) {
+        c.reset();
+        throw pqxx::broken_connection("the server closed the connection");
+      }
+    }
     if (!c) c = std::make_unique<pqxx::connection>(conninfo);
     return *c;
   }
