@@ -19,6 +19,7 @@
 #include "app/store_factory.h"
 #include "dlq/alarms.h"
 #include "dlq/dead_letter_queue.h"
+#include "evm/evm_sink.h"
 #include "publish/publisher.h"
 #include "secret/file_secret.h"
 #include "secret/secret_registry.h"
@@ -160,6 +161,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
   parts->alarms = std::make_unique<AlarmManager>(
       *parts->store, clock, config.alarms,
       with_alarm_events(make_alarm_actions(config.alarms, clock), *parts->events));
+  parts->alarms->add_check([&clock] { return evm_alarm_decisions(clock); });  // evm sinks
   SchedulerOptions options;
   options.realtime = config.service.realtime;
   // Page faults on the slot path would undo the priority. MCL_ONFAULT locks pages once touched

@@ -160,9 +160,13 @@ Result<std::vector<AlarmState>> AlarmManager::evaluate_once() {
   std::optional<ClockCheck> clock;
   if (clock_check_) clock = clock_check_();
 
+  std::vector<AlarmDecision> decisions = evaluate_alarms(
+      config_, AlarmInputs{.dlq_depth = depth, .missed_in_window = missed, .clock = clock});
+  for (const auto& check : checks_) {
+    for (AlarmDecision& d : check()) decisions.push_back(std::move(d));
+  }
   std::vector<AlarmState> transitions;
-  for (const AlarmDecision& decision : evaluate_alarms(
-           config_, AlarmInputs{.dlq_depth = depth, .missed_in_window = missed, .clock = clock})) {
+  for (const AlarmDecision& decision : decisions) {
     METRONOME_ASSIGN_OR_RETURN(std::optional<AlarmState> persisted,
                                store_.alarm_state(decision.name));
     // Crash recovery: a transition persisted with its actions pending (the process stopped

@@ -86,6 +86,12 @@ class AlarmManager {
   // so a replica whose clock is fine clears it only if its host raised it: replicas with good
   // clocks do not flap it against the one with a bad clock. REQUIRES: called before start().
   void set_clock_check(std::function<ClockCheck()> check) { clock_check_ = std::move(check); }
+  // More alarms decided elsewhere (e.g. the evm sinks' onchain_stale and low_balance), evaluated
+  // with the others. The function may be called from the manager's thread at any time.
+  // REQUIRES: called before start().
+  void add_check(std::function<std::vector<AlarmDecision>()> check) {
+    checks_.push_back(std::move(check));
+  }
 
   void start();
   void poke();  // cheap and non-blocking: safe from the slot path and DLQ on_change
@@ -102,6 +108,7 @@ class AlarmManager {
   AlarmConfig config_;
   std::unique_ptr<AlarmActions> actions_;
   Nanos period_;
+  std::vector<std::function<std::vector<AlarmDecision>()>> checks_;
   std::function<ClockCheck()> clock_check_;
 
   // Waking the thread: the thread waits in clock_.sleep_for(period_, wake_->get_token()), since

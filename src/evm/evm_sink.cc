@@ -1,7 +1,10 @@
 #include "evm/evm_sink.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
+
+#include <set>
 
 #include "evm/abi.h"
 #include "sign/eip712.h"
@@ -20,7 +23,45 @@ uint64_t gwei_to_wei(const Decimal& gwei) {
   return v.ok() ? *v : UINT64_MAX;
 }
 
+std::mutex live_mu;
+std::set<EvmSink*> live_sinks;  // guarded by live_mu: started and not destroyed
+
 }  // namespace
+
+std::vector<AlarmDecision> evm_alarm_decisions(Clock& clock) {
+  const int64_t now_ms = to_unix_ms(std::chrono::time_point_cast<Millis>(clock.now()));
+  std::vector<std::string> stale, low;
+  {
+    std::lock_guard lock(live_mu);
+    for (EvmSink* sink : live_sinks) {
+      const EvmFeedStatus s = sink->cached_status();
+      const EvmSinkConfig& c = sink->config();
+      if (s.has_value) {
+        const Millis age(now_ms - s.chain_timestamp_ms);
+        if (age > c.heartbeat + c.stale_grace) {
+          stale.push_back(fmt::format("{} ({} old, heartbeat {} + grace {})", sink->feed().str(),
+                                      format_duration(age), format_duration(c.heartbeat),
+                                      format_duration(c.stale_grace)));
+        }
+      }
+      if (!s.sender.empty() && !c.low_balance_eth.is_zero()) {
+        Result<Decimal> threshold = Decimal::parse(c.low_balance_eth.to_string());
+        if (threshold.ok() && s.balance_eth < std::stod(threshold->to_string())) {
+          low.push_back(fmt::format("{} sender {} has {} ETH (threshold {})", sink->feed().str(),
+                                    s.sender, s.balance_eth, c.low_balance_eth.to_string()));
+        }
+      }
+    }
+  }
+  std::vector<AlarmDecision> out;
+  out.push_back({"onchain_stale", stale.empty() ? AlarmStatus::kOk : AlarmStatus::kAlarm,
+                 stale.empty() ? std::string("every evm feed's chain value is fresh")
+                               : fmt::format("on-chain value stale: {}", fmt::join(stale, "; "))});
+  out.push_back({"low_balance", low.empty() ? AlarmStatus::kOk : AlarmStatus::kAlarm,
+                 low.empty() ? std::string("every evm sender's balance is above its threshold")
+                             : fmt::format("low balance: {}", fmt::join(low, "; "))});
+  return out;
+}
 
 EvmPolicyDecision evm_policy(const EvmSinkConfig& config, int64_t slot_ms, const Decimal& value,
                              bool chain_has_value, int64_t chain_timestamp_ms,
@@ -33,8 +74,8 @@ EvmPolicyDecision evm_policy(const EvmSinkConfig& config, int64_t slot_ms, const
   // |v - c| * 100 >= deviation_pct * |c|, exactly (no division, no floating point).
   const Decimal moved = (value - chain_value).abs() * Decimal::from_int(100);
   // (A chain value of zero: any change is a deviation, no change is none.)
-  const bool deviates = chain_value.is_zero() ? !moved.is_zero()
-                                              : moved >= config.deviation_pct * chain_value.abs();
+  const bool deviates =
+      chain_value.is_zero() ? !moved.is_zero() : moved >= config.deviation_pct * chain_value.abs();
   if (deviates) return {"submit", "deviation"};
   if (Millis(slot_ms - chain_timestamp_ms) >= config.heartbeat) return {"submit", "heartbeat"};
   return {"skip", "within deviation and heartbeat"};
@@ -52,6 +93,10 @@ EvmSink::EvmSink(const FeedConfig& feed, EvmSinkConfig config,
       clock_(clock) {}
 
 EvmSink::~EvmSink() {
+  {
+    std::lock_guard lock(live_mu);
+    live_sinks.erase(this);
+  }
   follower_.request_stop();
   if (follower_.joinable()) follower_.join();
 }
@@ -128,6 +173,10 @@ Status EvmSink::ensure_started() {
     return dec.status();
   }
   started_ = true;
+  {
+    std::lock_guard lock(live_mu);
+    live_sinks.insert(this);
+  }
   follower_ = std::jthread([this](std::stop_token stop) { follow(stop); });
   spdlog::info("feed {}: evm sink ready ({}, sender {}, via {})", feed_.str(), describe(),
                tx_->sender_text(), rpc_->active_url());
@@ -182,6 +231,11 @@ EvmFeedStatus EvmSink::status() {
   std::lock_guard lock(status_mu_);
   status_ = s;
   return s;
+}
+
+EvmFeedStatus EvmSink::cached_status() {
+  std::lock_guard lock(status_mu_);
+  return status_;
 }
 
 Delivery EvmSink::deliver(const ValueRecord& record, WallTime, std::stop_token) {

@@ -28,6 +28,7 @@
 
 #include "clock/clock.h"
 #include "config/config.h"
+#include "dlq/alarms.h"
 #include "evm/evm_state.h"
 #include "evm/json_rpc.h"
 #include "evm/tx_manager.h"
@@ -60,6 +61,12 @@ EvmPolicyDecision evm_policy(const EvmSinkConfig& config, int64_t slot_ms, const
                              bool chain_has_value, int64_t chain_timestamp_ms,
                              const Decimal& chain_value);
 
+// The alarms of every live evm sink of this process, from their last status (refreshed every
+// 2 s): `onchain_stale` (a feed's chain value older than heartbeat + stale_grace) and
+// `low_balance` (a sender's balance below low_balance_eth), one decision each, naming the feeds.
+// For AlarmManager::add_check.
+std::vector<AlarmDecision> evm_alarm_decisions(Clock& clock);
+
 class EvmSink final : public Sink {
  public:
   EvmSink(const FeedConfig& feed, EvmSinkConfig config, std::map<SecretName, SecretConfig> secrets,
@@ -73,6 +80,9 @@ class EvmSink final : public Sink {
   Delivery redeliver(const ValueRecord& record, WallTime deadline) override;
 
   EvmFeedStatus status();
+  // The status refreshed by the follower thread last (no I/O).
+  EvmFeedStatus cached_status();
+  const FeedId& feed() const { return feed_; }
   const EvmSinkConfig& config() const { return config_; }
 
  private:
