@@ -152,6 +152,7 @@ bump_pct = 15
 bump_after_blocks = 3
 confirmations = 1
 rpc_timeout = "500ms"
+low_balance_eth = "5000"
 )",
                      kChainId, urls, contract);
 }
@@ -212,6 +213,8 @@ TEST(EvmIntegrationTest, DeployPublishFailoverKillAndRestart) {
   daemon.start();
   ASSERT_TRUE(daemon.wait_for_log("evm sink ready", 30s)) << daemon.log();
   sleep_ms(14000);
+  // The sender has 1000 ETH, under the 5000 threshold: the low_balance alarm fired.
+  EXPECT_TRUE(daemon.wait_for_log("alarm low_balance: OK -> ALARM", 5s)) << daemon.log();
 
   // Phase 2: kill -9 while a transaction is in flight, restart.
   bool killed_in_flight = false;
