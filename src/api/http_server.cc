@@ -850,6 +850,10 @@ void ApiServer::Impl::readyz(const Request&, Response& res) {
   Json feeds = Json::array();
   for (const auto& f : deps_.board.feeds()) {
     const FeedSummary& s = *f.summary;
+    if (deps_.holds_feed && !deps_.holds_feed(s.id)) {
+      feeds.push_back({{"feed", s.id.str()}, {"ok", true}, {"detail", "held by another replica"}});
+      continue;
+    }
     bool ok = true;
     std::string detail = "no slot yet";
     if (f.last_slot && !f.last_slot->reason.empty()) {
@@ -890,6 +894,11 @@ void ApiServer::Impl::readyz(const Request&, Response& res) {
     reasons.push_back("clock: " + clock_detail);
   }
   checks["clock"] = {{"ok", !step->unresolved}, {"detail", clock_detail}};
+  if (deps_.replica_problem) {
+    std::string problem = deps_.replica_problem();
+    if (!problem.empty()) reasons.push_back("replica: " + problem);
+    checks["replica"] = {{"ok", problem.empty()}, {"detail", problem.empty() ? "ok" : problem}};
+  }
 
   bool ready = reasons.empty();
   std::string reason = "ready";

@@ -58,6 +58,13 @@ struct ApiDeps {
   std::function<void(const ValueRecord&)> on_redriven = {};
   // The live events for GET /v1/events; null: that endpoint answers 404.
   EventHub* events = nullptr;
+  // Replicas (docs/ha.md): why this replica must not publish now, e.g. its clock is too far off
+  // the database's; "" when it may. Shown as checks.replica; not ready while non-empty. Empty
+  // function: a single writer, no such check.
+  std::function<std::string()> replica_problem = {};
+  // Replicas: whether this replica holds `feed` now; a feed held by another replica is not
+  // checked for overdue outcomes here (its holder publishes it). Empty function: all are ours.
+  std::function<bool(const FeedId&)> holds_feed = {};
 };
 
 struct ApiOptions {

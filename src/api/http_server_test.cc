@@ -140,7 +140,9 @@ class ApiServerTest : public ::testing::Test {
                 .admin_token = std::move(token),
                 .version = "9.9.9",
                 .on_redriven = [this](const ValueRecord& r) { redriven_.push_back(r); },
-                .events = &events_},
+                .events = &events_,
+                .replica_problem = replica_problem_,
+                .holds_feed = holds_feed_},
         options);
     ASSERT_TRUE(server_->start("127.0.0.1:0").ok());
     ASSERT_GT(server_->port(), 0);
@@ -209,6 +211,8 @@ class ApiServerTest : public ::testing::Test {
   int64_t redrivable_id_ = 0;
   int64_t plain_id_ = 0;
   EventHub events_{8};  // small, so that a slow stream loses events quickly
+  std::function<std::string()> replica_problem_;   // ApiDeps::replica_problem of the next start()
+  std::function<bool(const FeedId&)> holds_feed_;  // ApiDeps::holds_feed, likewise
   std::unique_ptr<ApiServer> server_;
 };
 
@@ -559,6 +563,28 @@ TEST_F(ApiServerTest, ReadyWhenEveryFeedPublishedOnTime) {
   EXPECT_EQ(r.body["ready"], true);
   EXPECT_EQ(r.body["checks"]["store"]["ok"], true);
   EXPECT_EQ(r.body["checks"]["feeds"].size(), 2u);
+}
+
+TEST_F(ApiServerTest, AReplicaIsNotReadyWithABadClockAndDoesNotAnswerForOthersFeeds) {
+  std::string problem = "clock 200000 us off the database's (max_clock_skew 50 ms)";
+  replica_problem_ = [&problem] { return problem; };
+  holds_feed_ = [](const FeedId& feed) { return feed == kFast; };
+  start();
+  SlotTime now_slot = std::chrono::floor<Millis>(clock_.now());
+  board_.on_outcome(kFast, SlotRecord{.slot = now_slot, .outcome = SlotOutcome::kPublished});
+  auto r = get("/readyz");
+  EXPECT_EQ(r.status, 503) << r.text;
+  EXPECT_THAT(r.body["reason"].get<std::string>(), HasSubstr("replica: clock 200000 us off"));
+  EXPECT_EQ(r.body["checks"]["replica"]["ok"], false);
+  problem.clear();
+  // kIdle has no outcome here and is overdue, but another replica holds it.
+  clock_.advance(5s);
+  board_.on_outcome(kFast, SlotRecord{.slot = std::chrono::floor<Millis>(clock_.now()),
+                                      .outcome = SlotOutcome::kPublished});
+  r = get("/readyz");
+  EXPECT_EQ(r.status, 200) << r.text;
+  EXPECT_EQ(r.body["checks"]["replica"]["detail"], "ok");
+  EXPECT_EQ(r.body["checks"]["feeds"][1]["detail"], "held by another replica");
 }
 
 TEST_F(ApiServerTest, NotReadyWithAReason) {

@@ -127,6 +127,30 @@ void Metrics::set_dlq_depth(int64_t depth) {
   dlq_depth_.Set(static_cast<double>(depth));
 }
 
+void Metrics::on_lease_renewal(bool failed, size_t leases_held, Nanos clock_skew) {
+  std::lock_guard lock(late_mu_);
+  if (leases_held_ == nullptr) {
+    leases_held_ = &prometheus::BuildGauge()
+                        .Name("metronome_leases_held")
+                        .Help("Feeds whose lease this replica holds.")
+                        .Register(*registry_)
+                        .Add({});
+    clock_skew_ = &prometheus::BuildGauge()
+                       .Name("metronome_clock_skew_seconds")
+                       .Help("This replica's clock minus the database's, at the last renewal.")
+                       .Register(*registry_)
+                       .Add({});
+    renew_failures_ = &prometheus::BuildCounter()
+                           .Name("metronome_lease_renew_failures_total")
+                           .Help("Lease renewals that failed.")
+                           .Register(*registry_)
+                           .Add({});
+  }
+  if (failed) renew_failures_->Increment();
+  leases_held_->Set(static_cast<double>(leases_held));
+  clock_skew_->Set(std::chrono::duration<double>(clock_skew).count());
+}
+
 void Metrics::set_alarm_state(const std::string& alarm, AlarmStatus status) {
   prometheus::Gauge* gauge = nullptr;
   {

@@ -4,6 +4,11 @@
 //   metronome_slot_fire_lateness_seconds{feed}          histogram, 10 µs … 1 s (fired_at - slot)
 //   metronome_publish_latency_seconds{feed}             histogram, 10 µs … 1 s (slot -> commit)
 //   metronome_dlq_depth                                 gauge
+//   metronome_leases_held                               gauge, replicas on PostgreSQL: feeds whose
+//                                                       lease this replica holds
+//   metronome_clock_skew_seconds                        gauge, replicas: this clock minus the
+//                                                       database's, at the last renewal
+//   metronome_lease_renew_failures_total                counter, replicas: failed lease renewals
 //   metronome_alarm_state{alarm}                        gauge, 0 OK / 1 ALARM
 //   metronome_clock_steps_total                         counter
 //   metronome_build_info{version}                       gauge, always 1
@@ -85,6 +90,9 @@ class Metrics {
                std::optional<Nanos> publish_latency);
   void set_dlq_depth(int64_t depth);
   void set_alarm_state(const std::string& alarm, AlarmStatus status);
+  // Replicas (ha/lease_manager.h), after each lease renewal; the metrics exist from the first
+  // call. `failed`: the renewal failed (counted).
+  void on_lease_renewal(bool failed, size_t leases_held, Nanos clock_skew);
   void on_clock_step();
 
   // The Prometheus text exposition format, version 0.0.4.
@@ -112,6 +120,9 @@ class Metrics {
   mutable std::mutex late_mu_;  // feeds not given to set_feeds(), and alarm gauges
   std::map<FeedId, std::unique_ptr<FeedMetrics>> late_feeds_;  // guarded by late_mu_
   std::map<std::string, prometheus::Gauge*> alarm_gauges_;     // guarded by late_mu_
+  prometheus::Gauge* leases_held_ = nullptr;                   // guarded by late_mu_
+  prometheus::Gauge* clock_skew_ = nullptr;                    // guarded by late_mu_
+  prometheus::Counter* renew_failures_ = nullptr;              // guarded by late_mu_
 };
 
 }  // namespace metronome

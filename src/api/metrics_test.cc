@@ -54,6 +54,21 @@ TEST(Metrics, CountersGaugesAndBuildInfo) {
   EXPECT_THAT(text, HasSubstr("# TYPE metronome_slots_total counter"));
 }
 
+TEST(Metrics, LeaseMetricsAppearWithTheFirstRenewal) {
+  Metrics m("1");
+  EXPECT_EQ(parse_samples(m.serialize()).count("metronome_leases_held"), 0u);  // no replicas
+  m.on_lease_renewal(false, 7, std::chrono::microseconds(-1500));
+  auto samples = parse_samples(m.serialize());
+  EXPECT_EQ(samples["metronome_leases_held"], 7);
+  EXPECT_DOUBLE_EQ(samples["metronome_clock_skew_seconds"], -0.0015);
+  EXPECT_EQ(samples["metronome_lease_renew_failures_total"], 0);
+  m.on_lease_renewal(true, 7, std::chrono::microseconds(0));
+  m.on_lease_renewal(true, 0, std::chrono::microseconds(0));
+  samples = parse_samples(m.serialize());
+  EXPECT_EQ(samples["metronome_lease_renew_failures_total"], 2);
+  EXPECT_EQ(samples["metronome_leases_held"], 0);
+}
+
 TEST(Metrics, HistogramBucketsCountAndSum) {
   Metrics m("1");
   m.set_feeds({FeedId("fast")});

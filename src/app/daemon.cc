@@ -20,6 +20,7 @@
 #include "dlq/alarms.h"
 #include "dlq/dead_letter_queue.h"
 #include "evm/evm_sink.h"
+#include "ha/lease_manager.h"
 #include "publish/publisher.h"
 #include "secret/file_secret.h"
 #include "secret/secret_registry.h"
@@ -83,8 +84,55 @@ struct Daemon::Parts {
       sinks;  // after the store: records go on from the outcome callback
   std::unique_ptr<Publisher> publisher;
   std::unique_ptr<AlarmManager> alarms;
+  // Replicas on PostgreSQL (docs/ha.md): which feeds this process publishes. After the store
+  // (it stops before the store closes) and before the scheduler (whose hook asks it).
+  std::unique_ptr<LeaseManager> leases;
   std::unique_ptr<Scheduler> scheduler;
 };
+
+namespace {
+
+std::vector<FeedId> feed_ids(const Config& config) {
+  std::vector<FeedId> ids;
+  for (const auto& feed : config.feeds) ids.push_back(feed.id);
+  return ids;
+}
+
+// The host part of a replica id "HOST-PID-RANDOM".
+std::string host_of(const std::string& replica_id) {
+  size_t last = replica_id.rfind('-');
+  size_t pid = last == std::string::npos || last == 0 ? last : replica_id.rfind('-', last - 1);
+  return pid == std::string::npos ? replica_id : replica_id.substr(0, pid);
+}
+
+// PostgreSQL: the replica's LeaseManager (its own connection), and the scheduler's hook on it.
+Result<std::unique_ptr<LeaseManager>> open_leases(const Config& config,
+                                                  const SecretRegistry& secrets, Clock& clock,
+                                                  SchedulerOptions& options) {
+  if (config.store.kind != "postgres") return std::unique_ptr<LeaseManager>();
+  PostgresStoreOptions db;
+  db.url = config.store.url;
+  if (!config.store.password_secret.empty()) {
+    auto password = secrets.read(config.store.password_secret);
+    if (!password.ok()) return password.status().With("store password ([store] password_secret)");
+    db.password = std::string(password->reveal());
+  }
+  LeaseOptions lease_options{.replica_id = make_replica_id(),
+                             .ttl = config.store.lease_ttl,
+                             .renew = config.store.lease_renew,
+                             .max_clock_skew = config.store.max_clock_skew};
+  METRONOME_ASSIGN_OR_RETURN(std::unique_ptr<LeaseManager> leases,
+                             LeaseManager::open(db, lease_options, clock));
+  options.ownership = [m = leases.get()](const FeedId& feed,
+                                         WallTime at) -> std::optional<SlotFence> {
+    std::optional<int64_t> epoch = m->owns(feed, at);
+    if (!epoch) return std::nullopt;
+    return SlotFence{m->replica_id(), *epoch};
+  };
+  return leases;
+}
+
+}  // namespace
 
 Status ensure_default_secret(const Config& config) {
   if (!config.is_builtin_default()) return Status::Ok();
@@ -182,6 +230,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
   options.on_clock_step = [reporter = parts->reporter.get()](WallTime at, Nanos step) {
     reporter->on_clock_step(at, step);
   };
+  METRONOME_ASSIGN_OR_RETURN(parts->leases, open_leases(config, *parts->secrets, clock, options));
   parts->scheduler = std::make_unique<Scheduler>(clock, *parts->store, *parts->dlq,
                                                  *parts->publisher, runtimes, options);
   AlarmManager* alarms = parts->alarms.get();
@@ -215,6 +264,34 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
     SecretRegistry* secrets = parts->secrets.get();
     SecretName name = config.service.admin_token_secret;
     deps.admin_token = [secrets, name] { return secrets->read(name); };
+  }
+  if (LeaseManager* leases = parts->leases.get()) {
+    // Replicas: readiness and the clock_skew alarm follow the clock discipline; metrics follow
+    // every renewal.
+    const std::string host = host_of(leases->replica_id());
+    const Millis max_skew = config.store.max_clock_skew;
+    deps.replica_problem = [leases, max_skew]() -> std::string {
+      if (leases->clock_ok()) return "";
+      return fmt::format(
+          "clock {} us off the database's (max_clock_skew {} ms): publishing nothing",
+          std::chrono::duration_cast<std::chrono::microseconds>(leases->last_skew()).count(),
+          max_skew.count());
+    };
+    deps.holds_feed = [leases, clock = &clock](const FeedId& feed) {
+      return leases->owns(feed, clock->now()).has_value();
+    };
+    parts->alarms->set_clock_check([leases, host, max_skew] {
+      return ClockCheck{.host = host,
+                        .ok = leases->clock_ok(),
+                        .skew = leases->last_skew(),
+                        .max_skew = max_skew};
+    });
+    Metrics* metrics = parts->metrics.get();
+    leases->set_on_tick([leases, metrics, alarms,
+                         was_ok = std::make_shared<std::atomic<bool>>(true)](const Status& s) {
+      metrics->on_lease_renewal(!s.ok(), leases->held().size(), leases->last_skew());
+      if (was_ok->exchange(leases->clock_ok()) != leases->clock_ok()) alarms->poke();
+    });
   }
   parts->api = std::make_unique<ApiServer>(std::move(deps));
   parts->listen = config.service.listen;
@@ -254,6 +331,7 @@ Status Daemon::reload() {
     summaries.push_back(summarize_feed(config->feeds[i], feeds[i]->source->describe()));
   }
   p.scheduler->reconfigure(runtimes);
+  if (p.leases) p.leases->start(feed_ids(*config));  // renews the new feed list's leases
   p.sinks->configure(std::move(sinks));
   p.board->set_feeds(std::move(summaries));
   for (auto& rt : p.feeds) p.retired_feeds.push_back(std::move(rt));
@@ -273,6 +351,12 @@ Status Daemon::run(std::stop_token stop) {
   }
   METRONOME_RETURN_IF_ERROR(p.api->start(p.listen));
   spdlog::info("API listening on {}:{}", p.listen.substr(0, p.listen.rfind(':')), p.api->port());
+  if (p.leases) {
+    // One renewal before recovery, so that it knows the feeds this replica holds.
+    Status first = p.leases->tick(feed_ids(p.config));
+    if (!first.ok()) spdlog::warn("{}", first.message());
+    p.leases->start(feed_ids(p.config));
+  }
   METRONOME_RETURN_IF_ERROR(p.scheduler->start());
   p.scheduler_started.store(true);
   p.alarms->start();
@@ -289,6 +373,12 @@ Status Daemon::run(std::stop_token stop) {
   sd_notify(0, "STOPPING=1");
   spdlog::info("stopping: no new slots; waiting for slots in flight");
   p.scheduler->stop();
+  if (p.leases) {
+    // Hand the feeds over now rather than after the TTL.
+    p.leases->stop();
+    Status resigned = p.leases->resign();
+    if (!resigned.ok()) spdlog::warn("{}", resigned.message());
+  }
   p.sinks->stop();  // after the last slot: its records still reach the sinks (or the DLQ)
   p.api->stop();
   (void)p.alarms->evaluate_once();
