@@ -196,3 +196,48 @@ TEST_F(GanacheTxTest, UnminedTransactionIsBumpedAfterBlocksAndMined) {
 
 }  // namespace
 }  // namespace metronome
+
+namespace metronome {
+namespace {
+
+TEST_F(GanacheTxTest, MinedTransactionThatLeavesTheChainIsSentAgain) {
+  SystemClock clock;
+  auto state = EvmState::Open(dir_ / "evm.db");
+  ASSERT_TRUE(state.ok());
+  auto signer = Signer::Create(*SigningKey::FromHex(SecretName("sender"), kSenderKey));
+  ASSERT_TRUE(signer.ok());
+  TxManagerOptions options;
+  options.chain_id = 31337;
+  options.contract = *parse_address("0x00000000000000000000000000000000000000aa");
+  options.confirmations = 100;  // followed long enough to see the reorg
+  TxManager tm(*rpc_, *signer, **state, options, clock);
+  ASSERT_TRUE(tm.start().ok());
+  // ganache's evm_snapshot / evm_revert stand in for a reorg: the blocks after the snapshot go.
+  nlohmann::json snapshot = *rpc_->call("evm_snapshot", nlohmann::json::array());
+  Result<SentTx> sent = tm.send(Bytes{0x42}, {"feed", 1, 1000, "1"});
+  ASSERT_TRUE(sent.ok()) << sent.status().ToString();
+  auto mined_block = [&]() -> std::optional<uint64_t> {
+    auto rows = tm.in_flight();
+    if (!rows.ok() || rows->empty()) return std::nullopt;
+    return (*rows)[0].mined_block;
+  };
+  for (int i = 0; i < 40 && !mined_block(); ++i) {
+    ASSERT_TRUE(tm.tick().ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSERT_TRUE(mined_block().has_value()) << "not mined";
+  ASSERT_EQ(*rpc_->call("evm_revert", nlohmann::json::array({snapshot})), true);
+  ASSERT_TRUE(Receipt(sent->tx_hash).is_null()) << "the revert did not drop the block";
+  ASSERT_TRUE(tm.tick().ok());  // sees the receipt gone: unmined again, re-sent
+  EXPECT_FALSE(mined_block().has_value());
+  for (int i = 0; i < 40 && !mined_block(); ++i) {
+    ASSERT_TRUE(tm.tick().ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSERT_TRUE(mined_block().has_value()) << "not mined again after the reorg";
+  EXPECT_FALSE(Receipt(sent->tx_hash).is_null());  // the same transaction (same hash)
+  EXPECT_EQ(tm.next_nonce(), 1u);
+}
+
+}  // namespace
+}  // namespace metronome
