@@ -51,7 +51,7 @@ TEST(SinkConfigTest, BadSinksAreRefusedNamingTheKey) {
       {"2s", R"([{ kind = "dynamodb", region = "us-east-1" }])",
        "feeds[0].sinks[0].table: missing"},
       {"2s", R"([{ kind = "s3", table = "T", region = "us-east-1" }])",
-       "unknown sink kind 's3' (supported: dynamodb)"},
+       "unknown sink kind 's3' (supported: dynamodb, evm)"},
       {"2s", R"([{ kind = "dynamodb", table = "T", region = "us-east-1", layout = "wide" }])",
        "unknown layout 'wide' (expected seed or record)"},
       {"2s",
