@@ -900,6 +900,15 @@ void ApiServer::Impl::readyz(const Request&, Response& res) {
     checks["replica"] = {{"ok", problem.empty()}, {"detail", problem.empty() ? "ok" : problem}};
   }
 
+  if (deps_.spool_depth) {
+    const int64_t depth = deps_.spool_depth();
+    checks["spool"] = {
+        {"ok", true},
+        {"depth", depth},
+        {"detail", depth == 0 ? std::string("empty")
+                              : fmt::format("{} writes waiting for the database", depth)}};
+  }
+
   bool ready = reasons.empty();
   std::string reason = "ready";
   if (!ready) {

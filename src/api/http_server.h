@@ -58,6 +58,10 @@ struct ApiDeps {
   std::function<void(const ValueRecord&)> on_redriven = {};
   // The live events for GET /v1/events; null: that endpoint answers 404.
   EventHub* events = nullptr;
+  // PostgreSQL: how many writes wait in the outage spool (store/spooling_store.h), shown by
+  // /readyz as checks.spool (informational: the store check says whether the database answers).
+  // Empty function: no spool (SQLite), no such check.
+  std::function<int64_t()> spool_depth = {};
   // Replicas (docs/ha.md): why this replica must not publish now, e.g. its clock is too far off
   // the database's; "" when it may. Shown as checks.replica; not ready while non-empty. Empty
   // function: a single writer, no such check.

@@ -141,6 +141,7 @@ class ApiServerTest : public ::testing::Test {
                 .version = "9.9.9",
                 .on_redriven = [this](const ValueRecord& r) { redriven_.push_back(r); },
                 .events = &events_,
+                .spool_depth = spool_depth_,
                 .replica_problem = replica_problem_,
                 .holds_feed = holds_feed_},
         options);
@@ -210,8 +211,9 @@ class ApiServerTest : public ::testing::Test {
   std::vector<ValueRecord> redriven_;
   int64_t redrivable_id_ = 0;
   int64_t plain_id_ = 0;
-  EventHub events_{8};  // small, so that a slow stream loses events quickly
-  std::function<std::string()> replica_problem_;   // ApiDeps::replica_problem of the next start()
+  EventHub events_{8};                    // small, so that a slow stream loses events quickly
+  std::function<int64_t()> spool_depth_;  // ApiDeps::spool_depth of the next start()
+  std::function<std::string()> replica_problem_;   // ApiDeps::replica_problem, likewise
   std::function<bool(const FeedId&)> holds_feed_;  // ApiDeps::holds_feed, likewise
   std::unique_ptr<ApiServer> server_;
 };
@@ -563,6 +565,24 @@ TEST_F(ApiServerTest, ReadyWhenEveryFeedPublishedOnTime) {
   EXPECT_EQ(r.body["ready"], true);
   EXPECT_EQ(r.body["checks"]["store"]["ok"], true);
   EXPECT_EQ(r.body["checks"]["feeds"].size(), 2u);
+}
+
+TEST_F(ApiServerTest, ReadyzShowsTheOutageSpoolDepthWhenThereIsOne) {
+  start();
+  EXPECT_FALSE(get("/readyz").body["checks"].contains("spool"));  // SQLite: no spool
+  server_->stop();
+  int64_t depth = 7;
+  spool_depth_ = [&depth] { return depth; };
+  start();
+  SlotTime now_slot = std::chrono::floor<Millis>(clock_.now());
+  board_.on_outcome(kFast, SlotRecord{.slot = now_slot, .outcome = SlotOutcome::kPublished});
+  board_.on_outcome(kIdle, SlotRecord{.slot = now_slot, .outcome = SlotOutcome::kPublished});
+  auto r = get("/readyz");
+  EXPECT_EQ(r.status, 200) << r.text;  // writes are spooled, not lost: still ready
+  EXPECT_EQ(r.body["checks"]["spool"]["depth"], 7);
+  EXPECT_EQ(r.body["checks"]["spool"]["detail"], "7 writes waiting for the database");
+  depth = 0;
+  EXPECT_EQ(get("/readyz").body["checks"]["spool"]["detail"], "empty");
 }
 
 TEST_F(ApiServerTest, AReplicaIsNotReadyWithABadClockAndDoesNotAnswerForOthersFeeds) {

@@ -127,6 +127,18 @@ void Metrics::set_dlq_depth(int64_t depth) {
   dlq_depth_.Set(static_cast<double>(depth));
 }
 
+void Metrics::set_spool_depth(int64_t depth) {
+  std::lock_guard lock(late_mu_);
+  if (spool_depth_ == nullptr) {
+    spool_depth_ = &prometheus::BuildGauge()
+                        .Name("metronome_spool_depth")
+                        .Help("Writes waiting in the outage spool for PostgreSQL to answer again.")
+                        .Register(*registry_)
+                        .Add({});
+  }
+  spool_depth_->Set(static_cast<double>(depth));
+}
+
 void Metrics::on_lease_renewal(bool failed, size_t leases_held, Nanos clock_skew) {
   std::lock_guard lock(late_mu_);
   if (leases_held_ == nullptr) {

@@ -4,6 +4,8 @@
 //   metronome_slot_fire_lateness_seconds{feed}          histogram, 10 µs … 1 s (fired_at - slot)
 //   metronome_publish_latency_seconds{feed}             histogram, 10 µs … 1 s (slot -> commit)
 //   metronome_dlq_depth                                 gauge
+//   metronome_spool_depth                               gauge, PostgreSQL only: writes waiting in
+//                                                       the outage spool (store/spooling_store.h)
 //   metronome_leases_held                               gauge, replicas on PostgreSQL: feeds whose
 //                                                       lease this replica holds
 //   metronome_clock_skew_seconds                        gauge, replicas: this clock minus the
@@ -89,6 +91,8 @@ class Metrics {
   void on_slot(const FeedId& feed, SlotOutcome outcome, std::optional<Nanos> fire_lateness,
                std::optional<Nanos> publish_latency);
   void set_dlq_depth(int64_t depth);
+  // The outage spool's depth; the gauge exists from the first call (daemons on PostgreSQL).
+  void set_spool_depth(int64_t depth);
   void set_alarm_state(const std::string& alarm, AlarmStatus status);
   // Replicas (ha/lease_manager.h), after each lease renewal; the metrics exist from the first
   // call. `failed`: the renewal failed (counted).
@@ -120,6 +124,7 @@ class Metrics {
   mutable std::mutex late_mu_;  // feeds not given to set_feeds(), and alarm gauges
   std::map<FeedId, std::unique_ptr<FeedMetrics>> late_feeds_;  // guarded by late_mu_
   std::map<std::string, prometheus::Gauge*> alarm_gauges_;     // guarded by late_mu_
+  prometheus::Gauge* spool_depth_ = nullptr;                   // guarded by late_mu_
   prometheus::Gauge* leases_held_ = nullptr;                   // guarded by late_mu_
   prometheus::Gauge* clock_skew_ = nullptr;                    // guarded by late_mu_
   prometheus::Counter* renew_failures_ = nullptr;              // guarded by late_mu_

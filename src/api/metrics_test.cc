@@ -54,6 +54,15 @@ TEST(Metrics, CountersGaugesAndBuildInfo) {
   EXPECT_THAT(text, HasSubstr("# TYPE metronome_slots_total counter"));
 }
 
+TEST(Metrics, SpoolDepthGaugeAppearsWithItsFirstValue) {
+  Metrics m("1");
+  EXPECT_EQ(parse_samples(m.serialize()).count("metronome_spool_depth"), 0u);  // SQLite daemons
+  m.set_spool_depth(12);
+  EXPECT_EQ(parse_samples(m.serialize())["metronome_spool_depth"], 12);
+  m.set_spool_depth(0);
+  EXPECT_EQ(parse_samples(m.serialize())["metronome_spool_depth"], 0);
+}
+
 TEST(Metrics, LeaseMetricsAppearWithTheFirstRenewal) {
   Metrics m("1");
   EXPECT_EQ(parse_samples(m.serialize()).count("metronome_leases_held"), 0u);  // no replicas

@@ -65,6 +65,7 @@ struct Daemon::Parts {
   Clock* clock = nullptr;
   std::string listen;
   std::unique_ptr<Store> store;
+  SpoolingStore* spool = nullptr;    // PostgreSQL: `store` itself, spooling during outages
   std::unique_ptr<Store> api_store;  // the API's own read-only connection
   std::unique_ptr<StatusBoard> board;
   std::unique_ptr<Metrics> metrics;
@@ -160,7 +161,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
   METRONOME_ASSIGN_OR_RETURN(SecretRegistry secrets,
                              SecretRegistry::from_config(config.secrets, clock));
   parts->secrets = std::make_unique<SecretRegistry>(std::move(secrets));
-  METRONOME_ASSIGN_OR_RETURN(parts->store, open_store(config, StoreUse::kDaemon, *parts->secrets));
+  METRONOME_ASSIGN_OR_RETURN(parts->store,
+                             open_daemon_store(config, *parts->secrets, clock, &parts->spool));
 
   METRONOME_ASSIGN_OR_RETURN(parts->feeds, make_runtimes(config, *parts->secrets, clock));
   std::vector<const FeedRuntime*> runtimes;
@@ -172,6 +174,12 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
                              open_store(config, StoreUse::kDaemonApi, *parts->secrets));
   parts->board = std::make_unique<StatusBoard>();
   parts->metrics = std::make_unique<Metrics>(METRONOME_VERSION);
+  if (SpoolingStore* spool = parts->spool) {
+    Metrics* metrics = parts->metrics.get();
+    metrics->set_spool_depth(spool->stats().depth);
+    spool->set_on_depth([metrics](int64_t depth) { metrics->set_spool_depth(depth); });
+    spool->start();
+  }
   parts->events = std::make_unique<EventHub>();
   parts->reporter =
       std::make_unique<SlotReporter>(*parts->board, *parts->metrics, parts->events.get());
@@ -260,6 +268,9 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
                METRONOME_VERSION,
                [reporter](const ValueRecord& r) { reporter->on_redriven(r); },
                parts->events.get()};
+  if (SpoolingStore* spool = parts->spool) {
+    deps.spool_depth = [spool] { return spool->stats().depth; };
+  }
   if (!config.service.admin_token_secret.empty()) {
     SecretRegistry* secrets = parts->secrets.get();
     SecretName name = config.service.admin_token_secret;

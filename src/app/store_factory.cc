@@ -1,6 +1,7 @@
 #include "app/store_factory.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
 
@@ -67,6 +68,26 @@ Result<std::unique_ptr<Store>> open_store(const Config& config, StoreUse use,
   }
   METRONOME_ASSIGN_OR_RETURN(auto store, SqliteStore::open(sqlite_options(config, use)));
   return std::unique_ptr<Store>(std::move(store));
+}
+
+Result<std::unique_ptr<Store>> open_daemon_store(const Config& config,
+                                                 const SecretRegistry& secrets, Clock& clock,
+                                                 SpoolingStore** spool) {
+  *spool = nullptr;
+  METRONOME_ASSIGN_OR_RETURN(auto store, open_store(config, StoreUse::kDaemon, secrets));
+  if (config.store.kind != "postgres") return store;
+  METRONOME_ASSIGN_OR_RETURN(
+      auto spooling,
+      SpoolingStore::open(std::move(store), {.path = config.service.data_dir / "spool.db"}, clock));
+  // Left by a crash during an outage: written before the daemon recovers or plans anything. If
+  // the database goes away again meanwhile, the drainer finishes it.
+  METRONOME_ASSIGN_OR_RETURN(int64_t left, spooling->drain_once());
+  if (left > 0) {
+    spdlog::warn("spool {}: {} entries still waiting for the database", spooling->path().string(),
+                 left);
+  }
+  *spool = spooling.get();
+  return std::unique_ptr<Store>(std::move(spooling));
 }
 
 Result<std::string> migrate_store(const Config& config, const SecretRegistry& secrets) {

@@ -10,9 +10,11 @@
 #include <memory>
 #include <string>
 
+#include "clock/clock.h"
 #include "common/result.h"
 #include "config/config.h"
 #include "secret/secret_registry.h"
+#include "store/spooling_store.h"
 #include "store/store.h"
 
 namespace metronome {
@@ -27,6 +29,14 @@ enum class StoreUse {
 // `secrets` resolves [store] password_secret (PostgreSQL).
 Result<std::unique_ptr<Store>> open_store(const Config& config, StoreUse use,
                                           const SecretRegistry& secrets);
+
+// The daemon's writing store. On PostgreSQL it is a SpoolingStore (store/spooling_store.h) over
+// the PostgresStore, spooling to `<data_dir>/spool.db` what cannot be written during an outage;
+// a spool left by an earlier run is written to the database before this returns. `*spool` is set
+// to it (nullptr for SQLite). The caller starts its drainer (SpoolingStore::start()).
+Result<std::unique_ptr<Store>> open_daemon_store(const Config& config,
+                                                 const SecretRegistry& secrets, Clock& clock,
+                                                 SpoolingStore** spool);
 
 // Brings the store's schema to this build's version. Returns what was done, e.g.
 // "postgresql://m@db/oracle: schema version 0 -> 1".
