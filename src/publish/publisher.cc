@@ -110,6 +110,7 @@ SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
   }
 
   if (result.record) {
+    if (job.observed) job.observed();
     // Write: the same record on every attempt, so a retry after an ambiguous failure stores
     // exactly the observed value (the store keeps the first one if the slot already has it).
     int commit_attempts = 0;

@@ -11,7 +11,8 @@
 // the slot).
 //
 // Thread-safety: publish_slot() may run concurrently for different feeds. The caller guarantees
-// that one feed never has two slots in publish_slot() at once.
+// that one feed never has two slots observing at once; after SlotJob::observed, the commits of a
+// feed's consecutive slots may overlap (each slot is its own row; readers keep the newest).
 #pragma once
 
 #include <functional>
@@ -61,6 +62,10 @@ struct SlotJob {
   std::shared_ptr<const Signer> signer;  // the window's key; null: unsigned
   // Replicas: the lease every commit of this slot is made under. Absent: a single writer.
   std::optional<SlotFence> fence{};
+  // Called once the value is observed and signed, just before its commit (not called when there
+  // is nothing to commit): from then on the feed's next slot may be observed while this one
+  // waits for the store.
+  std::function<void()> observed{};
 };
 
 struct SlotResult {

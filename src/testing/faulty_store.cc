@@ -114,14 +114,36 @@ Status FaultyStore::set_execution_state(const ExecutionId& id, ExecutionState st
   return target_.set_execution_state(id, state, finished_at);
 }
 
+void FaultyStore::hold_commits() {
+  std::lock_guard lock(mu_);
+  hold_commits_ = true;
+}
+
+void FaultyStore::release_commits() {
+  std::lock_guard lock(mu_);
+  hold_commits_ = false;
+  held_cv_.notify_all();
+}
+
+bool FaultyStore::wait_for_held_commits(int n, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return held_cv_.wait_for(lock, timeout, [&] { return held_commits_ >= n; });
+}
+
 // ---- slots and values ----
 
 Result<std::vector<bool>> FaultyStore::commit_slots(std::span<const SlotCommit> commits) {
   std::optional<Status> fail_before;
   std::optional<Status> fail_after;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     ++counts_.commit_calls;
+    if (hold_commits_) {
+      ++held_commits_;
+      held_cv_.notify_all();
+      held_cv_.wait(lock, [&] { return !hold_commits_; });
+      --held_commits_;
+    }
     if (everything_) {
       fail_before = everything_;
     } else if (commits_always_) {

@@ -15,6 +15,8 @@
 // methods. The wrapped store must outlive this object.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -55,6 +57,12 @@ class FaultyStore final : public Store {
   void fail_everything(Status status);
   // Removes every injected failure (counts are kept).
   void clear_faults();
+
+  // A stalled disk: commit_slots() calls wait, before reaching the store, until
+  // release_commits(). wait_for_held_commits() returns whether `n` calls are waiting in time.
+  void hold_commits();
+  void release_commits();
+  bool wait_for_held_commits(int n, std::chrono::milliseconds timeout);
 
   Status create_execution(const Execution& execution) override;
   Result<std::optional<Execution>> get_execution(const ExecutionId& id) override;
@@ -101,6 +109,9 @@ class FaultyStore final : public Store {
   std::optional<Status> executions_;
   std::optional<Status> alarms_;
   std::optional<Status> everything_;
+  bool hold_commits_ = false;
+  int held_commits_ = 0;  // commit_slots() calls waiting for release_commits()
+  std::condition_variable held_cv_;
 };
 
 }  // namespace metronome::testing

@@ -16,7 +16,12 @@ struct Scheduler::FeedState {
   // keeps the runtime it was planned with, so a change takes effect at the next window.
   std::atomic<const FeedRuntime*> rt{nullptr};
   std::atomic<bool> removed{false};  // no further window is planned
+  // A slot of this feed is being observed and signed (from its hand-off to its commit).
   std::atomic<bool> in_flight{false};
+  // Slots of this feed observed and signed, waiting for (or in) their durable commit. The next
+  // slot does not wait for them: a disk stall longer than the interval delays values, it does
+  // not skip them, up to kMaxCommitsPerFeed.
+  std::atomic<int> committing{0};
   // Replicas: the lease epoch of this feed's last slot run here; 0 when that slot was not ours.
   std::atomic<int64_t> owned_epoch{0};
 };
@@ -49,6 +54,20 @@ constexpr const char* kNotHeld =
     "no replica published it: the feed's lease was changing hands (takeover after a crash, a "
     "stall or a lost lease)";
 constexpr size_t kCommitChunk = 1000;
+// A feed's slots waiting for the store at once; beyond it the next slot is skipped (a store that
+// stays stalled must not pile up observed values and workers without bound).
+constexpr int kMaxCommitsPerFeed = 4;
+
+// Starts a slot of `feed` if none is being observed and its commits are not piled up; otherwise
+// returns why the slot cannot run now.
+const char* try_begin_slot(std::atomic<bool>& in_flight, const std::atomic<int>& committing) {
+  if (in_flight.exchange(true)) return "the previous slot of this feed was still running";
+  if (committing.load() >= kMaxCommitsPerFeed) {
+    in_flight.store(false);
+    return "the feed's earlier slots were still waiting for the store";
+  }
+  return nullptr;
+}
 
 SlotTime window_start_of(WallTime now, Millis window) {
   int64_t now_ms = std::chrono::floor<Millis>(now).time_since_epoch().count();
@@ -592,14 +611,15 @@ void Scheduler::dispatch_due(WallTime now) {
         finish_slot(*exec, r, true);
         tally(boundary, r);
       });
-    } else if (feed.in_flight.exchange(true)) {
+    } else if (try_begin_slot(feed.in_flight, feed.committing) != nullptr) {
       pool_->submit([this, exec, index = e.index, slot, boundary] {
         // Handed off before the slot: decide at the slot, not before it. A previous slot that
         // finished meanwhile lets this one run; a skip is recorded at (never before) its time.
         while (clock_.now() < WallTime(slot)) {
           (void)clock_.sleep_until(WallTime(slot), std::stop_token());
         }
-        if (!exec->feed->in_flight.exchange(true)) {
+        const char* busy = try_begin_slot(exec->feed->in_flight, exec->feed->committing);
+        if (busy == nullptr) {
           run_slot(exec, index, boundary);
           return;
         }
@@ -610,7 +630,7 @@ void Scheduler::dispatch_due(WallTime now) {
         r.outcome = SlotOutcome::kSkipped;
         r.fired_at = clock_.now();
         r.lateness_us = std::chrono::duration_cast<Micros>(*r.fired_at - WallTime(slot)).count();
-        r.error = "the previous slot of this feed was still running";
+        r.error = busy;
         spdlog::log(summarize_boundaries_ ? spdlog::level::debug : spdlog::level::warn,
                     "skipped feed={} slot={}: {}", exec->rt->id, format_iso_ms(slot), r.error);
         publisher_.record_outcome(exec->rt->id, exec->execution.id, r, *lease);
@@ -655,8 +675,19 @@ void Scheduler::run_slot(std::shared_ptr<ExecState> exec, size_t index,
 
   SlotJob job{exec->execution.id,          slot,         fired_at,
               exec->rt->deadline_of(slot), exec->signer, *lease};
+  // Observed and signed: the next slot may start while this one waits for the disk.
+  bool committing = false;
+  job.observed = [&feed, &committing] {
+    feed.committing.fetch_add(1);  // before in_flight is released: try_begin_slot counts it
+    committing = true;
+    feed.in_flight.store(false);
+  };
   SlotResult result = publisher_.publish_slot(*exec->rt, job, std::stop_token());
-  feed.in_flight.store(false);
+  if (committing) {
+    feed.committing.fetch_sub(1);
+  } else {
+    feed.in_flight.store(false);
+  }
   if (result.lease_lost) {
     // Nothing recorded: the feed's new holder records this slot.
     feed.owned_epoch.store(0);

@@ -14,8 +14,11 @@
 // executions cut short are `interrupted`, and the current window resumes at its next slot.
 //
 // Invariants:
-//  - A feed has at most one slot in publish at a time (FeedState::in_flight); a slot due while
-//    the previous one runs is recorded `skipped`.
+//  - A feed has at most one slot being observed at a time (FeedState::in_flight); a slot due
+//    while the previous one is still observed (source or signing) is recorded `skipped`. A slot
+//    observed and signed releases the feed before its commit: a store slower than the interval
+//    (a disk stall) delays values instead of skipping them, up to 4 commits waiting per feed,
+//    beyond which the next slot is skipped.
 //  - A slot is handed to a worker shortly before its time (handoff_lead, plus the feed's
 //    observe_lead), and the worker sleeps on the Clock until its time has come (a clock stepped
 //    back waits again): never early.

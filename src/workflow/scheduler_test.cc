@@ -14,6 +14,7 @@
 #include "secret/secret_registry.h"
 #include "source/random_int_source.h"
 #include "store/sqlite_store.h"
+#include "testing/faulty_store.h"
 #include "testing/manual_clock.h"
 
 namespace metronome {
@@ -233,6 +234,71 @@ TEST_F(SchedulerTest, SkipIsDecidedAtTheSlotNotAtTheHandOff) {
   ASSERT_TRUE(e.slots[2].fired_at.has_value());
   EXPECT_EQ(*e.slots[2].fired_at, at("2026-11-27T21:15:42.000300Z"));
   EXPECT_EQ(*e.slots[2].lateness_us, 300);
+}
+
+// A disk stall longer than the interval: the slot observed and signed waits for its commit, and
+// the next slot is observed meanwhile instead of being skipped. Both values land once released.
+TEST_F(SchedulerTest, AStalledCommitDelaysTheNextSlotInsteadOfSkippingIt) {
+  testing::FaultyStore stalled(*store_);
+  Publisher publisher(stalled, *dlq_, clock_);
+  SchedulerOptions options;
+  options.workers = 8;  // the held commits each keep a worker
+  scheduler_ = std::make_unique<Scheduler>(clock_, stalled, *dlq_, publisher,
+                                           std::vector<const FeedRuntime*>{&feed_}, options);
+  ASSERT_TRUE(scheduler_->start().ok());
+  stalled.hold_commits();
+  ASSERT_TRUE(clock_.wait_for_sleepers(1));
+  clock_.set(at("2026-11-27T21:15:38Z"));
+  ASSERT_TRUE(stalled.wait_for_held_commits(1, 10s));
+  ASSERT_TRUE(clock_.wait_for_sleepers(1));
+  clock_.set(at("2026-11-27T21:15:40Z"));
+  ASSERT_TRUE(stalled.wait_for_held_commits(2, 10s)) << "the :40 slot did not reach its commit";
+  EXPECT_EQ(scheduler_->outcomes_handled(), 0u);
+  stalled.release_commits();
+  ASSERT_TRUE(scheduler_->wait_for_outcomes(2, 10s));
+
+  Execution e = execution("random_int@2026-11-27T21:15:00Z");
+  ASSERT_GE(e.slots.size(), 2u);
+  EXPECT_EQ(e.slots[0].outcome, SlotOutcome::kPublished);
+  EXPECT_EQ(e.slots[1].outcome, SlotOutcome::kPublished) << e.slots[1].error;
+  EXPECT_TRUE(store_->get_value(feed_.id, slot("2026-11-27T21:15:38Z"))->has_value());
+  EXPECT_TRUE(store_->get_value(feed_.id, slot("2026-11-27T21:15:40Z"))->has_value());
+  scheduler_.reset();  // before `publisher` and `stalled` go
+}
+
+// A store that stays stalled does not pile up observed values: with 4 commits of the feed
+// waiting, the next slot is skipped, naming the store.
+TEST_F(SchedulerTest, FourCommitsWaitingForTheStoreSkipTheNextSlot) {
+  testing::FaultyStore stalled(*store_);
+  Publisher publisher(stalled, *dlq_, clock_);
+  SchedulerOptions options;
+  options.workers = 8;
+  scheduler_ = std::make_unique<Scheduler>(clock_, stalled, *dlq_, publisher,
+                                           std::vector<const FeedRuntime*>{&feed_}, options);
+  ASSERT_TRUE(scheduler_->start().ok());
+  stalled.hold_commits();
+  const char* slots[] = {"2026-11-27T21:15:38Z", "2026-11-27T21:15:40Z", "2026-11-27T21:15:42Z",
+                         "2026-11-27T21:15:44Z"};
+  int held = 0;
+  for (const char* t : slots) {
+    ASSERT_TRUE(clock_.wait_for_sleepers(1));
+    clock_.set(at(t));
+    ASSERT_TRUE(stalled.wait_for_held_commits(++held, 10s)) << t;
+  }
+  ASSERT_TRUE(clock_.wait_for_sleepers(1));
+  clock_.set(at("2026-11-27T21:15:46.000200Z"));
+  ASSERT_TRUE(stalled.wait_for_held_commits(5, 10s));  // the skip's own outcome waits too
+  stalled.release_commits();
+  ASSERT_TRUE(scheduler_->wait_for_outcomes(5, 10s));
+
+  Execution e = execution("random_int@2026-11-27T21:15:00Z");
+  ASSERT_GE(e.slots.size(), 5u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(e.slots[i].outcome, SlotOutcome::kPublished) << i;
+  EXPECT_EQ(e.slots[4].outcome, SlotOutcome::kSkipped);
+  EXPECT_EQ(e.slots[4].error, "the feed's earlier slots were still waiting for the store");
+  EXPECT_EQ(*e.slots[4].fired_at, at("2026-11-27T21:15:46.000200Z"));
+  EXPECT_FALSE(store_->get_value(feed_.id, slot("2026-11-27T21:15:46Z"))->has_value());
+  scheduler_.reset();
 }
 
 TEST_F(SchedulerTest, StopMarksTheExecutionInterruptedAndRestartRecordsMissedSlots) {
