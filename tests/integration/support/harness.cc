@@ -131,7 +131,11 @@ std::string TempDir::read(const std::string& name) const {
 
 Daemon::Daemon(const std::filesystem::path& cwd, std::vector<std::string> args,
                std::vector<std::pair<std::string, std::string>> env)
-    : cwd_(cwd), args_(std::move(args)), env_(std::move(env)), log_path_(cwd / "daemon.log") {}
+    : cwd_(cwd), args_(std::move(args)), env_(std::move(env)), log_path_(cwd / "daemon.log") {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(log_path_, ec);
+  if (!ec) log_offset_ = size;
+}
 
 Daemon::~Daemon() {
   if (pid_ > 0) {
@@ -199,6 +203,7 @@ bool Daemon::running() {
 
 std::string Daemon::log() const {
   std::ifstream f(log_path_);
+  f.seekg(static_cast<std::streamoff>(log_offset_));
   std::stringstream s;
   s << f.rdbuf();
   return s.str();

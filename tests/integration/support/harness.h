@@ -44,7 +44,9 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-// `metronome run` as a child process; stderr goes to a log file in the temp dir.
+// `metronome run` as a child process; stderr goes to a log file in the temp dir (daemon.log,
+// appended to). log() and wait_for_log() see only what this object's runs wrote: a second Daemon
+// in the same folder never matches the first one's lines.
 class Daemon {
  public:
   Daemon(const std::filesystem::path& cwd, std::vector<std::string> args,
@@ -68,6 +70,7 @@ class Daemon {
   std::vector<std::string> args_;
   std::vector<std::pair<std::string, std::string>> env_;
   std::filesystem::path log_path_;
+  std::uintmax_t log_offset_ = 0;  // the log's size when this object was made
   pid_t pid_ = -1;
   int starts_ = 0;
 };
