@@ -19,11 +19,11 @@
 #include "clock/system_clock.h"
 #include "config/config.h"
 #include "dlq/dead_letter_queue.h"
+#include "evm/evm_cli.h"
 #include "schedule/window.h"
 #include "secret/file_secret.h"
 #include "sign/signer.h"
 #include "sign/signing_key.h"
-#include "evm/evm_cli.h"
 #include "sink/dynamodb_sink.h"
 #include "sink/sink_dispatcher.h"
 #include "store/sqlite_store.h"
@@ -281,10 +281,13 @@ int cmd_backup(const Common& common, const std::string& out) {
   if (!config.ok()) return fail(config.status(), kExitUsage);
   std::filesystem::path values_out = out;
   std::filesystem::path dlq_out = values_out;
+  std::filesystem::path evm_out = values_out;
   if (values_out.extension() == ".db") {
     dlq_out.replace_extension(".dlq.db");
+    evm_out.replace_extension(".evm.db");
   } else {
     dlq_out += ".dlq.db";
+    evm_out += ".evm.db";
   }
   if (config->store.kind != "sqlite") {
     return fail(Status::InvalidArgument(
@@ -296,12 +299,25 @@ int cmd_backup(const Common& common, const std::string& out) {
   options.path = config->store.path;
   options.dlq_path = config->store.dlq_path;
   options.read_only = true;
+  // The evm sinks' nonces and transactions in flight (evm/evm_state.h), when they exist:
+  // restoring without them would forget an unmined transaction and reuse its nonce.
+  const std::filesystem::path evm_db = config->service.data_dir / "evm.db";
+  const bool with_evm = std::filesystem::exists(evm_db);
+  for (const auto& f : {values_out, dlq_out, evm_out}) {
+    if ((with_evm || f != evm_out) && std::filesystem::exists(f)) {
+      return fail(Status::AlreadyExists(fmt::format(
+                      "backup {}: the file exists; it is never overwritten", f.string())),
+                  kExitUsage);
+    }
+  }
   auto store = SqliteStore::open(options);
   if (!store.ok()) return fail(store.status(), kExitRuntime);
   Status st = (*store)->backup(values_out, dlq_out);
+  if (st.ok() && with_evm) st = backup_sqlite_file(evm_db, evm_out);
   if (!st.ok())
     return fail(st, st.code() == Status::Code::kAlreadyExists ? kExitUsage : kExitRuntime);
   std::printf("%s\n%s\n", values_out.c_str(), dlq_out.c_str());
+  if (with_evm) std::printf("%s\n", evm_out.c_str());
   return kExitOk;
 }
 
@@ -492,10 +508,13 @@ int run_cli(int argc, char** argv) {
 
   std::string backup_out;
   auto* backup = app.add_subcommand(
-      "backup", "Copy the databases (values and DLQ) while the daemon runs, each consistent");
+      "backup",
+      "Copy the databases (values, DLQ, and the evm sinks' evm.db if it exists) while the daemon "
+      "runs, each consistent");
   backup
-      ->add_option("--out", backup_out,
-                   "Values database copy (the DLQ copy goes beside it as *.dlq.db)")
+      ->add_option(
+          "--out", backup_out,
+          "Values database copy (the DLQ copy goes beside it as *.dlq.db, evm.db's as *.evm.db)")
       ->required();
 
   std::string keygen_out;
@@ -528,7 +547,8 @@ int run_cli(int argc, char** argv) {
       "deploy",
       "Deploy MetronomeFeed (when the sink has no contract), authorise the feed's signer, "
       "configure the feed; prints the address");
-  evm_deploy_cmd->add_option("--feed", evm_options.feed, "Only this feed (default: every evm sink)");
+  evm_deploy_cmd->add_option("--feed", evm_options.feed,
+                             "Only this feed (default: every evm sink)");
   evm_deploy_cmd->add_option("--max-future-ms", evm_options.max_future_ms,
                              "The contract's maxFutureMs (default 60000)");
   auto* evm_status_cmd = evm->add_subcommand(

@@ -1061,6 +1061,21 @@ Status SqliteStore::backup(const std::filesystem::path& values_out,
   return backup_one(*impl_->dlq, dlq_out);
 }
 
+Status backup_sqlite_file(const std::filesystem::path& db, const std::filesystem::path& out) {
+  std::error_code ec;
+  if (!std::filesystem::exists(db, ec)) {
+    return Status::NotFound(fmt::format("backup {}: no such database", db.string()));
+  }
+  std::unique_ptr<Connection> c;
+  try {
+    c = std::make_unique<Connection>(
+        db, std::make_unique<SQLite::Database>(db.string(), SQLite::OPEN_READONLY, 5000));
+  } catch (const std::exception& e) {
+    return Status::IOError(fmt::format("backup {}: cannot open it: {}", db.string(), e.what()));
+  }
+  return backup_one(*c, out);
+}
+
 // ---- health ----
 
 Status SqliteStore::ping() {

@@ -70,4 +70,9 @@ class SqliteStore final : public Store {
   std::unique_ptr<Impl> impl_;
 };
 
+// Online backup of another SQLite file the daemon writes (<data_dir>/evm.db) into the new file
+// `out`, the way SqliteStore::backup() copies its own: one consistent snapshot while the daemon
+// keeps writing. NotFound if `db` does not exist; AlreadyExists if `out` does.
+Status backup_sqlite_file(const std::filesystem::path& db, const std::filesystem::path& out);
+
 }  // namespace metronome

@@ -1,4 +1,5 @@
 // Operator-facing lifecycle: systemd readiness and watchdog notifications, online backups.
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -77,9 +78,18 @@ TEST(Lifecycle, BackupWhileTheDaemonWritesIsConsistentAndReadable) {
   Daemon d(dir.path(), {"--config", "metronome.toml"});
   d.start();
   ASSERT_TRUE(d.wait_for_log("published", 10s)) << d.log();
+  // <data_dir>/evm.db, the evm sinks' nonces, as a writer leaves it: WAL mode, its last commit
+  // still in the WAL only (no checkpoint), the connection open. A file copy would miss the row.
+  SQLite::Database evm((dir / "var/evm.db").string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+  evm.exec("PRAGMA journal_mode = WAL");
+  evm.exec("PRAGMA wal_autocheckpoint = 0");
+  evm.exec("CREATE TABLE txs (chain_id INTEGER, sender TEXT, nonce INTEGER)");
+  evm.exec("INSERT INTO txs VALUES (31337, '0xC0A2a2E3fC5Ee4D6BAb0b01F1c6A2D1a2Bc3bCc8', 41)");
+  ASSERT_GT(std::filesystem::file_size(dir / "var/evm.db-wal"), 0u);
   sleep_ms(500);
   auto b = run({"--config", "metronome.toml", "backup", "--out", "backup/copy.db"}, dir.path());
   ASSERT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_EQ(b.out, "backup/copy.db\nbackup/copy.dlq.db\nbackup/copy.evm.db\n");
   sleep_ms(300);
   EXPECT_EQ(d.stop(), 0);
   // Refuses to overwrite.
@@ -109,6 +119,30 @@ TEST(Lifecycle, BackupWhileTheDaemonWritesIsConsistentAndReadable) {
                   dir.path());
   EXPECT_EQ(integrity.out, "ok\n");
   EXPECT_TRUE(std::filesystem::exists(dir / "backup/copy.dlq.db"));
+  // evm.db's copy holds the committed nonce.
+  auto nonce = run_program(
+      {"/usr/bin/sqlite3", (dir / "backup/copy.evm.db").string(), "SELECT nonce FROM txs"},
+      dir.path());
+  EXPECT_EQ(nonce.out, "41\n") << nonce.err;
+  EXPECT_EQ(run_program({"/usr/bin/sqlite3", (dir / "backup/copy.evm.db").string(),
+                         "PRAGMA integrity_check"},
+                        dir.path())
+                .out,
+            "ok\n");
+}
+
+TEST(Lifecycle, BackupWithoutAnEvmSinkCopiesTheTwoDatabases) {
+  TempDir dir("backup_no_evm");
+  dir.write("metronome.toml", config());
+  write_key(dir);
+  Daemon d(dir.path(), {"--config", "metronome.toml"});
+  d.start();
+  ASSERT_TRUE(d.wait_for_log("published", 10s)) << d.log();
+  auto b = run({"--config", "metronome.toml", "backup", "--out", "copy"}, dir.path());
+  EXPECT_EQ(d.stop(), 0);
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_EQ(b.out, "copy\ncopy.dlq.db\n");
+  EXPECT_FALSE(std::filesystem::exists(dir / "copy.evm.db"));
 }
 
 }  // namespace
