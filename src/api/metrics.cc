@@ -174,6 +174,57 @@ void Metrics::set_alarm_state(const std::string& alarm, AlarmStatus status) {
   gauge->Set(status == AlarmStatus::kAlarm ? 1 : 0);
 }
 
+void Metrics::set_evm_sinks(const std::vector<EvmSinkGauges>& sinks) {
+  std::lock_guard lock(late_mu_);
+  if (evm_staleness_family_ == nullptr) {
+    if (sinks.empty()) return;
+    evm_staleness_family_ =
+        &prometheus::BuildGauge()
+             .Name("metronome_evm_onchain_staleness_seconds")
+             .Help("Evm sinks: now minus the timestamp of the chain's last value for the feed.")
+             .Register(*registry_);
+    evm_pending_family_ = &prometheus::BuildGauge()
+                               .Name("metronome_evm_pending_tx_age_seconds")
+                               .Help("Evm sinks: age of the oldest unmined transaction (0: none).")
+                               .Register(*registry_);
+    evm_balance_family_ = &prometheus::BuildGauge()
+                               .Name("metronome_evm_sender_balance_eth")
+                               .Help("Evm sinks: the balance of the sink's sender, in ether.")
+                               .Register(*registry_);
+  }
+  // Sets, adds or removes one optional gauge of `feed`.
+  auto set = [](prometheus::Family<prometheus::Gauge>& family, prometheus::Gauge*& gauge,
+                const FeedId& feed, std::optional<double> value) {
+    if (!value) {
+      if (gauge != nullptr) family.Remove(gauge);
+      gauge = nullptr;
+      return;
+    }
+    if (gauge == nullptr) gauge = &family.Add({{"feed", feed.str()}});
+    gauge->Set(*value);
+  };
+  std::map<FeedId, EvmGauges> next;
+  for (const EvmSinkGauges& s : sinks) {
+    EvmGauges g{};
+    if (auto it = evm_gauges_.find(s.feed); it != evm_gauges_.end()) {
+      g = it->second;
+      evm_gauges_.erase(it);
+    }
+    std::optional<double> staleness;
+    if (s.onchain_staleness) staleness = seconds(*s.onchain_staleness);
+    set(*evm_staleness_family_, g.staleness, s.feed, staleness);
+    set(*evm_pending_family_, g.pending_age, s.feed, seconds(std::max(s.pending_tx_age, Nanos(0))));
+    set(*evm_balance_family_, g.balance, s.feed, s.sender_balance_eth);
+    next[s.feed] = g;
+  }
+  for (auto& [feed, g] : evm_gauges_) {  // sinks gone
+    set(*evm_staleness_family_, g.staleness, feed, std::nullopt);
+    set(*evm_pending_family_, g.pending_age, feed, std::nullopt);
+    set(*evm_balance_family_, g.balance, feed, std::nullopt);
+  }
+  evm_gauges_ = std::move(next);
+}
+
 void Metrics::on_clock_step() {
   clock_steps_.Increment();
 }

@@ -11,6 +11,13 @@
 //   metronome_clock_skew_seconds                        gauge, replicas: this clock minus the
 //                                                       database's, at the last renewal
 //   metronome_lease_renew_failures_total                counter, replicas: failed lease renewals
+//   metronome_evm_onchain_staleness_seconds{feed}       gauge, evm sinks: now minus the timestamp
+//                                                       of the chain's last value for the feed
+//                                                       (absent until the chain has one)
+//   metronome_evm_pending_tx_age_seconds{feed}          gauge, evm sinks: age of the oldest unmined
+//                                                       transaction since its first send; 0: none
+//   metronome_evm_sender_balance_eth{feed}              gauge, evm sinks: the sender's balance
+//                                                       (absent until read once)
 //   metronome_alarm_state{alarm}                        gauge, 0 OK / 1 ALARM
 //   metronome_clock_steps_total                         counter
 //   metronome_build_info{version}                       gauge, always 1
@@ -72,6 +79,14 @@ class AtomicHistogram {
   std::atomic<double> sum_{0};
 };
 
+// One evm sink's gauges (evm/evm_sink.h reads them from the sink's last status).
+struct EvmSinkGauges {
+  FeedId feed;
+  std::optional<Nanos> onchain_staleness;    // absent: the chain has no value for the feed (yet)
+  Nanos pending_tx_age{0};                   // 0: no unmined transaction
+  std::optional<double> sender_balance_eth;  // absent: not read yet
+};
+
 class Metrics {
  public:
   // The bucket upper bounds of both histograms, in seconds: 10 µs … 1 s.
@@ -98,6 +113,10 @@ class Metrics {
   // call. `failed`: the renewal failed (counted).
   void on_lease_renewal(bool failed, size_t leases_held, Nanos clock_skew);
   void on_clock_step();
+  // The gauges of every live evm sink; the families exist from the first call with a sink. The
+  // gauges of a feed missing from `sinks` (its sink removed by a reload) are removed, as is a
+  // gauge whose value is absent.
+  void set_evm_sinks(const std::vector<EvmSinkGauges>& sinks);
 
   // The Prometheus text exposition format, version 0.0.4.
   std::string serialize() const;
@@ -128,6 +147,15 @@ class Metrics {
   prometheus::Gauge* leases_held_ = nullptr;                   // guarded by late_mu_
   prometheus::Gauge* clock_skew_ = nullptr;                    // guarded by late_mu_
   prometheus::Counter* renew_failures_ = nullptr;              // guarded by late_mu_
+  struct EvmGauges {
+    prometheus::Gauge* staleness = nullptr;  // null while absent
+    prometheus::Gauge* pending_age = nullptr;
+    prometheus::Gauge* balance = nullptr;  // null while absent
+  };
+  prometheus::Family<prometheus::Gauge>* evm_staleness_family_ = nullptr;  // guarded by late_mu_
+  prometheus::Family<prometheus::Gauge>* evm_pending_family_ = nullptr;    // guarded by late_mu_
+  prometheus::Family<prometheus::Gauge>* evm_balance_family_ = nullptr;    // guarded by late_mu_
+  std::map<FeedId, EvmGauges> evm_gauges_;                                 // guarded by late_mu_
 };
 
 }  // namespace metronome

@@ -78,6 +78,40 @@ TEST(Metrics, LeaseMetricsAppearWithTheFirstRenewal) {
   EXPECT_EQ(samples["metronome_leases_held"], 0);
 }
 
+TEST(Metrics, EvmSinkGaugesFollowTheLiveSinks) {
+  using namespace std::chrono_literals;
+  Metrics m("1");
+  m.set_evm_sinks({});  // no evm sink: no evm families at all
+  EXPECT_THAT(m.serialize(), ::testing::Not(HasSubstr("metronome_evm_")));
+
+  m.set_evm_sinks({{FeedId("eth_usd"), Nanos(4500ms), Nanos(2s), 999.5},
+                   {FeedId("btc_usd"), std::nullopt, Nanos(0), std::nullopt}});
+  std::string text = m.serialize();
+  auto s = parse_samples(text);
+  EXPECT_DOUBLE_EQ(s["metronome_evm_onchain_staleness_seconds{feed=\"eth_usd\"}"], 4.5);
+  EXPECT_DOUBLE_EQ(s["metronome_evm_pending_tx_age_seconds{feed=\"eth_usd\"}"], 2);
+  EXPECT_DOUBLE_EQ(s["metronome_evm_sender_balance_eth{feed=\"eth_usd\"}"], 999.5);
+  // btc_usd: no chain value and no balance yet, no pending transaction.
+  EXPECT_EQ(s.count("metronome_evm_onchain_staleness_seconds{feed=\"btc_usd\"}"), 0u);
+  EXPECT_EQ(s.count("metronome_evm_sender_balance_eth{feed=\"btc_usd\"}"), 0u);
+  EXPECT_EQ(s.at("metronome_evm_pending_tx_age_seconds{feed=\"btc_usd\"}"), 0);
+  EXPECT_THAT(text, HasSubstr("# TYPE metronome_evm_onchain_staleness_seconds gauge"));
+
+  // The next reading replaces the values; btc_usd's sink is gone (a reload removed it).
+  m.set_evm_sinks({{FeedId("eth_usd"), Nanos(500ms), Nanos(0), 999.25}});
+  s = parse_samples(m.serialize());
+  EXPECT_DOUBLE_EQ(s["metronome_evm_onchain_staleness_seconds{feed=\"eth_usd\"}"], 0.5);
+  EXPECT_EQ(s.at("metronome_evm_pending_tx_age_seconds{feed=\"eth_usd\"}"), 0);
+  EXPECT_DOUBLE_EQ(s["metronome_evm_sender_balance_eth{feed=\"eth_usd\"}"], 999.25);
+  EXPECT_EQ(s.count("metronome_evm_pending_tx_age_seconds{feed=\"btc_usd\"}"), 0u);
+
+  // Every sink gone: no samples left.
+  m.set_evm_sinks({});
+  for (const auto& [name, value] : parse_samples(m.serialize())) {
+    EXPECT_FALSE(name.starts_with("metronome_evm_")) << name;
+  }
+}
+
 TEST(Metrics, HistogramBucketsCountAndSum) {
   Metrics m("1");
   m.set_feeds({FeedId("fast")});

@@ -217,7 +217,16 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
   parts->alarms = std::make_unique<AlarmManager>(
       *parts->store, clock, config.alarms,
       with_alarm_events(make_alarm_actions(config.alarms, clock), *parts->events));
-  parts->alarms->add_check([&clock] { return evm_alarm_decisions(clock); });  // evm sinks
+  // The evm sinks: their alarms, and their gauges refreshed at each evaluation (every 5 s) from
+  // the same cached statuses.
+  parts->alarms->add_check([&clock, metrics = parts->metrics.get()] {
+    std::vector<EvmSinkGauges> gauges;
+    for (const EvmSinkReading& r : evm_sink_readings(clock)) {
+      gauges.push_back({r.feed, r.onchain_staleness, r.pending_tx_age, r.sender_balance_eth});
+    }
+    metrics->set_evm_sinks(gauges);
+    return evm_alarm_decisions(clock);
+  });
   SchedulerOptions options;
   options.realtime = config.service.realtime;
   // Page faults on the slot path would undo the priority. MCL_ONFAULT locks pages once touched

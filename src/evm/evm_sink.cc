@@ -28,6 +28,29 @@ std::set<EvmSink*> live_sinks;  // guarded by live_mu: started and not destroyed
 
 }  // namespace
 
+EvmSinkReading evm_sink_reading(const FeedId& feed, const EvmFeedStatus& status, int64_t now_ms) {
+  EvmSinkReading r{feed, std::nullopt, Millis(0), std::nullopt};
+  // A chain timestamp ahead of this clock (within the contract's maxFutureMs) is fresh: 0.
+  if (status.has_value) {
+    r.onchain_staleness = Millis(std::max<int64_t>(0, now_ms - status.chain_timestamp_ms));
+  }
+  if (status.pending && status.pending->first_sent_ms > 0) {
+    r.pending_tx_age = Millis(std::max<int64_t>(0, now_ms - status.pending->first_sent_ms));
+  }
+  if (status.balance_known) r.sender_balance_eth = status.balance_eth;
+  return r;
+}
+
+std::vector<EvmSinkReading> evm_sink_readings(Clock& clock) {
+  const int64_t now_ms = to_unix_ms(std::chrono::time_point_cast<Millis>(clock.now()));
+  std::vector<EvmSinkReading> out;
+  std::lock_guard lock(live_mu);
+  for (EvmSink* sink : live_sinks) {
+    out.push_back(evm_sink_reading(sink->feed(), sink->cached_status(), now_ms));
+  }
+  return out;
+}
+
 std::vector<AlarmDecision> evm_alarm_decisions(Clock& clock) {
   const int64_t now_ms = to_unix_ms(std::chrono::time_point_cast<Millis>(clock.now()));
   std::vector<std::string> stale, low;
@@ -44,7 +67,7 @@ std::vector<AlarmDecision> evm_alarm_decisions(Clock& clock) {
                                       format_duration(c.stale_grace)));
         }
       }
-      if (!s.sender.empty() && !c.low_balance_eth.is_zero()) {
+      if (s.balance_known && !c.low_balance_eth.is_zero()) {
         Result<Decimal> threshold = Decimal::parse(c.low_balance_eth.to_string());
         if (threshold.ok() && s.balance_eth < std::stod(threshold->to_string())) {
           low.push_back(fmt::format("{} sender {} has {} ETH (threshold {})", sink->feed().str(),
@@ -227,8 +250,22 @@ EvmFeedStatus EvmSink::status() {
     s.error = obs.status().message();
   }
   Result<U256> bal = tx_->balance();
-  if (bal.ok()) s.balance_eth = u256_to_double(*bal) / 1e18;
+  if (bal.ok()) {
+    s.balance_known = true;
+    s.balance_eth = u256_to_double(*bal) / 1e18;
+  }
   std::lock_guard lock(status_mu_);
+  // The chain could not be read: its last value read stays, and ages (see EvmFeedStatus).
+  if (!s.known && status_.has_value) {
+    s.has_value = true;
+    s.chain_round = status_.chain_round;
+    s.chain_value = status_.chain_value;
+    s.chain_timestamp_ms = status_.chain_timestamp_ms;
+  }
+  if (!bal.ok() && status_.balance_known) {
+    s.balance_known = true;
+    s.balance_eth = status_.balance_eth;
+  }
   status_ = s;
   return s;
 }

@@ -38,14 +38,18 @@
 
 namespace metronome {
 
+// A sink's view of its feed on the chain. When a refresh cannot read the chain (RPC down), the
+// last value read stays (has_value, chain_*) with known = false and `error` set, so that its age
+// keeps growing (the onchain_stale alarm and the staleness gauge); likewise the last balance.
 struct EvmFeedStatus {
-  bool known = false;  // the chain answered
+  bool known = false;  // the chain answered this refresh
   bool has_value = false;
   uint64_t chain_round = 0;
   std::string chain_value;
   int64_t chain_timestamp_ms = 0;
   std::optional<TxRecord> pending;  // unmined transaction
   uint64_t next_nonce = 0;
+  bool balance_known = false;  // balance_eth was read (this refresh or an earlier one)
   double balance_eth = 0;
   std::string sender;
   std::string rpc_url;
@@ -60,6 +64,18 @@ struct EvmPolicyDecision {
 EvmPolicyDecision evm_policy(const EvmSinkConfig& config, int64_t slot_ms, const Decimal& value,
                              bool chain_has_value, int64_t chain_timestamp_ms,
                              const Decimal& chain_value);
+
+// What the metrics show of one evm sink (api/metrics.h EvmSinkGauges), from its status at
+// `now_ms` (unix ms).
+struct EvmSinkReading {
+  FeedId feed;
+  std::optional<Millis> onchain_staleness;   // absent: the chain has no value for the feed (yet)
+  Millis pending_tx_age{0};                  // since the first send of its nonce; 0: none pending
+  std::optional<double> sender_balance_eth;  // absent: never read
+};
+EvmSinkReading evm_sink_reading(const FeedId& feed, const EvmFeedStatus& status, int64_t now_ms);
+// The readings of every live evm sink of this process, from their last status (no I/O).
+std::vector<EvmSinkReading> evm_sink_readings(Clock& clock);
 
 // The alarms of every live evm sink of this process, from their last status (refreshed every
 // 2 s): `onchain_stale` (a feed's chain value older than heartbeat + stale_grace) and

@@ -126,5 +126,30 @@ TEST(EvmPolicyTest, DeviationHeartbeatFirstAndSuperseded) {
   EXPECT_EQ(evm_policy(config, 2000, D("0"), true, 1000, D("0")).decision, "skip");
 }
 
+TEST(EvmSinkReadingTest, StalenessPendingAgeAndBalanceFromTheStatus) {
+  const int64_t now_ms = 1'800'000'010'000;
+  EvmFeedStatus s;  // never read: nothing but "no pending transaction"
+  EvmSinkReading r = evm_sink_reading(FeedId("eth_usd"), s, now_ms);
+  EXPECT_EQ(r.feed, FeedId("eth_usd"));
+  EXPECT_FALSE(r.onchain_staleness.has_value());
+  EXPECT_EQ(r.pending_tx_age, Millis(0));
+  EXPECT_FALSE(r.sender_balance_eth.has_value());
+
+  s.has_value = true;
+  s.chain_timestamp_ms = now_ms - 4500;
+  s.pending = TxRecord{};
+  s.pending->first_sent_ms = now_ms - 1200;
+  s.balance_known = true;
+  s.balance_eth = 999.5;
+  r = evm_sink_reading(FeedId("eth_usd"), s, now_ms);
+  EXPECT_EQ(r.onchain_staleness, Millis(4500));
+  EXPECT_EQ(r.pending_tx_age, Millis(1200));
+  EXPECT_EQ(r.sender_balance_eth, 999.5);
+
+  // A chain value stamped ahead of this clock is fresh, not negative.
+  s.chain_timestamp_ms = now_ms + 300;
+  EXPECT_EQ(evm_sink_reading(FeedId("eth_usd"), s, now_ms).onchain_staleness, Millis(0));
+}
+
 }  // namespace
 }  // namespace metronome

@@ -17,6 +17,7 @@
 
 #include <map>
 #include <regex>
+#include <sstream>
 
 #include "support/harness.h"
 
@@ -122,7 +123,13 @@ uint64_t q(const nlohmann::json& v) {
   return std::stoull(v.get<std::string>(), nullptr, 16);
 }
 
-std::string config_text(const std::string& urls, const std::string& contract) {
+// `tuning`: the sink's heartbeat, fee cap and alarm settings.
+constexpr const char* kDefaultTuning = R"(heartbeat = "3s"
+max_fee_gwei = "50"
+low_balance_eth = "5000")";
+
+std::string config_text(const std::string& urls, const std::string& contract,
+                        const std::string& tuning = kDefaultTuning) {
   return fmt::format(R"(
 [service]
 listen = "127.0.0.1:0"
@@ -146,15 +153,51 @@ rpc_urls = [{1}]
 contract = "{2}"
 sender_secret = "sender_key"
 deviation_pct = "0.5"
-heartbeat = "3s"
-max_fee_gwei = "50"
 bump_pct = 15
 bump_after_blocks = 3
 confirmations = 1
 rpc_timeout = "500ms"
-low_balance_eth = "5000"
+{3}
 )",
-                     kChainId, urls, contract);
+                     kChainId, urls, contract, tuning);
+}
+
+// The API port, from the daemon's "API listening on 127.0.0.1:PORT" line.
+int api_port(const Daemon& daemon) {
+  std::smatch m;
+  const std::string log = daemon.log();
+  if (!std::regex_search(log, m, std::regex(R"(API listening on [0-9.]+:(\d+))"))) return 0;
+  return std::stoi(m[1]);
+}
+
+// GET /metrics: "name{labels}" -> value (comments skipped).
+std::map<std::string, double> scrape(int port) {
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(5, 0);
+  auto r = c.Get("/metrics");
+  std::map<std::string, double> out;
+  if (!r || r->status != 200) return out;
+  std::istringstream in(r->body);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    const auto space = line.rfind(' ');
+    out[line.substr(0, space)] = std::stod(line.substr(space + 1));
+  }
+  return out;
+}
+
+constexpr const char* kStaleness = R"(metronome_evm_onchain_staleness_seconds{feed="eth_usd"})";
+constexpr const char* kPendingAge = R"(metronome_evm_pending_tx_age_seconds{feed="eth_usd"})";
+constexpr const char* kBalance = R"(metronome_evm_sender_balance_eth{feed="eth_usd"})";
+
+void write_keys(const TempDir& dir) {
+  dir.write("feed_key", std::string(kFeedKey) + "\n");
+  dir.write("sender_key", std::string(kSenderKey) + "\n");
+  for (const char* f : {"feed_key", "sender_key"}) {
+    std::filesystem::permissions(
+        dir / f, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  }
 }
 
 struct DecisionRow {
@@ -215,6 +258,24 @@ TEST(EvmIntegrationTest, DeployPublishFailoverKillAndRestart) {
   sleep_ms(14000);
   // The sender has 1000 ETH, under the 5000 threshold: the low_balance alarm fired.
   EXPECT_TRUE(daemon.wait_for_log("alarm low_balance: OK -> ALARM", 5s)) << daemon.log();
+  {
+    // The evm gauges (refreshed at each alarm evaluation, every 5 s): the chain's value is
+    // younger than the heartbeat plus a few blocks, a transaction is unmined for a few blocks at
+    // most, the sender holds what ganache gave it minus the gas spent.
+    const int port = api_port(daemon);
+    ASSERT_GT(port, 0) << daemon.log();
+    auto metrics = scrape(port);
+    ASSERT_TRUE(metrics.contains(kStaleness))
+        << "no staleness gauge; " << metrics.size() << " samples";
+    EXPECT_GE(metrics[kStaleness], 0);
+    EXPECT_LT(metrics[kStaleness], 15);
+    ASSERT_TRUE(metrics.contains(kPendingAge));
+    EXPECT_GE(metrics[kPendingAge], 0);
+    EXPECT_LT(metrics[kPendingAge], 15);
+    ASSERT_TRUE(metrics.contains(kBalance));
+    EXPECT_GT(metrics[kBalance], 900);
+    EXPECT_LT(metrics[kBalance], 1000);  // gas was paid
+  }
 
   // Phase 2: kill -9 while a transaction is in flight, restart.
   bool killed_in_flight = false;
@@ -352,6 +413,62 @@ TEST(EvmIntegrationTest, DeployPublishFailoverKillAndRestart) {
   EXPECT_EQ(st.at("onchain_round").get<int64_t>(), last_round);
   EXPECT_GT(st.at("balance_eth").get<double>(), 900.0);
   (void)kSenderAddress;
+
+  // The backup copies evm.db (the nonces) beside the two store files, consistent.
+  CommandResult backup =
+      run({"--config", "metronome.toml", "backup", "--out", "backup/copy.db"}, dir.path());
+  ASSERT_EQ(backup.exit_code, 0) << backup.err;
+  EXPECT_EQ(decisions(dir / "backup/copy.evm.db").size(), decisions(dir / "var/evm.db").size());
+}
+
+// onchain_stale: ganache stops mining (miner_stop), so the submitted values stay unmined and the
+// chain's value ages past heartbeat (1 s) + stale_grace (5 s): ALARM, the staleness and pending
+// age gauges growing; mining resumes (miner_start): the pending value is mined, OK again.
+TEST(EvmIntegrationTest, OnchainStaleAlarmWhenMiningStopsAndOkWhenItResumes) {
+  ASSERT_TRUE(std::filesystem::exists(source_dir() + "/node_modules/ganache/package.json"))
+      << "ganache is not installed; run scripts/setup.sh --test";
+  TempDir dir("evm_stale");
+  write_keys(dir);
+  Ganache ganache(free_port());
+  ganache.start();
+  const std::string urls = fmt::format(R"("{}")", ganache.url());
+  // A high fee cap: values replace the unmined transaction every slot while mining is stopped.
+  const std::string tuning = R"(heartbeat = "1s"
+stale_grace = "5s"
+max_fee_gwei = "1000")";
+  dir.write("metronome.toml", config_text(urls, "", tuning));
+  CommandResult deploy = run({"--config", "metronome.toml", "evm", "deploy"}, dir.path(), 60s);
+  ASSERT_EQ(deploy.exit_code, 0) << deploy.out << deploy.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(deploy.out, m, std::regex("contract (0x[0-9a-fA-F]{40})")))
+      << deploy.out;
+  dir.write("metronome.toml", config_text(urls, m[1], tuning));
+
+  Daemon daemon(dir.path(), {"--config", "metronome.toml"});
+  daemon.start();
+  ASSERT_TRUE(daemon.wait_for_log("evm sink ready", 30s)) << daemon.log();
+  const int port = api_port(daemon);
+  ASSERT_GT(port, 0) << daemon.log();
+  // The chain has the feed's value (the gauge appears with the first evaluation that sees it).
+  bool fresh = false;
+  for (int i = 0; i < 200 && !fresh; ++i) {
+    auto metrics = scrape(port);
+    fresh = metrics.contains(kStaleness) && metrics[kStaleness] < 6;
+    if (!fresh) sleep_ms(100);
+  }
+  ASSERT_TRUE(fresh) << daemon.log();
+  EXPECT_EQ(daemon.log().find("alarm onchain_stale: OK -> ALARM"), std::string::npos);
+
+  ASSERT_EQ(ganache.rpc("miner_stop", nlohmann::json::array()), true);
+  ASSERT_TRUE(daemon.wait_for_log("alarm onchain_stale: OK -> ALARM", 20s)) << daemon.log();
+  auto stale = scrape(port);
+  EXPECT_GT(stale[kStaleness], 6);  // the evaluation that raised the alarm set the gauges
+  EXPECT_GT(stale[kPendingAge], 0);
+
+  ASSERT_EQ(ganache.rpc("miner_start", nlohmann::json::array()), true);
+  ASSERT_TRUE(daemon.wait_for_log("alarm onchain_stale: ALARM -> OK", 15s)) << daemon.log();
+  EXPECT_LT(scrape(port)[kStaleness], 6);
+  EXPECT_EQ(daemon.stop(), 0) << daemon.log();
 }
 
 }  // namespace
