@@ -78,7 +78,11 @@ class PostgresStore final : public Store {
   Status set_execution_state(const ExecutionId& id, ExecutionState state,
                              std::optional<WallTime> finished_at) override;
 
+  // Group commit: concurrent calls are written together, one statement (one round trip) for all
+  // the calls queued while the previous group was written. Each caller gets its own answer.
   Result<std::vector<bool>> commit_slots(std::span<const SlotCommit> commits) override;
+  // How many commit statements commit_slots() has sent (for tests and benchmarks).
+  int64_t commit_statements() const;
   Result<std::vector<ValueRecord>> list_values(const ValueQuery& query) override;
   Result<std::optional<ValueRecord>> get_value(const FeedId& feed, SlotTime slot) override;
   Result<std::optional<ValueRecord>> latest_value(const FeedId& feed) override;

@@ -275,6 +275,61 @@ TEST_F(PostgresStoreTest, OneBatchWithTheSameSlotTwiceKeepsTheFirstValue) {
   EXPECT_EQ(count("SELECT count(*) FROM slots WHERE outcome = 'published'"), 1);
 }
 
+// Group commit: while one commit waits on the database (here: a lock held by another session),
+// the commits that arrive meanwhile are written together in the next statement, each caller
+// getting its own answers; a commit repeated within the group keeps the first value.
+TEST_F(PostgresStoreTest, CommitsArrivingDuringACommitAreWrittenInOneStatement) {
+  ASSERT_TRUE(PostgresStore::migrate(options_).ok());
+  auto store = open(options_);
+  ASSERT_NE(store, nullptr);
+  pqxx::connection blocker(options_.url);
+  pqxx::work lock(blocker);
+  lock.exec("LOCK TABLE \"values\" IN EXCLUSIVE MODE");
+
+  const int64_t before = store->commit_statements();
+  std::thread leader([&] {
+    auto r = store->commit_slots(std::vector{published(record_at(kSlot, "0"))});
+    EXPECT_TRUE(r.ok() && *r == std::vector<bool>{true}) << r.status().ToString();
+  });
+  // The leader's statement is waiting for the lock.
+  for (int i = 0; i < 500 && count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                                   "'Lock' AND datname = current_database()") == 0;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  constexpr int kFollowers = 16;
+  std::latch queued(kFollowers);
+  std::vector<std::thread> followers;
+  std::vector<std::vector<bool>> answers(kFollowers);
+  for (int i = 0; i < kFollowers; ++i) {
+    followers.emplace_back([&, i] {
+      // Followers 0 and 1 commit the same slot: the first keeps its value.
+      const SlotTime slot = kSlot + Millis(2000) * (i <= 1 ? 1 : i);
+      std::vector<SlotCommit> batch{published(record_at(slot, std::to_string(100 + i)))};
+      queued.count_down();
+      auto r = store->commit_slots(batch);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      answers[i] = *r;
+    });
+  }
+  queued.wait();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // into the queue
+  lock.commit();
+  leader.join();
+  for (auto& t : followers) t.join();
+
+  // One statement for the leader, one for the group (two if a follower was late to queue).
+  EXPECT_LE(store->commit_statements() - before, 3);
+  EXPECT_EQ(count("SELECT count(*) FROM \"values\""), kFollowers);  // the leader's + 15 slots
+  int inserted = 0;
+  for (const auto& a : answers) {
+    ASSERT_EQ(a.size(), 1u);
+    inserted += a[0] ? 1 : 0;
+  }
+  EXPECT_EQ(inserted, kFollowers - 1);  // 0 and 1 share a slot: one of them inserted it
+  EXPECT_NE(answers[0][0], answers[1][0]);
+}
+
 TEST_F(OwnServerTest, SurvivesAServerRestartWithOneFailedCallAtMost) {
   ASSERT_TRUE(PostgresStore::migrate(options_).ok());
   auto store = open(options_);
