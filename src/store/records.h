@@ -48,7 +48,8 @@ enum class SlotOutcome {
   kPublished,  // a value is stored for the slot
   kFailed,     // retries did not succeed by the slot's deadline; see error and the DLQ
   kMissed,     // the slot's time passed while the daemon was not running
-  kSkipped,    // the feed's previous slot was still running at the slot's time
+  kSkipped,    // the feed's previous slot was still being observed at the slot's time, or 4
+               // earlier slots were still waiting for the store (ADR 0010)
 };
 std::string_view to_string(SlotOutcome o);
 Result<SlotOutcome> parse_slot_outcome(std::string_view text);
