@@ -447,6 +447,8 @@ max_fee_gwei = "1000")";
   Daemon daemon(dir.path(), {"--config", "metronome.toml"});
   daemon.start();
   ASSERT_TRUE(daemon.wait_for_log("evm sink ready", 30s)) << daemon.log();
+  // The sink is ready while the daemon is created, before the API listens.
+  ASSERT_TRUE(daemon.wait_for_log("API listening", 10s)) << daemon.log();
   const int port = api_port(daemon);
   ASSERT_GT(port, 0) << daemon.log();
   // The chain has the feed's value (the gauge appears with the first evaluation that sees it).
