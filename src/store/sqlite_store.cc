@@ -408,6 +408,11 @@ Status to_status(const std::filesystem::path& path, const std::exception& e) {
   return Status::Internal(std::move(message));
 }
 
+// The group commit's per-operation savepoint statements (keys of the statement cache).
+constexpr const char* kSavepoint = "SAVEPOINT op";
+constexpr const char* kRollbackTo = "ROLLBACK TO op";
+constexpr const char* kRelease = "RELEASE op";
+
 // One SQLite connection with its cached prepared statements.
 //
 // Group commit (write()): with synchronous=FULL every transaction waits for an fsync (≈ 4 ms on
@@ -513,14 +518,16 @@ class Connection {
     Status committed = run([&]() -> Status {
       SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
       for (size_t i = 0; i < group.size(); ++i) {
-        db_->exec("SAVEPOINT op");
+        // Prepared once (statement() caches them): parsing three statements per record was a
+        // visible share of the CPU at a 10,000-feed boundary.
+        statement(kSavepoint)->exec();
         try {
           results[i] = (*group[i]->op)();
         } catch (const std::exception& e) {
           results[i] = to_status(path_, e);
         }
-        if (!results[i].ok()) db_->exec("ROLLBACK TO op");
-        db_->exec("RELEASE op");
+        if (!results[i].ok()) statement(kRollbackTo)->exec();
+        statement(kRelease)->exec();
       }
       txn.commit();
       return Status::Ok();
