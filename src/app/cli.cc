@@ -1,6 +1,5 @@
 #include "app/cli.h"
 
-#include <curl/curl.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
@@ -454,7 +453,6 @@ int cmd_config_check(const Common& common) {
 }  // namespace
 
 int run_cli(int argc, char** argv) {
-  curl_global_init(CURL_GLOBAL_DEFAULT);
   CLI::App app{"metronome: publishes a signed value for every slot, on the beat, exactly once",
                "metronome"};
   app.set_version_flag("--version", std::string("metronome ") + METRONOME_VERSION);

@@ -1,11 +1,12 @@
 #include "aws/aws_json_client.h"
 
-#include <curl/curl.h>
 #include <fmt/format.h>
 #include <string.h>
 
 #include <algorithm>
 #include <memory>
+
+#include "common/libcurl.h"
 
 namespace metronome {
 namespace {
@@ -52,12 +53,12 @@ Result<AwsResponse> AwsJsonClient::call(std::string_view operation, const nlohma
   const std::string body = request.dump();
   const std::string sigv4 = fmt::format("aws:amz:{}:{}", config_.region, config_.service);
 
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), &curl_easy_cleanup);
-  if (!curl) return Status::Internal("curl_easy_init failed");
-  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers(nullptr,
-                                                                      &curl_slist_free_all);
+  METRONOME_RETURN_IF_ERROR(curl::load());
+  std::unique_ptr<CURL, curl::EasyDeleter> easy(curl::lib().easy_init());
+  if (!easy) return Status::Internal("curl_easy_init failed");
+  std::unique_ptr<curl_slist, curl::SlistDeleter> headers(nullptr);
   auto add_header = [&](const std::string& h) {
-    headers.reset(curl_slist_append(headers.release(), h.c_str()));
+    headers.reset(curl::lib().slist_append(headers.release(), h.c_str()));
   };
   add_header("Content-Type: " + config_.content_type);
   add_header(fmt::format("X-Amz-Target: {}.{}", config_.target_prefix, operation));
@@ -69,31 +70,32 @@ Result<AwsResponse> AwsJsonClient::call(std::string_view operation, const nlohma
 
   std::string response_body;
   char error_buffer[CURL_ERROR_SIZE] = {0};
-  CURL* h = curl.get();
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(h, CURLOPT_POST, 1L);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());  // not copied: `body` outlives `h`
-  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(h, CURLOPT_USERAGENT, "metronome");
-  curl_easy_setopt(h, CURLOPT_AWS_SIGV4, sigv4.c_str());
-  curl_easy_setopt(h, CURLOPT_USERNAME, credentials.access_key_id.c_str());
-  curl_easy_setopt(h, CURLOPT_PASSWORD, credentials.secret_access_key.c_str());
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<int64_t>(timeout.count(), 1)));
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);  // no SIGALRM in a threaded daemon
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &append_body);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &response_body);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
+  CURL* h = easy.get();
+  curl::lib().easy_setopt(h, CURLOPT_URL, url.c_str());
+  curl::lib().easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl::lib().easy_setopt(h, CURLOPT_POST, 1L);
+  curl::lib().easy_setopt(h, CURLOPT_POSTFIELDS, body.data());  // not copied: `body` outlives `h`
+  curl::lib().easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  curl::lib().easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
+  curl::lib().easy_setopt(h, CURLOPT_USERAGENT, "metronome");
+  curl::lib().easy_setopt(h, CURLOPT_AWS_SIGV4, sigv4.c_str());
+  curl::lib().easy_setopt(h, CURLOPT_USERNAME, credentials.access_key_id.c_str());
+  curl::lib().easy_setopt(h, CURLOPT_PASSWORD, credentials.secret_access_key.c_str());
+  curl::lib().easy_setopt(h, CURLOPT_TIMEOUT_MS,
+                          static_cast<long>(std::max<int64_t>(timeout.count(), 1)));
+  curl::lib().easy_setopt(h, CURLOPT_NOSIGNAL, 1L);  // no SIGALRM in a threaded daemon
+  curl::lib().easy_setopt(h, CURLOPT_WRITEFUNCTION, &append_body);
+  curl::lib().easy_setopt(h, CURLOPT_WRITEDATA, &response_body);
+  curl::lib().easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
 
-  CURLcode rc = curl_easy_perform(h);
+  CURLcode rc = curl::lib().easy_perform(h);
   if (rc != CURLE_OK) {
     return Status::Unavailable(
         fmt::format("{} {} at {}: {}", config_.service, operation, endpoint_,
-                    error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(rc)));
+                    error_buffer[0] != '\0' ? error_buffer : curl::lib().easy_strerror(rc)));
   }
   AwsResponse response;
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &response.http_status);
+  curl::lib().easy_getinfo(h, CURLINFO_RESPONSE_CODE, &response.http_status);
   response.body = nlohmann::json::parse(response_body, nullptr, /*allow_exceptions=*/false);
   if (response.body.is_discarded()) response.body = nullptr;
   if (!response.ok()) {

@@ -1,6 +1,5 @@
 #include "dlq/alarm_actions.h"
 
-#include <curl/curl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -8,6 +7,7 @@
 #include <memory>
 #include <utility>
 
+#include "common/libcurl.h"
 #include "dlq/alarms.h"
 #include "process/child.h"
 
@@ -17,20 +17,21 @@ namespace {
 
 // Drops the user info and the query, which may carry credentials.
 std::string url_for_messages(const std::string& url) {
-  CURLU* parsed = curl_url();
+  if (!curl::load().ok()) return "(webhook URL)";
+  CURLU* parsed = curl::lib().url();
   if (parsed == nullptr) return "(webhook URL)";
   std::string shown = "(unparsable webhook URL)";
-  if (curl_url_set(parsed, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK) {
-    curl_url_set(parsed, CURLUPART_USER, nullptr, 0);
-    curl_url_set(parsed, CURLUPART_PASSWORD, nullptr, 0);
-    curl_url_set(parsed, CURLUPART_QUERY, nullptr, 0);
+  if (curl::lib().url_set(parsed, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK) {
+    curl::lib().url_set(parsed, CURLUPART_USER, nullptr, 0);
+    curl::lib().url_set(parsed, CURLUPART_PASSWORD, nullptr, 0);
+    curl::lib().url_set(parsed, CURLUPART_QUERY, nullptr, 0);
     char* text = nullptr;
-    if (curl_url_get(parsed, CURLUPART_URL, &text, 0) == CURLUE_OK) {
+    if (curl::lib().url_get(parsed, CURLUPART_URL, &text, 0) == CURLUE_OK) {
       shown = text;
-      curl_free(text);
+      curl::lib().free(text);
     }
   }
-  curl_url_cleanup(parsed);
+  curl::lib().url_cleanup(parsed);
   return shown;
 }
 
@@ -109,24 +110,25 @@ Millis webhook_backoff(int retry) {
 Status post_webhook_action(const std::string& url, std::string_view body, Millis timeout,
                            int retries, Clock& clock) {
   const std::string shown = url_for_messages(url);
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), &curl_easy_cleanup);
-  if (!curl) return Status::Internal(fmt::format("webhook {}: curl_easy_init failed", shown));
-  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers(
-      curl_slist_append(nullptr, "Content-Type: application/json"), &curl_slist_free_all);
+  METRONOME_RETURN_IF_ERROR(curl::load());
+  std::unique_ptr<CURL, curl::EasyDeleter> easy(curl::lib().easy_init());
+  if (!easy) return Status::Internal(fmt::format("webhook {}: curl_easy_init failed", shown));
+  std::unique_ptr<curl_slist, curl::SlistDeleter> headers(
+      curl::lib().slist_append(nullptr, "Content-Type: application/json"));
   char error_buffer[CURL_ERROR_SIZE] = {};
 
-  CURL* h = curl.get();
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(h, CURLOPT_POST, 1L);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());  // not copied: `body` outlives `h`
-  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(h, CURLOPT_USERAGENT, "metronome");
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);  // no SIGALRM in a threaded daemon
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &discard_body);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
+  CURL* h = easy.get();
+  curl::lib().easy_setopt(h, CURLOPT_URL, url.c_str());
+  curl::lib().easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl::lib().easy_setopt(h, CURLOPT_POST, 1L);
+  curl::lib().easy_setopt(h, CURLOPT_POSTFIELDS, body.data());  // not copied: `body` outlives `h`
+  curl::lib().easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  curl::lib().easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
+  curl::lib().easy_setopt(h, CURLOPT_USERAGENT, "metronome");
+  curl::lib().easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+  curl::lib().easy_setopt(h, CURLOPT_NOSIGNAL, 1L);  // no SIGALRM in a threaded daemon
+  curl::lib().easy_setopt(h, CURLOPT_WRITEFUNCTION, &discard_body);
+  curl::lib().easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
 
   std::string last_error;
   const int attempts = 1 + std::max(0, retries);
@@ -135,13 +137,13 @@ Status post_webhook_action(const std::string& url, std::string_view body, Millis
     if (attempt > 0) clock.sleep_for(webhook_backoff(attempt), std::stop_token());
     ++attempt;
     error_buffer[0] = '\0';
-    CURLcode rc = curl_easy_perform(h);
+    CURLcode rc = curl::lib().easy_perform(h);
     bool retryable = true;
     if (rc != CURLE_OK) {
-      last_error = error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(rc);
+      last_error = error_buffer[0] != '\0' ? error_buffer : curl::lib().easy_strerror(rc);
     } else {
       long code = 0;
-      curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+      curl::lib().easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
       if (code >= 200 && code < 300) return Status::Ok();
       last_error = fmt::format("HTTP {}", code);
       retryable = code >= 500 || code == 408 || code == 429;

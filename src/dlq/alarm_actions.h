@@ -29,7 +29,7 @@ Status run_command_action(const std::vector<std::string>& argv, std::string_view
 // exponential backoff (250 ms, 500 ms, ... at most 5 s, slept on the Clock) after a transport
 // error, HTTP 408, 429 or 5xx. 2xx is success; any other status is not retried.
 // Errors name the URL without its user info and query (they may hold credentials).
-// REQUIRES: curl_global_init() was called at process start (app/, or the test's environment).
+// libcurl is loaded on first use (common/libcurl.h); a webhook reports it when it cannot be.
 Status post_webhook_action(const std::string& url, std::string_view body, Millis timeout,
                            int retries, Clock& clock);
 

@@ -1,6 +1,5 @@
 #include "dlq/alarm_actions.h"
 
-#include <curl/curl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 // Debian's libcpp-httplib.so is built with these (see its cpp-httplib.pc); the header must be
@@ -21,6 +20,7 @@
 #include <sstream>
 
 #include "clock/system_clock.h"
+#include "common/libcurl.h"
 #include "dlq/alarms.h"
 #include "dlq/dlq_test_support.h"
 #include "testing/manual_clock.h"
@@ -33,11 +33,10 @@ using dlq_testing::TempDir;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// libcurl's global state is set up once per process, as app/ does at start-up.
+// libcurl is loaded (and its global state set up) once per process, as on first use in the daemon.
 class CurlEnvironment : public ::testing::Environment {
  public:
-  void SetUp() override { ASSERT_EQ(curl_global_init(CURL_GLOBAL_DEFAULT), CURLE_OK); }
-  void TearDown() override { curl_global_cleanup(); }
+  void SetUp() override { ASSERT_TRUE(curl::load().ok()) << curl::load().ToString(); }
 };
 [[maybe_unused]] ::testing::Environment* const kCurlEnvironment =
     ::testing::AddGlobalTestEnvironment(new CurlEnvironment);

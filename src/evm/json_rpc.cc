@@ -1,6 +1,5 @@
 #include "evm/json_rpc.h"
 
-#include <curl/curl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
@@ -8,6 +7,7 @@
 #include <algorithm>
 #include <memory>
 
+#include "common/libcurl.h"
 #include "evm/eth_tx.h"
 
 namespace metronome {
@@ -29,34 +29,35 @@ JsonRpcClient::JsonRpcClient(JsonRpcOptions options) : options_(std::move(option
 }
 
 Result<nlohmann::json> JsonRpcClient::post(const std::string& url, const std::string& body) const {
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), &curl_easy_cleanup);
-  if (!curl) return Status::Internal("curl_easy_init failed");
-  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers(
-      curl_slist_append(nullptr, "Content-Type: application/json"), &curl_slist_free_all);
+  METRONOME_RETURN_IF_ERROR(curl::load());
+  std::unique_ptr<CURL, curl::EasyDeleter> easy(curl::lib().easy_init());
+  if (!easy) return Status::Internal("curl_easy_init failed");
+  std::unique_ptr<curl_slist, curl::SlistDeleter> headers(
+      curl::lib().slist_append(nullptr, "Content-Type: application/json"));
   std::string response;
   char error_buffer[CURL_ERROR_SIZE] = {0};
-  CURL* h = curl.get();
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(h, CURLOPT_POST, 1L);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
-  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(h, CURLOPT_USERAGENT, "metronome");
+  CURL* h = easy.get();
+  curl::lib().easy_setopt(h, CURLOPT_URL, url.c_str());
+  curl::lib().easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl::lib().easy_setopt(h, CURLOPT_POST, 1L);
+  curl::lib().easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
+  curl::lib().easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  curl::lib().easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
+  curl::lib().easy_setopt(h, CURLOPT_USERAGENT, "metronome");
   const long timeout_ms = static_cast<long>(std::max<int64_t>(options_.timeout.count(), 1));
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &append_body);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &response);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
-  CURLcode rc = curl_easy_perform(h);
+  curl::lib().easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+  curl::lib().easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+  curl::lib().easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl::lib().easy_setopt(h, CURLOPT_WRITEFUNCTION, &append_body);
+  curl::lib().easy_setopt(h, CURLOPT_WRITEDATA, &response);
+  curl::lib().easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
+  CURLcode rc = curl::lib().easy_perform(h);
   if (rc != CURLE_OK) {
     return Status::Unavailable(
-        fmt::format("{}: {}", url, error_buffer[0] ? error_buffer : curl_easy_strerror(rc)));
+        fmt::format("{}: {}", url, error_buffer[0] ? error_buffer : curl::lib().easy_strerror(rc)));
   }
   long http_status = 0;
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &http_status);
+  curl::lib().easy_getinfo(h, CURLINFO_RESPONSE_CODE, &http_status);
   if (http_status >= 500 || http_status == 429) {
     return Status::Unavailable(fmt::format("{}: HTTP {}", url, http_status));
   }

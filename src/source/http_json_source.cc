@@ -96,20 +96,21 @@ std::string_view type_of(const json& j) {
 
 // Drops the user info and the query, which may carry credentials.
 std::string url_for_messages(const std::string& url) {
-  CURLU* parsed = curl_url();
+  if (!curl::load().ok()) return "(URL)";
+  CURLU* parsed = curl::lib().url();
   if (parsed == nullptr) return "(URL)";
   std::string shown = "(unparsable URL)";
-  if (curl_url_set(parsed, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK) {
-    curl_url_set(parsed, CURLUPART_USER, nullptr, 0);
-    curl_url_set(parsed, CURLUPART_PASSWORD, nullptr, 0);
-    curl_url_set(parsed, CURLUPART_QUERY, nullptr, 0);
+  if (curl::lib().url_set(parsed, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK) {
+    curl::lib().url_set(parsed, CURLUPART_USER, nullptr, 0);
+    curl::lib().url_set(parsed, CURLUPART_PASSWORD, nullptr, 0);
+    curl::lib().url_set(parsed, CURLUPART_QUERY, nullptr, 0);
     char* text = nullptr;
-    if (curl_url_get(parsed, CURLUPART_URL, &text, 0) == CURLUE_OK) {
+    if (curl::lib().url_get(parsed, CURLUPART_URL, &text, 0) == CURLUE_OK) {
       shown = text;
-      curl_free(text);
+      curl::lib().free(text);
     }
   }
-  curl_url_cleanup(parsed);
+  curl::lib().url_cleanup(parsed);
   return shown;
 }
 
@@ -211,7 +212,7 @@ HttpJsonSource::HttpJsonSource(HttpJsonSourceConfig config, int decimals,
       clock_(clock),
       headers_(std::move(headers)),
       shown_url_(url_for_messages(config_.url)),
-      handle_(curl_easy_init(), &curl_easy_cleanup) {}
+      handle_(curl::load().ok() ? curl::lib().easy_init() : nullptr) {}
 
 Status HttpJsonSource::header_lines(std::vector<std::string>& out) const {
   bool accept = false;
@@ -248,12 +249,12 @@ Result<SourceValue> HttpJsonSource::observe(const ObserveContext& ctx) {
   const long budget_ms =
       static_cast<long>(std::max<int64_t>(1, std::chrono::ceil<Millis>(budget).count()));
 
+  METRONOME_RETURN_IF_ERROR(curl::load());
   std::vector<std::string> lines;
   METRONOME_RETURN_IF_ERROR(header_lines(lines));
-  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers(nullptr,
-                                                                      &curl_slist_free_all);
+  std::unique_ptr<curl_slist, curl::SlistDeleter> headers(nullptr);
   for (const std::string& line : lines) {
-    curl_slist* next = curl_slist_append(headers.get(), line.c_str());
+    curl_slist* next = curl::lib().slist_append(headers.get(), line.c_str());
     if (next == nullptr) return Status::Internal("curl_slist_append failed");
     headers.release();
     headers.reset(next);
@@ -262,35 +263,36 @@ Result<SourceValue> HttpJsonSource::observe(const ObserveContext& ctx) {
   std::lock_guard lock(mu_);
   CURL* h = handle_.get();
   if (h == nullptr) return Status::Internal("curl_easy_init failed");
-  curl_easy_reset(h);  // keeps the connection cache: the next request reuses the connection
+  curl::lib().easy_reset(h);  // keeps the connection cache: the next request reuses the connection
   BodySink sink;
   char error_buffer[CURL_ERROR_SIZE] = {};
-  curl_easy_setopt(h, CURLOPT_URL, config_.url.c_str());
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(h, CURLOPT_MAXREDIRS, kMaxRedirects);
-  curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-  curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);  // no SIGALRM in a threaded daemon
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, budget_ms);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, budget_ms);
-  curl_easy_setopt(h, CURLOPT_USERAGENT, "metronome");
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(kMaxBodyBytes));
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &write_body);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
+  curl::lib().easy_setopt(h, CURLOPT_URL, config_.url.c_str());
+  curl::lib().easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl::lib().easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl::lib().easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+  curl::lib().easy_setopt(h, CURLOPT_MAXREDIRS, kMaxRedirects);
+  curl::lib().easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl::lib().easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+  curl::lib().easy_setopt(h, CURLOPT_NOSIGNAL, 1L);  // no SIGALRM in a threaded daemon
+  curl::lib().easy_setopt(h, CURLOPT_TIMEOUT_MS, budget_ms);
+  curl::lib().easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, budget_ms);
+  curl::lib().easy_setopt(h, CURLOPT_USERAGENT, "metronome");
+  curl::lib().easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
+  curl::lib().easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(kMaxBodyBytes));
+  curl::lib().easy_setopt(h, CURLOPT_WRITEFUNCTION, &write_body);
+  curl::lib().easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+  curl::lib().easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
   if (config_.method == "POST") {
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, config_.body.c_str());
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(config_.body.size()));
+    curl::lib().easy_setopt(h, CURLOPT_POSTFIELDS, config_.body.c_str());
+    curl::lib().easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+                            static_cast<curl_off_t>(config_.body.size()));
   } else {
-    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    curl::lib().easy_setopt(h, CURLOPT_HTTPGET, 1L);
   }
-  CURLcode rc = curl_easy_perform(h);
+  CURLcode rc = curl::lib().easy_perform(h);
   long status = 0;
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr);  // `headers` is freed on return
+  curl::lib().easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+  curl::lib().easy_setopt(h, CURLOPT_HTTPHEADER, nullptr);  // `headers` is freed on return
 
   if (rc == CURLE_OPERATION_TIMEDOUT) {
     const auto took = std::chrono::duration_cast<Millis>(clock_.now() - start);
@@ -311,7 +313,7 @@ Result<SourceValue> HttpJsonSource::observe(const ObserveContext& ctx) {
         fmt::format("the response body is larger than {} KiB", kMaxBodyBytes / 1024));
   }
   if (rc != CURLE_OK) {
-    std::string detail = error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(rc);
+    std::string detail = error_buffer[0] != '\0' ? error_buffer : curl::lib().easy_strerror(rc);
     return Status::Unavailable(fmt::format("request failed: {}", detail));
   }
   if (status < 200 || status > 299) {

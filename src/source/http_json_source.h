@@ -13,10 +13,8 @@
 // Messages show the URL without user info and query (they may hold credentials).
 //
 // Thread-safety: observe() may be called concurrently; calls are serialised on the handle.
-// REQUIRES: curl_global_init() was called at process start (app/, or the test's environment).
+// libcurl is loaded on first use (common/libcurl.h); observe() reports it when it cannot be.
 #pragma once
-
-#include <curl/curl.h>
 
 #include <memory>
 #include <mutex>
@@ -25,6 +23,7 @@
 #include <vector>
 
 #include "clock/clock.h"
+#include "common/libcurl.h"
 #include "config/config.h"
 #include "secret/secret_registry.h"
 #include "source/source.h"
@@ -67,7 +66,7 @@ class HttpJsonSource final : public Source {
   const std::string shown_url_;  // without user info and query
 
   std::mutex mu_;
-  std::unique_ptr<CURL, void (*)(CURL*)> handle_;  // guarded by mu_
+  std::unique_ptr<CURL, curl::EasyDeleter> handle_;  // guarded by mu_
 };
 
 // The value at `pointer` in the JSON document `body`, as exact decimal text scaled-checked for

@@ -1,6 +1,5 @@
 // Tests of the real sources against real things: HTTP servers on 127.0.0.1 and free ports,
 // real child processes, real files. They run in real time, with short deadlines.
-#include <curl/curl.h>
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -16,6 +15,7 @@
 #include <thread>
 
 #include "clock/system_clock.h"
+#include "common/libcurl.h"
 #include "source/command_source.h"
 #include "source/file_source.h"
 #include "source/http_json_source.h"
@@ -32,8 +32,7 @@ using ::testing::Not;
 
 class CurlEnvironment : public ::testing::Environment {
  public:
-  void SetUp() override { ASSERT_EQ(curl_global_init(CURL_GLOBAL_DEFAULT), CURLE_OK); }
-  void TearDown() override { curl_global_cleanup(); }
+  void SetUp() override { ASSERT_TRUE(curl::load().ok()) << curl::load().ToString(); }
 };
 const auto* const kCurl = ::testing::AddGlobalTestEnvironment(new CurlEnvironment);
 

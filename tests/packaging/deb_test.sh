@@ -34,7 +34,7 @@ field() { dpkg-deb --field "$deb" "$1"; }
 [[ $(field Version) == "$version" ]] || fail "Version: $(field Version), expected $version"
 [[ -n $(field Maintainer) ]] || fail "no Maintainer"
 depends=$(field Depends)
-for dep in adduser libc6 libsystemd0 libsqlite3-0 libsecp256k1; do
+for dep in adduser libc6 libsystemd0 libsqlite3-0 libsecp256k1 libcurl4; do
   grep -q "$dep" <<<"$depends" || fail "Depends lacks $dep (dpkg-shlibdeps?): $depends"
 done
 dpkg-deb --control "$deb" "$WORK/control" || fail "dpkg-deb --control"
