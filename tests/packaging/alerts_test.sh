@@ -13,7 +13,8 @@ python3 - "$rules" "$WORK/rules-no-annotations.yml" <<'PY' || fail "the rules fi
 import re, sys, yaml
 known = {"up", "metronome_slots_total", "metronome_slot_fire_lateness_seconds_bucket",
          "metronome_publish_latency_seconds_bucket", "metronome_dlq_depth",
-         "metronome_alarm_state", "metronome_clock_steps_total"}
+         "metronome_alarm_state", "metronome_clock_steps_total",
+         "metronome_evm_pending_tx_age_seconds"}
 doc = yaml.safe_load(open(sys.argv[1]))
 names = []
 for group in doc["groups"]:
