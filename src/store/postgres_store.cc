@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "store/group_commit.h"
 #include "store/record_json.h"
 #include "store/source_answers.h"
 
@@ -517,51 +518,34 @@ struct PostgresStore::Impl {
   // (one round trip, one WAL flush; a transaction of several when a slot repeats) and hands each
   // caller its part of the answer. Without it each slot was its own transaction and its own
   // flush: bench/ha_scale.sh at 2,000 feeds spent 17-25 s of every 30 s flushing the WAL.
-  struct PendingCommit {
-    std::span<const SlotCommit> commits;
-    Result<std::vector<bool>> result = std::vector<bool>();  // guarded by commit_mu, with done
-    bool done = false;
-    std::condition_variable cv;  // this caller's wake-up (with commit_mu)
-  };
-  std::mutex commit_mu;
-  std::vector<PendingCommit*> commit_queue;  // guarded by commit_mu
-  bool committing = false;                   // guarded by commit_mu: a group is being written
+  // Concurrent commit_slots() calls are written in groups, one statement (one round trip, one
+  // WAL flush) per group (store/group_commit.h).
+  using Batch = std::span<const SlotCommit>;
+  GroupCommitQueue<Batch, Result<std::vector<bool>>> commit_queue;
   std::atomic<int64_t> commit_statements{0};
 
-  Result<std::vector<bool>> group_commit(std::span<const SlotCommit> commits) {
-    PendingCommit me;
-    me.commits = commits;
-    std::unique_lock q(commit_mu);
-    commit_queue.push_back(&me);
-    me.cv.wait(q, [&] { return me.done || !committing; });
-    if (me.done) return std::move(me.result);
-    committing = true;
-    std::vector<PendingCommit*> group;
-    group.swap(commit_queue);
-    q.unlock();
-    Result<std::vector<bool>> all = write_group(group);
-    q.lock();
-    size_t offset = 0;
-    for (PendingCommit* p : group) {
-      if (all.ok()) {
-        p->result = std::vector<bool>(
-            all->begin() + static_cast<std::ptrdiff_t>(offset),
-            all->begin() + static_cast<std::ptrdiff_t>(offset + p->commits.size()));
-        offset += p->commits.size();
-      } else {
-        p->result = all.status();
+  Result<std::vector<bool>> group_commit(Batch commits) {
+    return commit_queue.submit(commits, [this](const std::vector<const Batch*>& group) {
+      Result<std::vector<bool>> all = write_group(group);
+      std::vector<Result<std::vector<bool>>> answers;
+      answers.reserve(group.size());
+      size_t offset = 0;
+      for (const Batch* b : group) {
+        if (!all.ok()) {
+          answers.emplace_back(all.status());
+          continue;
+        }
+        answers.emplace_back(
+            std::vector<bool>(all->begin() + static_cast<std::ptrdiff_t>(offset),
+                              all->begin() + static_cast<std::ptrdiff_t>(offset + b->size())));
+        offset += b->size();
       }
-      p->done = true;
-      if (p != &me) p->cv.notify_one();
-    }
-    committing = false;
-    // The callers who queued meanwhile: the first leads the next group, with all of them in it.
-    if (!commit_queue.empty()) commit_queue.front()->cv.notify_one();
-    return std::move(me.result);
+      return answers;
+    });
   }
 
   // Every batch of `group`, in order; one flag per commit (the value was inserted by it).
-  Result<std::vector<bool>> write_group(const std::vector<PendingCommit*>& group);
+  Result<std::vector<bool>> write_group(const std::vector<const Batch*>& group);
 
   // A new session: timeouts, read-only if asked, quiet notices, every statement prepared.
   // Throws (pqxx) when it cannot connect.
@@ -904,13 +888,12 @@ std::vector<CommitArrays> split_repeats(const std::vector<std::span<const SlotCo
 
 }  // namespace
 
-Result<std::vector<bool>> PostgresStore::Impl::write_group(
-    const std::vector<PendingCommit*>& group) {
+Result<std::vector<bool>> PostgresStore::Impl::write_group(const std::vector<const Batch*>& group) {
   std::vector<std::span<const SlotCommit>> batches;
   size_t total = 0;
-  for (const PendingCommit* p : group) {
-    batches.push_back(p->commits);
-    total += p->commits.size();
+  for (const Batch* b : group) {
+    batches.push_back(*b);
+    total += b->size();
   }
   std::vector<CommitArrays> runs = split_repeats(batches);
   auto collect = [](const pqxx::result& r, std::vector<bool>& out) {

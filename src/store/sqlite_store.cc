@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "store/group_commit.h"
 #include "store/source_answers.h"
 
 // Schema notes (both files use STRICT tables, so a wrong type is an error, not a silent cast):
@@ -417,12 +418,10 @@ constexpr const char* kRelease = "RELEASE op";
 //
 // Group commit (write()): with synchronous=FULL every transaction waits for an fsync (≈ 4 ms on
 // the dev machine's disk), which caps one-transaction-per-write at ≈ 350 writes/s — far below a
-// boundary of thousands of feeds. Writers therefore queue their operation; the first one to find
-// no commit in progress becomes the leader, takes everything queued, and runs it as one
-// transaction with one SAVEPOINT per operation (a failing operation is rolled back alone and gets
-// its own error), then one fsync for all. Followers wait for the leader's answer. A lone writer
-// pays nothing extra; under load the group grows while the previous fsync runs.
-// (bench/group_commit: 340 records/s at one per transaction, 32,000/s at 100.)
+// boundary of thousands of feeds. Writers therefore go through a GroupCommitQueue
+// (store/group_commit.h): the leader runs everything queued as one transaction with one SAVEPOINT
+// per operation (a failing operation is rolled back alone and gets its own error), then one fsync
+// for all. (bench/group_commit: 340 records/s at one per transaction, 32,000/s at 100.)
 //
 // Thread-safety: callers hold mu() for the whole of an operation (statement use included); the
 // connection is never used by two threads at once, which is what SQLiteCpp requires. The write
@@ -452,41 +451,9 @@ class Connection {
   // operations other threads queued meanwhile into one transaction (see the class comment).
   // Returns op's status; when op fails or throws, its own changes are rolled back and the group's
   // are kept; when the group's commit fails, every operation of the group gets that error.
-  //
-  // Each writer waits on its own condition variable and is woken once: when its group is done,
-  // or to lead the next group. (One shared notify_all woke every queued writer at every commit:
-  // with 256 workers at a 10,000-feed boundary, bench/scale spent ~15% of its CPU in futex
-  // wake-ups and lock hand-offs.) The leader wakes its group after releasing the queue's mutex,
-  // so that a woken writer does not block at once on the mutex the leader still holds (perf: a
-  // futex wait and wake per record); a writer's Pending is shared with the leader for that
-  // reason, so that it outlives a writer that returns before the leader's notify reaches it.
   Status write(const std::function<Status()>& op) {
-    auto me = std::make_shared<Pending>();
-    me->op = &op;
-    std::unique_lock q(queue_mu_);
-    queue_.push_back(me);
-    me->cv.wait(q, [&] { return me->done || !leader_; });
-    if (me->done) return me->status;
-    leader_ = true;
-    std::vector<std::shared_ptr<Pending>> group;
-    group.swap(queue_);
-    q.unlock();
-    std::vector<Status> results = run_group(group);
-    q.lock();
-    for (size_t i = 0; i < group.size(); ++i) {
-      group[i]->status = std::move(results[i]);
-      group[i]->done = true;
-    }
-    leader_ = false;
-    // The writers who queued meanwhile: the first leads the next group, with all of them in it.
-    std::shared_ptr<Pending> next = queue_.empty() ? nullptr : queue_.front();
-    Status mine = me->status;
-    q.unlock();
-    for (const auto& p : group) {
-      if (p != me) p->cv.notify_one();
-    }
-    if (next) next->cv.notify_one();
-    return mine;
+    return writes_.submit(op,
+                          [this](const std::vector<const Op*>& group) { return run_group(group); });
   }
 
   // A cached statement for `sql`, ready to bind; reset again (ending its implicit read
@@ -513,15 +480,10 @@ class Connection {
   }
 
  private:
-  struct Pending {
-    const std::function<Status()>* op = nullptr;
-    Status status = Status::Ok();  // guarded by queue_mu_ (with done)
-    bool done = false;
-    std::condition_variable cv;  // this writer's wake-up (with queue_mu_)
-  };
+  using Op = std::function<Status()>;
 
   // One transaction for the whole group: a SAVEPOINT per operation, one commit.
-  std::vector<Status> run_group(const std::vector<std::shared_ptr<Pending>>& group) {
+  std::vector<Status> run_group(const std::vector<const Op*>& group) {
     std::vector<Status> results(group.size(), Status::Ok());
     Status committed = run([&]() -> Status {
       SQLite::Transaction txn(*db_, SQLite::TransactionBehavior::IMMEDIATE);
@@ -530,7 +492,7 @@ class Connection {
         // visible share of the CPU at a 10,000-feed boundary.
         statement(kSavepoint)->exec();
         try {
-          results[i] = (*group[i]->op)();
+          results[i] = (*group[i])();
         } catch (const std::exception& e) {
           results[i] = to_status(path_, e);
         }
@@ -544,9 +506,7 @@ class Connection {
     return results;
   }
 
-  std::mutex queue_mu_;
-  std::vector<std::shared_ptr<Pending>> queue_;  // guarded by queue_mu_
-  bool leader_ = false;                          // guarded by queue_mu_: a group is being committed
+  GroupCommitQueue<Op, Status> writes_;
 
   std::mutex mu_;
   const std::filesystem::path path_;
