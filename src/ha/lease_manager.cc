@@ -47,9 +47,15 @@ std::string text_array(const std::vector<std::string>& items) {
 constexpr const char* kHeartbeat =
     "INSERT INTO replicas(id, last_seen) VALUES ($1, clock_timestamp())"
     " ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen";
+// The live replicas, each with the seconds left before it stops being live if it is silent.
 constexpr const char* kLiveReplicas =
-    "SELECT id FROM replicas WHERE last_seen > clock_timestamp() - make_interval(secs => $1)"
+    "SELECT id, extract(epoch FROM last_seen + make_interval(secs => $1) - clock_timestamp())"
+    " FROM replicas WHERE last_seen > clock_timestamp() - make_interval(secs => $1)"
     " ORDER BY id";
+// The seconds left on the earliest unexpired lease another replica holds on a feed of $2.
+constexpr const char* kWantedExpiry =
+    "SELECT extract(epoch FROM min(expires_at) - clock_timestamp()) FROM leases"
+    " WHERE feed = ANY($2::text[]) AND holder <> $1 AND expires_at > clock_timestamp()";
 // Takes or renews the leases of the feeds in $2 for replica $1: only when free, expired or
 // already ours; a change of holder increments the epoch.
 constexpr const char* kAcquire = R"sql(
@@ -66,6 +72,10 @@ constexpr const char* kRelease =
     "UPDATE leases SET expires_at = clock_timestamp()"
     " WHERE holder = $1 AND expires_at > clock_timestamp() AND NOT (feed = ANY($2::text[]))";
 constexpr const char* kDbTime = "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
+
+// How long after a heartbeat or lease runs out (by the database's clock) the early tick comes:
+// the wait is measured before the sleep starts, so this only has to cover rounding.
+constexpr Nanos kAfterRunOut = Millis(2);
 
 }  // namespace
 
@@ -110,7 +120,10 @@ struct LeaseManager::Connection {
 };
 
 LeaseManager::LeaseManager(PostgresStoreOptions database, LeaseOptions options, Clock& clock)
-    : database_(std::move(database)), options_(std::move(options)), clock_(clock) {}
+    : database_(std::move(database)),
+      options_(std::move(options)),
+      clock_(clock),
+      next_tick_in_(options_.renew) {}
 
 LeaseManager::~LeaseManager() {
   stop();
@@ -181,6 +194,7 @@ Status LeaseManager::give_up_everything() {
 }
 
 Status LeaseManager::tick(const std::vector<FeedId>& feeds) {
+  next_tick_in_ = options_.renew;
   try {
     METRONOME_RETURN_IF_ERROR(measure_clock());
     if (!clock_ok()) return give_up_everything();
@@ -189,8 +203,18 @@ Status LeaseManager::tick(const std::vector<FeedId>& feeds) {
     pqxx::nontransaction n(connection_->get());
     n.exec_params(kHeartbeat, options_.replica_id);
     std::vector<std::string> live;
+    // The next tick comes sooner than `renew` when something this replica may take runs out
+    // before then: another replica's heartbeat (its feeds become ours) or a lease we want.
+    Nanos wait = options_.renew;
+    auto run_out_in = [&wait](double seconds) {
+      if (seconds < 0) return;
+      wait =
+          std::min(wait, std::chrono::duration_cast<Nanos>(std::chrono::duration<double>(seconds)) +
+                             kAfterRunOut);
+    };
     for (const pqxx::row& row : n.exec_params(kLiveReplicas, ttl_s)) {
       live.push_back(row[0].as<std::string>());
+      if (live.back() != options_.replica_id) run_out_in(row[1].as<double>());
     }
     std::vector<std::string> mine;
     for (const FeedId& feed : feeds) {
@@ -206,6 +230,13 @@ Status LeaseManager::tick(const std::vector<FeedId>& feeds) {
       now_held[FeedId(row[0].as<std::string>())] =
           Held{row[1].as<int64_t>(), sent + options_.ttl - options_.max_clock_skew};
     }
+    if (now_held.size() < mine.size()) {
+      // Some of our share is still under another replica's lease (it has not noticed, or it
+      // is gone): take it when that lease runs out, not up to `renew` later.
+      const pqxx::row row = n.exec_params(kWantedExpiry, options_.replica_id, mine_array)[0];
+      if (!row[0].is_null()) run_out_in(row[0].as<double>());
+    }
+    next_tick_in_ = wait;
     {
       std::lock_guard lock(mu_);
       for (const auto& [feed, h] : now_held) {
@@ -288,7 +319,7 @@ void LeaseManager::start(std::vector<FeedId> feeds) {
                     s.message());
       }
       if (on_tick_) on_tick_(s);
-      if (!clock_.sleep_for(options_.renew, stop)) break;
+      if (!clock_.sleep_for(next_tick_in_, stop)) break;
     }
   });
 }

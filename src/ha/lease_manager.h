@@ -13,6 +13,10 @@
 //      only when free, expired or already ours; its epoch grows on every change of holder;
 //   4. releases (expires now) the leases it holds but should not, so their new owner takes them
 //      at its next tick.
+// The next tick comes `renew` later, or sooner: just after the moment another replica's
+// heartbeat runs out (if it stays silent, its feeds become ours) or a lease on a feed of our
+// share runs out. So a replica that dies or stops is replaced at the first slot after its
+// leases expire (at most ceil(TTL / interval) + 1 slots lost), not up to `renew` later.
 // owns(feed, at) is the hook the scheduler asks before publishing a slot: the lease's epoch if
 // this replica holds the feed's lease and the lease is still valid at local time `at`, judged
 // conservatively (valid until the renewal's send time + ttl - max_clock_skew). It does no I/O.
@@ -90,6 +94,9 @@ class LeaseManager {
   // The feeds whose lease this replica holds now (may be stale by up to one renew interval).
   std::vector<FeedId> held() const;
   const std::string& replica_id() const { return options_.replica_id; }
+  // How long start()'s thread waits after the last tick() before the next one (see the header
+  // comment): `renew`, or less. REQUIRES: the thread that calls tick().
+  Nanos next_tick_in() const { return next_tick_in_; }
 
   // Called on the renewal thread after each tick() with its status (metrics, alarms). Must not
   // block. REQUIRES: set before start().
@@ -129,6 +136,7 @@ class LeaseManager {
   std::atomic<uint64_t> renew_failures_{0};
   std::function<void(const Status&)> on_tick_;
   bool was_standby_ = false;  // tick() only: for the "standby" log line on change
+  Nanos next_tick_in_{0};     // tick() only: set by each tick()
   std::jthread thread_;
 };
 

@@ -149,6 +149,48 @@ TEST_F(LeaseManagerTest, ASilentReplicasFeedsAreTakenAfterTheTtlWithANewEpoch) {
   for (const FeedId& f : of_a) EXPECT_EQ(a->owns(f, clock_.now()), 3) << f.str();
 }
 
+// Issue 8: "a replica takes an expired lease at the next slot". The survivor's next tick is
+// timed by the silent replica's heartbeat and leases running out, not by its own renew period.
+TEST_F(LeaseManagerTest, ASilentReplicasFeedsAreTakenWhenItsLeasesRunOutNotAtTheNextRenewal) {
+  const LeaseOptions slow{.replica_id = "", .ttl = Millis(1000), .renew = Millis(900)};
+  LeaseOptions oa = slow, ob = slow;
+  oa.replica_id = "a";
+  ob.replica_id = "b";
+  auto a = LeaseManager::open(db_, oa, clock_);
+  auto b = LeaseManager::open(db_, ob, clock_);
+  ASSERT_TRUE(a.ok() && b.ok());
+  const auto all = feeds(10);
+  ASSERT_TRUE((*a)->tick(all).ok());  // a alone: takes everything
+  ASSERT_TRUE((*b)->tick(all).ok());  // b joins: its share is still under a's leases
+  ASSERT_TRUE((*a)->tick(all).ok());  // a hands over b's share
+  ASSERT_TRUE((*b)->tick(all).ok());
+  std::vector<FeedId> of_a;
+  for (const FeedId& f : all) {
+    if ((*a)->owns(f, clock_.now())) of_a.push_back(f);
+  }
+  ASSERT_FALSE(of_a.empty());
+  ASSERT_LT(of_a.size(), all.size());
+  // a goes silent now. b ticks on its own schedule, each wait the one it asked for.
+  std::vector<Nanos> waits;
+  for (int i = 0; i < 4; ++i) {
+    bool all_ours = true;
+    for (const FeedId& f : all) all_ours = all_ours && (*b)->owns(f, clock_.now()).has_value();
+    if (all_ours) break;
+    waits.push_back((*b)->next_tick_in());
+    std::this_thread::sleep_for(waits.back());
+    ASSERT_TRUE((*b)->tick(all).ok());
+  }
+  for (const FeedId& f : of_a) EXPECT_EQ((*b)->owns(f, clock_.now()), 2) << f.str();
+  // b waited 900 ms (a still live), then woke just after a's heartbeat and leases ran out, a
+  // TTL (1 s) after a's last tick: about 1 s in all, where ticking every `renew` takes 1.8 s.
+  Nanos waited{0};
+  for (Nanos w : waits) waited += w;
+  EXPECT_LT(waited, Millis(1300)) << waits.size() << " waits";
+  EXPECT_GE(waits.size(), 2u);
+  // Then back to the regular period.
+  EXPECT_EQ((*b)->next_tick_in(), Millis(900));
+}
+
 TEST_F(LeaseManagerTest, AReplicaWithASkewedClockPublishesNothingAndLeavesItsFeeds) {
   OffsetClock skewed(Millis(200));
   auto bad = replica("skewed", skewed);

@@ -320,8 +320,9 @@ TEST_F(SpoolingStoreTest, DrainerThreadWritesTheSpoolWhenTheDatabaseIsBack) {
   EXPECT_EQ(store->stats().depth, 2);
   EXPECT_TRUE(store->stats().outage);
   start_server();
-  // Each wake-up (every 500 ms of the injected clock) drains what it can.
-  for (int i = 0; i < 100 && store->stats().depth != 0; ++i) {
+  // Each wake-up (every 500 ms of the injected clock) drains what it can. The outage ends in
+  // the pass that empties the spool, after its last entry is written: wait for both.
+  for (int i = 0; i < 100 && (store->stats().depth != 0 || store->stats().outage); ++i) {
     ASSERT_TRUE(clock_.wait_for_sleepers(1));
     clock_.advance(Millis(500));
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
