@@ -9,7 +9,7 @@ packages=(
   libsqlite3-dev libsqlitecpp-dev sqlite3 libcurl4-openssl-dev ca-certificates
   libgtest-dev libgmock-dev libbenchmark-dev
   libsecp256k1-dev libcrypto++-dev libcpp-httplib-dev prometheus-cpp-dev
-  libpqxx-dev libsystemd-dev e2fsprogs
+  libpqxx-dev e2fsprogs
   help2man  # every configure: packaging/ generates the man page
   nodejs npm  # every build: the dashboard embeds uPlot from node_modules (npm ci, pinned)
 )

@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
-#include <systemd/sd-daemon.h>
 
 #include <atomic>
 #include <cerrno>
@@ -17,6 +16,7 @@
 #include "api/slot_reporter.h"
 #include "api/status_board.h"
 #include "app/store_factory.h"
+#include "app/systemd_notify.h"
 #include "dlq/alarms.h"
 #include "dlq/dead_letter_queue.h"
 #include "evm/evm_sink.h"
@@ -238,11 +238,15 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
   }
   // systemd's watchdog (WatchdogSec=): the timer thread pings it at half the interval, so a
   // stuck timer gets the service restarted. Not under systemd: no heartbeat.
-  uint64_t watchdog_usec = 0;
-  if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
-    options.heartbeat_period = std::chrono::microseconds(watchdog_usec / 2);
-    options.heartbeat = [] { sd_notify(0, "WATCHDOG=1"); };
-    spdlog::info("systemd watchdog every {} ms", watchdog_usec / 1000);
+  if (std::optional<std::chrono::microseconds> watchdog = systemd::watchdog_interval()) {
+    options.heartbeat_period = *watchdog / 2;
+    options.heartbeat = [failed = false]() mutable {
+      Status s = systemd::notify("WATCHDOG=1");
+      if (!s.ok() && !failed) spdlog::error("watchdog ping failed: {}", s.message());
+      failed = !s.ok();
+    };
+    spdlog::info("systemd watchdog every {} ms",
+                 std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog).count());
   }
   options.on_clock_step = [reporter = parts->reporter.get()](WallTime at, Nanos step) {
     reporter->on_clock_step(at, step);
@@ -382,7 +386,9 @@ Status Daemon::run(std::stop_token stop) {
   p.alarms->start();
   p.alarms->poke();  // missed slots recorded by recovery
   // Every feed's first execution is planned: tell systemd (Type=notify) we are ready.
-  sd_notify(0, "READY=1\nSTATUS=publishing");
+  if (Status s = systemd::notify("READY=1\nSTATUS=publishing"); !s.ok()) {
+    spdlog::error("could not tell systemd the daemon is ready: {}", s.message());
+  }
   spdlog::info("metronome running");
 
   std::mutex mu;
@@ -390,7 +396,9 @@ Status Daemon::run(std::stop_token stop) {
   std::unique_lock lock(mu);
   cv.wait(lock, stop, [] { return false; });
 
-  sd_notify(0, "STOPPING=1");
+  if (Status s = systemd::notify("STOPPING=1"); !s.ok()) {
+    spdlog::warn("could not tell systemd the daemon is stopping: {}", s.message());
+  }
   spdlog::info("stopping: no new slots; waiting for slots in flight");
   p.scheduler->stop();
   if (p.leases) {
