@@ -15,12 +15,12 @@
 #include "api/metrics.h"
 #include "api/slot_reporter.h"
 #include "api/status_board.h"
+#include "app/postgres_plugin_loader.h"
 #include "app/store_factory.h"
 #include "app/systemd_notify.h"
 #include "dlq/alarms.h"
 #include "dlq/dead_letter_queue.h"
 #include "evm/evm_sink.h"
-#include "ha/lease_manager.h"
 #include "publish/publisher.h"
 #include "secret/file_secret.h"
 #include "secret/secret_registry.h"
@@ -87,7 +87,7 @@ struct Daemon::Parts {
   std::unique_ptr<AlarmManager> alarms;
   // Replicas on PostgreSQL (docs/ha.md): which feeds this process publishes. After the store
   // (it stops before the store closes) and before the scheduler (whose hook asks it).
-  std::unique_ptr<LeaseManager> leases;
+  std::unique_ptr<ReplicaLeases> leases;
   std::unique_ptr<Scheduler> scheduler;
 };
 
@@ -106,11 +106,11 @@ std::string host_of(const std::string& replica_id) {
   return pid == std::string::npos ? replica_id : replica_id.substr(0, pid);
 }
 
-// PostgreSQL: the replica's LeaseManager (its own connection), and the scheduler's hook on it.
-Result<std::unique_ptr<LeaseManager>> open_leases(const Config& config,
-                                                  const SecretRegistry& secrets, Clock& clock,
-                                                  SchedulerOptions& options) {
-  if (config.store.kind != "postgres") return std::unique_ptr<LeaseManager>();
+// PostgreSQL: the replica's leases (their own connection), and the scheduler's hook on them.
+Result<std::unique_ptr<ReplicaLeases>> open_leases(const Config& config,
+                                                   const SecretRegistry& secrets, Clock& clock,
+                                                   SchedulerOptions& options) {
+  if (config.store.kind != "postgres") return std::unique_ptr<ReplicaLeases>();
   PostgresStoreOptions db;
   db.url = config.store.url;
   if (!config.store.password_secret.empty()) {
@@ -118,12 +118,13 @@ Result<std::unique_ptr<LeaseManager>> open_leases(const Config& config,
     if (!password.ok()) return password.status().With("store password ([store] password_secret)");
     db.password = std::string(password->reveal());
   }
-  LeaseOptions lease_options{.replica_id = make_replica_id(),
+  LeaseOptions lease_options{.replica_id = "",  // the backend makes one: HOST-PID-RANDOM
                              .ttl = config.store.lease_ttl,
                              .renew = config.store.lease_renew,
                              .max_clock_skew = config.store.max_clock_skew};
-  METRONOME_ASSIGN_OR_RETURN(std::unique_ptr<LeaseManager> leases,
-                             LeaseManager::open(db, lease_options, clock));
+  METRONOME_ASSIGN_OR_RETURN(const PostgresBackend* postgres, load_postgres_backend());
+  METRONOME_ASSIGN_OR_RETURN(std::unique_ptr<ReplicaLeases> leases,
+                             postgres->open_leases(db, lease_options, clock));
   options.ownership = [m = leases.get()](const FeedId& feed,
                                          WallTime at) -> std::optional<SlotFence> {
     std::optional<int64_t> epoch = m->owns(feed, at);
@@ -289,7 +290,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
     SecretName name = config.service.admin_token_secret;
     deps.admin_token = [secrets, name] { return secrets->read(name); };
   }
-  if (LeaseManager* leases = parts->leases.get()) {
+  if (ReplicaLeases* leases = parts->leases.get()) {
     // Replicas: readiness and the clock_skew alarm follow the clock discipline; metrics follow
     // every renewal.
     const std::string host = host_of(leases->replica_id());

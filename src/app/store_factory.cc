@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "app/postgres_plugin_loader.h"
 #include "store/postgres_store.h"
 #include "store/sqlite_store.h"
 
@@ -60,8 +61,8 @@ Result<std::unique_ptr<Store>> open_store(const Config& config, StoreUse use,
   if (config.store.kind == "postgres") {
     METRONOME_ASSIGN_OR_RETURN(PostgresStoreOptions options,
                                postgres_options(config, use, secrets));
-    METRONOME_ASSIGN_OR_RETURN(auto store, PostgresStore::open(options));
-    return std::unique_ptr<Store>(std::move(store));
+    METRONOME_ASSIGN_OR_RETURN(const PostgresBackend* postgres, load_postgres_backend());
+    return postgres->open_store(options);
   }
   if (config.store.kind != "sqlite") {
     return Status::InvalidArgument(fmt::format("unsupported store kind '{}'", config.store.kind));
@@ -94,9 +95,10 @@ Result<std::string> migrate_store(const Config& config, const SecretRegistry& se
   if (config.store.kind == "postgres") {
     METRONOME_ASSIGN_OR_RETURN(PostgresStoreOptions options,
                                postgres_options(config, StoreUse::kCliWrite, secrets));
-    METRONOME_ASSIGN_OR_RETURN(SchemaMigration m, PostgresStore::migrate(options));
-    return fmt::format("{}: schema version {} -> {}{}", PostgresStore::redact_url(options.url),
-                       m.from, m.to, m.from == m.to ? " (already current)" : "");
+    METRONOME_ASSIGN_OR_RETURN(const PostgresBackend* postgres, load_postgres_backend());
+    METRONOME_ASSIGN_OR_RETURN(SchemaMigration m, postgres->migrate(options));
+    return fmt::format("{}: schema version {} -> {}{}", postgres->redact_url(options.url), m.from,
+                       m.to, m.from == m.to ? " (already current)" : "");
   }
   // SQLite migrates both files as it opens them for writing.
   METRONOME_ASSIGN_OR_RETURN(auto store,

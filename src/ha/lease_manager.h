@@ -48,16 +48,10 @@
 #include "common/ids.h"
 #include "common/result.h"
 #include "common/time.h"
+#include "ha/replica_leases.h"
 #include "store/postgres_store.h"
 
 namespace metronome {
-
-struct LeaseOptions {
-  std::string replica_id;  // unique per running process, e.g. "host-4242-1a2b"
-  Millis ttl{2000};
-  Millis renew{500};
-  Millis max_clock_skew{50};
-};
 
 // "HOST-PID-RANDOM": a replica id unique to this process.
 std::string make_replica_id();
@@ -68,48 +62,50 @@ std::string make_replica_id();
 // across processes and builds.
 std::string rendezvous_owner(const FeedId& feed, const std::vector<std::string>& live);
 
-class LeaseManager {
+class LeaseManager final : public ReplicaLeases {
  public:
   // Connects (its own connection). REQUIRES: the database migrated to a schema with leases.
   static Result<std::unique_ptr<LeaseManager>> open(const PostgresStoreOptions& database,
                                                     LeaseOptions options, Clock& clock);
-  ~LeaseManager();
+  ~LeaseManager() override;
 
   // One round (see the header comment) for the configured `feeds`. An error (database down)
   // leaves the leases held so far valid only until their local expiry.
-  Status tick(const std::vector<FeedId>& feeds);
+  Status tick(const std::vector<FeedId>& feeds) override;
 
   // The hook: the epoch of this replica's lease on `feed` if the lease is valid at local time
   // `at`; nullopt otherwise (another replica's feed, an expired lease, a bad clock).
-  std::optional<int64_t> owns(const FeedId& feed, WallTime at) const;
+  std::optional<int64_t> owns(const FeedId& feed, WallTime at) const override;
 
-  bool clock_ok() const { return clock_ok_.load(); }
+  bool clock_ok() const override { return clock_ok_.load(); }
   // False from a renewal that failed because the database was unreachable until the next
   // renewal that succeeds (see "Database outage" above).
   bool database_reachable() const { return reachable_.load(); }
   // Renewals (tick()) that failed, since open().
   uint64_t renew_failures() const { return renew_failures_.load(); }
   // The last measured offset: this replica's clock minus the database's.
-  Nanos last_skew() const { return Nanos(last_skew_ns_.load()); }
+  Nanos last_skew() const override { return Nanos(last_skew_ns_.load()); }
   // The feeds whose lease this replica holds now (may be stale by up to one renew interval).
-  std::vector<FeedId> held() const;
-  const std::string& replica_id() const { return options_.replica_id; }
+  std::vector<FeedId> held() const override;
+  const std::string& replica_id() const override { return options_.replica_id; }
   // How long start()'s thread waits after the last tick() before the next one (see the header
   // comment): `renew`, or less. REQUIRES: the thread that calls tick().
   Nanos next_tick_in() const { return next_tick_in_; }
 
   // Called on the renewal thread after each tick() with its status (metrics, alarms). Must not
   // block. REQUIRES: set before start().
-  void set_on_tick(std::function<void(const Status&)> callback) { on_tick_ = std::move(callback); }
+  void set_on_tick(std::function<void(const Status&)> callback) override {
+    on_tick_ = std::move(callback);
+  }
 
   // Runs tick() every `renew` on an owned thread until stop() (or destruction). Logs at info
   // when the replica becomes a standby (no lease) or takes / loses leases. Calling it again
   // (a reloaded config) restarts the thread with the new feeds; leases held so far stay.
-  void start(std::vector<FeedId> feeds);
-  void stop();
+  void start(std::vector<FeedId> feeds) override;
+  void stop() override;
   // A replica shutting down (after stop()): withdraws its heartbeat and expires its leases, so
   // the others take its feeds at their next renewal instead of after the TTL. Best effort.
-  Status resign();
+  Status resign() override;
 
  private:
   struct Held {

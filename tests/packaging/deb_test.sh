@@ -22,6 +22,7 @@ has() {  # has MODE PATH: PATH is in the package with mode MODE, owned by root
     fail "expected $2 ($1 root/root) in the package; contents: $(cat "$WORK/contents")"
 }
 has -rwxr-xr-x /usr/bin/metronome
+has -rw-r--r-- /usr/lib/metronome/metronome-postgres.so
 has -rw-r--r-- /etc/metronome/metronome.toml
 has -rw-r--r-- /lib/systemd/system/metronome.service
 has -rw-r--r-- /usr/share/man/man1/metronome.1.gz
@@ -34,7 +35,8 @@ field() { dpkg-deb --field "$deb" "$1"; }
 [[ $(field Version) == "$version" ]] || fail "Version: $(field Version), expected $version"
 [[ -n $(field Maintainer) ]] || fail "no Maintainer"
 depends=$(field Depends)
-for dep in adduser libc6 libsystemd0 libsqlite3-0 libsecp256k1 libcurl4; do
+# libpqxx: from the PostgreSQL plugin, which dpkg-shlibdeps reads like the binary.
+for dep in adduser libc6 libsqlite3-0 libsecp256k1 libcurl4 libpqxx; do
   grep -q "$dep" <<<"$depends" || fail "Depends lacks $dep (dpkg-shlibdeps?): $depends"
 done
 dpkg-deb --control "$deb" "$WORK/control" || fail "dpkg-deb --control"
@@ -57,6 +59,15 @@ dpkg-deb -x "$deb" "$root" || fail "dpkg-deb -x"
 out=$("$root/usr/bin/metronome" config check --config "$root/etc/metronome/metronome.toml" 2>&1) ||
   fail "the packaged config is invalid: $out"
 grep -q 'data_dir = "/var/lib/metronome"' <<<"$out" || fail "the packaged config's data_dir"
+# The packaged binary finds the packaged PostgreSQL plugin (../lib/metronome/ from the binary):
+# `migrate` against a closed port fails on the connection, not on loading the backend.
+write_config "$WORK/pg/metronome.toml" "$(feed_toml tick 2s 1m)"
+sed -i 's|^path = .*|kind = "postgres"\nurl = "postgresql://m@127.0.0.1:1/db?connect_timeout=2"|; /^dlq_path/d' \
+  "$WORK/pg/metronome.toml"
+out=$("$root/usr/bin/metronome" migrate --config "$WORK/pg/metronome.toml" 2>&1) &&
+  fail "migrate against a closed port succeeded: $out"
+grep -q "127.0.0.1" <<<"$out" && ! grep -qi "plugin\|backend" <<<"$out" ||
+  fail "the packaged binary did not load its PostgreSQL plugin: $out"
 zcat "$root/usr/share/man/man1/metronome.1.gz" | grep -q '^\.SH COMMANDS' ||
   fail "the man page has no COMMANDS section"
 
