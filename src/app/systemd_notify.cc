@@ -12,6 +12,8 @@
 #include <cstring>
 #include <string>
 
+#include "common/fd.h"
+
 namespace metronome::systemd {
 namespace {
 
@@ -27,20 +29,6 @@ std::optional<uint64_t> positive(std::string_view text) {
   if (ec != std::errc() || end != text.data() + text.size() || n == 0) return std::nullopt;
   return n;
 }
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 }  // namespace
 

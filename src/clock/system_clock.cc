@@ -13,6 +13,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "common/fd.h"
+
 namespace metronome {
 namespace {
 
@@ -30,21 +32,6 @@ void ensure_fine_timer_slack() {
     done = true;
   }
 }
-
-// A file descriptor closed on scope exit.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 [[noreturn]] void die(const char* what) {
   // Running out of descriptors for a sleep is not something the daemon can work around.
