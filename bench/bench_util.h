@@ -354,6 +354,7 @@ class TimingStore final : public Store {
   }
   Status put_alarm_state(const AlarmState& s) override { return inner_.put_alarm_state(s); }
   Status ping() override { return inner_.ping(); }
+  void run_deferred_work() override { inner_.run_deferred_work(); }
 
  private:
   Store& inner_;

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <map>
 
+#include "app/daemon.h"
 #include "bench_util.h"
 #include "clock/system_clock.h"
 #include "dlq/dead_letter_queue.h"
@@ -40,6 +41,7 @@ int run(int argc, char** argv) {
   flags.finish();
   if (feeds < 1 || seconds < 1 || interval_ms < 1 || workers < 0) die("values must be positive");
   quiet_logs(log_level);
+  limit_malloc_arenas();  // as `metronome run` does
 
   const std::string machine = machine_json();
   TempDir dir("metronome-scale");

@@ -92,6 +92,7 @@ int cmd_run(const Common& common) {
   sigaddset(&signals, SIGUSR1);  // the daemon thread ended on its own
   sigaddset(&signals, SIGHUP);   // reload the config
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  limit_malloc_arenas();
 
   SystemClock clock;
   spdlog::info("metronome {} starting with {}", METRONOME_VERSION,

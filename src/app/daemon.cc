@@ -1,5 +1,6 @@
 #include "app/daemon.h"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
 
@@ -135,6 +136,10 @@ Result<std::unique_ptr<ReplicaLeases>> open_leases(const Config& config,
 }
 
 }  // namespace
+
+void limit_malloc_arenas() {
+  if (mallopt(M_ARENA_MAX, 2) != 1) spdlog::warn("could not limit malloc arenas (M_ARENA_MAX)");
+}
 
 Status ensure_default_secret(const Config& config) {
   if (!config.is_builtin_default()) return Status::Ok();

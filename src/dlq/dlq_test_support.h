@@ -109,6 +109,7 @@ class FlakyStore final : public Store {
     return inner_.put_alarm_state(state);
   }
   Status ping() override { return inner_.ping(); }
+  void run_deferred_work() override { inner_.run_deferred_work(); }
 
  private:
   Store& inner_;

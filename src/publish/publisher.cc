@@ -23,24 +23,28 @@ Publisher::Publisher(Store& store, DeadLetterQueue& dlq, Clock& clock, BackoffPo
       dlq_(dlq),
       clock_(clock),
       backoff_(backoff),
-      jitter_engine_(std::random_device{}()) {}
+      jitter_engine_(std::random_device{}()),
+      batcher_(std::make_unique<CommitBatcher>(store)) {}
+
+Publisher::~Publisher() = default;
 
 double Publisher::draw_jitter() {
   std::lock_guard lock(jitter_mu_);
   return std::uniform_real_distribution<double>(0.0, 1.0)(jitter_engine_);
 }
 
-SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
-                                   std::stop_token stop) {
-  SlotResult result;
+Publisher::Attempt Publisher::observe_and_sign(const FeedRuntime& feed, const SlotJob& job,
+                                               std::stop_token stop) {
+  Attempt a;
+  SlotResult& result = a.result;
+  std::optional<WallTime>& first_failure = a.first_failure;
+  std::string& stage = a.stage;
+  Status& failure = a.failure;
+  int& attempts = a.attempts;
   result.slot.slot = job.slot;
   result.slot.fired_at = job.fired_at;
   result.slot.lateness_us = std::max<int64_t>(0, micros_between(WallTime(job.slot), job.fired_at));
 
-  std::optional<WallTime> first_failure;
-  std::string stage;
-  Status failure;
-  int attempts = 0;
   // Retries keep going through a shutdown: the slot in flight finishes within its deadline.
   const std::stop_token no_stop;
 
@@ -108,41 +112,94 @@ SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
     result.slot.fired_at = clock_.now();
     result.slot.lateness_us = micros_between(WallTime(job.slot), *result.slot.fired_at);
   }
+  return a;
+}
 
-  if (result.record) {
-    if (job.observed) job.observed();
-    // Write: the same record on every attempt, so a retry after an ambiguous failure stores
-    // exactly the observed value (the store keeps the first one if the slot already has it).
-    int commit_attempts = 0;
-    for (;;) {
-      ++commit_attempts;
-      result.record->published_at = clock_.now();
-      result.slot.outcome = SlotOutcome::kPublished;
-      result.slot.attempts = attempts + commit_attempts - 1;
-      SlotCommit commit{job.execution, feed.id, result.slot, result.record, job.fence};
-      auto committed = store_.commit_slots(std::span<const SlotCommit>(&commit, 1));
-      if (on_store_write_) on_store_write_(committed.status());
-      if (committed.ok()) {
-        result.inserted = (*committed)[0];
-        result.outcome_persisted = true;
-        failure = Status::Ok();
-        break;
-      }
-      if (!first_failure) first_failure = clock_.now();
-      stage = "publish";
-      failure = committed.status();
-      if (!failure.retryable() || commit_attempts > feed.retries) break;
-      Nanos delay = backoff_delay(backoff_, commit_attempts, draw_jitter());
-      if (!retry_fits(clock_.now(), delay, Nanos(0), job.deadline)) {
-        failure = Status::DeadlineExceeded(fmt::format("deadline_exceeded: {} (after {} attempts)",
-                                                       failure.ToString(), commit_attempts));
-        break;
-      }
-      clock_.sleep_for(delay, no_stop);
+SlotCommit Publisher::commit_of(const FeedRuntime& feed, const SlotJob& job, Attempt& a,
+                                int commit_attempts) {
+  a.result.record->published_at = clock_.now();
+  a.result.slot.outcome = SlotOutcome::kPublished;
+  a.result.slot.attempts = a.attempts + commit_attempts - 1;
+  return SlotCommit{job.execution, feed.id, a.result.slot, a.result.record, job.fence};
+}
+
+void Publisher::commit_record(const FeedRuntime& feed, const SlotJob& job, Attempt& a,
+                              std::optional<Result<bool>> first) {
+  // Write: the same record on every attempt, so a retry after an ambiguous failure stores
+  // exactly the observed value (the store keeps the first one if the slot already has it).
+  const std::stop_token no_stop;  // retries keep going through a shutdown (see publish_slot)
+  int commit_attempts = 0;
+  for (;;) {
+    ++commit_attempts;
+    Result<bool> committed = false;
+    if (commit_attempts == 1 && first) {
+      committed = std::move(*first);  // made by the commit batcher
+    } else {
+      SlotCommit commit = commit_of(feed, job, a, commit_attempts);
+      auto r = store_.commit_slots(std::span<const SlotCommit>(&commit, 1));
+      committed = r.ok() ? Result<bool>((*r)[0]) : Result<bool>(r.status());
     }
-    attempts += commit_attempts - 1;
+    if (on_store_write_) on_store_write_(committed.ok() ? Status::Ok() : committed.status());
+    if (committed.ok()) {
+      a.result.inserted = *committed;
+      a.result.outcome_persisted = true;
+      a.failure = Status::Ok();
+      break;
+    }
+    if (!a.first_failure) a.first_failure = clock_.now();
+    a.stage = "publish";
+    a.failure = committed.status();
+    if (!a.failure.retryable() || commit_attempts > feed.retries) break;
+    Nanos delay = backoff_delay(backoff_, commit_attempts, draw_jitter());
+    if (!retry_fits(clock_.now(), delay, Nanos(0), job.deadline)) {
+      a.failure = Status::DeadlineExceeded(fmt::format("deadline_exceeded: {} (after {} attempts)",
+                                                       a.failure.ToString(), commit_attempts));
+      break;
+    }
+    clock_.sleep_for(delay, no_stop);
   }
+  a.attempts += commit_attempts - 1;
+}
 
+SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
+                                   std::stop_token stop) {
+  Attempt a = observe_and_sign(feed, job, stop);
+  if (a.result.record) {
+    if (job.observed) job.observed();
+    commit_record(feed, job, a, std::nullopt);
+  }
+  return finish(feed, job, std::move(a));
+}
+
+void Publisher::publish_slot_async(const FeedRuntime& feed, SlotJob job, std::stop_token stop,
+                                   const Executor& executor, std::function<void(SlotResult)> done) {
+  auto a = std::make_shared<Attempt>(observe_and_sign(feed, job, stop));
+  if (!a->result.record) {
+    done(finish(feed, job, std::move(*a)));
+    return;
+  }
+  if (job.observed) job.observed();
+  SlotCommit commit = commit_of(feed, job, *a, 1);
+  auto shared_job = std::make_shared<const SlotJob>(std::move(job));
+  batcher_->submit(std::move(commit), [this, &feed, a, shared_job, executor,
+                                       done = std::move(done)](std::optional<Result<bool>> first) {
+    const bool written = first && first->ok();
+    std::function<void()> rest = [this, &feed, a, shared_job, first = std::move(first), done] {
+      commit_record(feed, *shared_job, *a, first);
+      done(finish(feed, *shared_job, std::move(*a)));
+    };
+    // Written: what is left does not block (logs, callbacks), so it runs here rather than
+    // waking a worker per slot. Retries and the DLQ block: a worker's.
+    if (written || !executor || !executor(rest)) rest();
+  });
+}
+
+SlotResult Publisher::finish(const FeedRuntime& feed, const SlotJob& job, Attempt&& a) {
+  SlotResult& result = a.result;
+  const std::optional<WallTime>& first_failure = a.first_failure;
+  const std::string& stage = a.stage;
+  const Status& failure = a.failure;
+  const int attempts = a.attempts;
   if (failure.ok() && job.fence && !result.inserted) {
     // Fenced and not inserted: either the slot already had its value (kept, exactly once) or
     // the store refused the commit because the lease is gone. Only the second leaves no value.

@@ -27,6 +27,7 @@
 #include "common/ids.h"
 #include "dlq/dead_letter_queue.h"
 #include "publish/backoff.h"
+#include "publish/commit_batcher.h"
 #include "publish/feed_signer.h"
 #include "publish/sanity_bounds.h"
 #include "schedule/schedule.h"
@@ -80,6 +81,7 @@ struct SlotResult {
 class Publisher {
  public:
   Publisher(Store& store, DeadLetterQueue& dlq, Clock& clock, BackoffPolicy backoff = {});
+  ~Publisher();  // writes the commits queued by publish_slot_async() and runs their `done`
 
   // Whether every published slot gets an info log line (the default); when false they are at
   // debug level, for daemons with many feeds that log a summary instead.
@@ -87,18 +89,40 @@ class Publisher {
 
   SlotResult publish_slot(const FeedRuntime& feed, const SlotJob& job, std::stop_token stop);
 
+  // Runs a continuation on a worker; false when it cannot (shutting down): the caller then
+  // runs it itself.
+  using Executor = std::function<bool(std::function<void()>)>;
+  // publish_slot() without waiting for the store: the observed and signed record is queued to
+  // the commit batcher (one transaction for everything queued; see CommitBatcher) and this
+  // returns. When its batch was written, `done` runs with the slot's result on the batcher's
+  // thread, and must not block (hand store writes and other I/O to a worker). When it was not,
+  // the retries, the DLQ and `done` run on `executor`, as publish_slot() would run them. A slot
+  // that fails before its commit calls `done` on this thread before returning.
+  // REQUIRES: `feed` outlives `done`'s call.
+  void publish_slot_async(const FeedRuntime& feed, SlotJob job, std::stop_token stop,
+                          const Executor& executor, std::function<void(SlotResult)> done);
+
   // Records an outcome that needs no publishing (skipped, missed). If the store cannot be written
   // the commit is kept and retried by the next successful commit (flush_pending()).
   // With a fence, the outcome is recorded only under that lease.
   void record_outcome(const FeedId& feed, const ExecutionId& execution, const SlotRecord& slot,
                       std::optional<SlotFence> fence = std::nullopt);
 
+  // Records observed and signed that wait for their batch (publish_slot_async()).
+  size_t commits_waiting() const { return batcher_->queued(); }
+  // Blocks (real time, bounded) until at least n records wait for their batch. For tests.
+  bool wait_for_commits_waiting(size_t n, std::chrono::milliseconds timeout) const {
+    return batcher_->wait_for_queued(n, timeout);
+  }
+
   // Retries outcomes that could not be written earlier. Returns how many are still pending.
   size_t flush_pending();
   size_t pending_outcomes() const;
 
-  // Called on the worker after each slot outcome, with the stored record when published (e.g. to
-  // evaluate alarms, update metrics and the API's snapshots). REQUIRES: set before slots run.
+  // Called after each slot outcome, with the stored record when published (e.g. to evaluate
+  // alarms, update metrics and the API's snapshots). It runs on the worker, or, for a slot of
+  // publish_slot_async() written at once, on the commit batcher's thread: it must not block.
+  // REQUIRES: set before slots run.
   using OutcomeCallback =
       std::function<void(const FeedId&, const SlotRecord&, const ValueRecord* record)>;
   void set_on_outcome(OutcomeCallback callback) { on_outcome_ = std::move(callback); }
@@ -108,6 +132,27 @@ class Publisher {
   }
 
  private:
+  // A slot's state from its observation to its outcome.
+  struct Attempt {
+    SlotResult result;
+    std::optional<WallTime> first_failure;
+    std::string stage;  // where it failed: observe, sanity, sign, publish
+    Status failure;
+    int attempts = 0;
+  };
+  // Observes (with retries), checks the sanity bounds, signs, and waits for the slot when
+  // observed ahead of it. a.result.record is set when there is something to commit.
+  Attempt observe_and_sign(const FeedRuntime& feed, const SlotJob& job, std::stop_token stop);
+  // The commit of a.result.record for its attempt number `commit_attempts` (from 1).
+  SlotCommit commit_of(const FeedRuntime& feed, const SlotJob& job, Attempt& a,
+                       int commit_attempts);
+  // Commits with retries inside the deadline. `first`: the answer of a first attempt already
+  // made by the batcher (nullopt: none made, or its batch failed).
+  void commit_record(const FeedRuntime& feed, const SlotJob& job, Attempt& a,
+                     std::optional<Result<bool>> first);
+  // After the commit: lease-lost check, logs, on_outcome; a failure is recorded and goes to
+  // the DLQ.
+  SlotResult finish(const FeedRuntime& feed, const SlotJob& job, Attempt&& a);
   double draw_jitter();
   void keep_pending(SlotCommit commit);
 
@@ -124,6 +169,9 @@ class Publisher {
 
   mutable std::mutex pending_mu_;
   std::vector<SlotCommit> pending_;  // guarded by pending_mu_: outcomes not yet in the store
+
+  // Last: destroyed first, so that its thread's callbacks still find the members above.
+  std::unique_ptr<CommitBatcher> batcher_;
 };
 
 }  // namespace metronome

@@ -5,7 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <future>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 #include "publish/backoff.h"
 #include "secret/file_secret.h"
@@ -112,6 +116,54 @@ TEST_F(PublisherTest, RetryableStoreErrorsAreRetriedAndTheSameValueIsStored) {
   EXPECT_EQ(r.slot.attempts, 3);
   EXPECT_EQ((*sqlite_->get_value(feed_.id, slot_))->value, r.record->value);
   EXPECT_EQ(*dlq_->depth(), 0);
+}
+
+// publish_slot_async(): the first commit is the batcher's; when it fails, the retries run on
+// the executor's thread, and `done` gets the same result publish_slot() would give.
+TEST_F(PublisherTest, AsyncPublishRetriesAFailedFirstCommitOnTheExecutorAndStoresOnce) {
+  store_->fail_next_commits(2, Status::IOError("disk I/O error"));
+  clock_.set(job().fired_at);
+  std::atomic<int> executed{0};
+  std::mutex workers_mu;
+  std::vector<std::jthread> workers;  // joined when the test ends
+  Publisher::Executor executor = [&](std::function<void()> task) {
+    ++executed;
+    std::lock_guard lock(workers_mu);
+    workers.emplace_back(std::move(task));  // a worker of its own, like the scheduler's pool
+    return true;
+  };
+  std::promise<SlotResult> result;
+  publisher_->publish_slot_async(feed_, job(), std::stop_token(), executor,
+                                 [&](SlotResult r) { result.set_value(std::move(r)); });
+  auto done = result.get_future();
+  while (done.wait_for(1ms) != std::future_status::ready) {
+    if (clock_.sleepers() > 0) clock_.advance(1ms);
+  }
+  SlotResult r = done.get();
+  ASSERT_EQ(r.slot.outcome, SlotOutcome::kPublished) << r.slot.error;
+  EXPECT_TRUE(r.inserted);
+  EXPECT_EQ(r.slot.attempts, 3);
+  EXPECT_EQ(executed.load(), 1);  // only the failed commit needed a worker
+  EXPECT_EQ((*sqlite_->get_value(feed_.id, slot_))->value, r.record->value);
+  EXPECT_EQ(*dlq_->depth(), 0);
+}
+
+// Written at once: `done` runs on the batcher's thread, no worker is needed.
+TEST_F(PublisherTest, AsyncPublishWrittenAtOnceNeedsNoWorker) {
+  clock_.set(job().fired_at);
+  std::atomic<int> executed{0};
+  Publisher::Executor executor = [&](std::function<void()>) {
+    ++executed;
+    return false;
+  };
+  std::promise<SlotResult> result;
+  publisher_->publish_slot_async(feed_, job(), std::stop_token(), executor,
+                                 [&](SlotResult r) { result.set_value(std::move(r)); });
+  SlotResult r = result.get_future().get();
+  ASSERT_EQ(r.slot.outcome, SlotOutcome::kPublished) << r.slot.error;
+  EXPECT_TRUE(r.inserted && r.outcome_persisted);
+  EXPECT_EQ(executed.load(), 0);
+  EXPECT_EQ((*sqlite_->get_value(feed_.id, slot_))->value, r.record->value);
 }
 
 TEST_F(PublisherTest, AmbiguousFailureAfterTheCommitLandedKeepsTheFirstValueOnce) {

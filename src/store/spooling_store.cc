@@ -713,4 +713,8 @@ Status SpoolingStore::ping() {
   return impl_->inner->ping();
 }
 
+void SpoolingStore::run_deferred_work() {
+  impl_->inner->run_deferred_work();
+}
+
 }  // namespace metronome

@@ -110,6 +110,7 @@ class SpoolingStore final : public Store {
   Status put_alarm_state(const AlarmState& state) override;
 
   Status ping() override;
+  void run_deferred_work() override;
 
  private:
   struct Impl;

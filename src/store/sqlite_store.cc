@@ -99,6 +99,79 @@ PRAGMA application_id = 1297370710;
     {2, R"sql(
 ALTER TABLE "values" ADD COLUMN sources TEXT NOT NULL DEFAULT '[]';
 )sql"},
+    // Time-clustered layout (docs/adr/0013-time-clustered-sqlite-layout.md): a boundary's
+    // records are appended together instead of each landing in its feed's own B-tree page.
+    // - value_log: values in commit order (rowid); UNIQUE (slot_ms, feed) is exactly-once.
+    // - value_feed_index: (feed, slot_ms) -> row, written in bulk for the rows up to
+    //   value_index_state.indexed_through_id; later rows (the tail) are found by scanning it.
+    // - feed_latest: each feed's newest slot with a value (small: one row per feed).
+    // - executions.plan: the planned slot times (JSON array of Unix ms). Slots without an
+    //   outcome are no longer rows; slot_outcomes holds outcomes only, in commit order.
+    {3, R"sql(
+CREATE TABLE value_log (
+  id INTEGER PRIMARY KEY,
+  feed TEXT NOT NULL,
+  slot_ms INTEGER NOT NULL,
+  round INTEGER NOT NULL,
+  value TEXT NOT NULL,
+  decimals INTEGER NOT NULL,
+  observed_at_ns INTEGER NOT NULL,
+  published_at_ns INTEGER NOT NULL,
+  execution TEXT NOT NULL,
+  signer TEXT NOT NULL,
+  signature TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  sources TEXT NOT NULL DEFAULT '[]'
+) STRICT;
+CREATE UNIQUE INDEX value_log_by_slot ON value_log(slot_ms, feed);
+CREATE TABLE value_feed_index (
+  feed TEXT NOT NULL,
+  slot_ms INTEGER NOT NULL,
+  id INTEGER NOT NULL,
+  PRIMARY KEY (feed, slot_ms)
+) WITHOUT ROWID, STRICT;
+CREATE TABLE value_index_state (
+  one INTEGER PRIMARY KEY CHECK (one = 1),
+  indexed_through_id INTEGER NOT NULL
+) STRICT;
+CREATE TABLE feed_latest (
+  feed TEXT PRIMARY KEY NOT NULL,
+  slot_ms INTEGER NOT NULL
+) WITHOUT ROWID, STRICT;
+INSERT INTO value_log(feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns,
+                      execution, signer, signature, digest, sources)
+  SELECT feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns, execution,
+         signer, signature, digest, sources
+  FROM "values" ORDER BY slot_ms, feed;
+INSERT INTO value_feed_index(feed, slot_ms, id) SELECT feed, slot_ms, id FROM value_log;
+INSERT INTO value_index_state(one, indexed_through_id)
+  VALUES (1, (SELECT coalesce(max(id), 0) FROM value_log));
+INSERT INTO feed_latest(feed, slot_ms) SELECT feed, max(slot_ms) FROM value_log GROUP BY feed;
+DROP TABLE "values";
+
+ALTER TABLE executions ADD COLUMN plan TEXT NOT NULL DEFAULT '[]';
+UPDATE executions SET plan = (
+  SELECT coalesce(json_group_array(slot_ms), '[]')
+  FROM (SELECT slot_ms FROM slots WHERE slots.execution = executions.id ORDER BY slot_ms));
+CREATE TABLE slot_outcomes (
+  id INTEGER PRIMARY KEY,
+  execution TEXT NOT NULL,
+  slot_ms INTEGER NOT NULL,
+  feed TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  fired_at_ns INTEGER,
+  lateness_us INTEGER,
+  error TEXT NOT NULL,
+  attempts INTEGER NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX slot_outcomes_by_slot ON slot_outcomes(slot_ms, execution);
+CREATE INDEX slot_outcomes_by_outcome ON slot_outcomes(outcome, slot_ms);
+INSERT INTO slot_outcomes(execution, slot_ms, feed, outcome, fired_at_ns, lateness_us, error,
+                          attempts)
+  SELECT execution, slot_ms, feed, outcome, fired_at_ns, lateness_us, error, attempts
+  FROM slots WHERE outcome <> 'planned' ORDER BY slot_ms, execution;
+DROP TABLE slots;
+)sql"},
 };
 
 constexpr Migration kDlqMigrations[] = {
@@ -131,6 +204,9 @@ PRAGMA application_id = 1297370692;
     // the values file's, so an older build refuses both files alike.
     {2, R"sql(
 -- schema version 2
+)sql"},  // No table change: the version moves with the values file's.
+    {3, R"sql(
+-- schema version 3
 )sql"},
 };
 
@@ -148,34 +224,42 @@ static_assert(std::size(kDlqMigrations) > 0 &&
 // ---- SQL of the cached statements ----
 
 constexpr const char* kInsertValue = R"sql(
-INSERT INTO "values"(feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns,
-                     execution, signer, signature, digest, sources)
+INSERT INTO value_log(feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns,
+                      execution, signer, signature, digest, sources)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-ON CONFLICT (feed, slot_ms) DO NOTHING)sql";
+ON CONFLICT (slot_ms, feed) DO NOTHING)sql";
+
+constexpr const char* kUpdateFeedLatest = R"sql(
+INSERT INTO feed_latest(feed, slot_ms) VALUES (?1, ?2)
+ON CONFLICT (feed) DO UPDATE SET slot_ms = excluded.slot_ms
+WHERE excluded.slot_ms > feed_latest.slot_ms)sql";
 
 // A published slot is final: a later commit for the same slot (a retry whose first attempt did
 // land, a second replica) must not turn it back into failed, since the value exists.
 constexpr const char* kUpsertSlot = R"sql(
-INSERT INTO slots(execution, slot_ms, feed, outcome, fired_at_ns, lateness_us, error, attempts)
+INSERT INTO slot_outcomes(execution, slot_ms, feed, outcome, fired_at_ns, lateness_us, error,
+                          attempts)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-ON CONFLICT (execution, slot_ms) DO UPDATE SET
+ON CONFLICT (slot_ms, execution) DO UPDATE SET
   feed = excluded.feed, outcome = excluded.outcome, fired_at_ns = excluded.fired_at_ns,
   lateness_us = excluded.lateness_us, error = excluded.error, attempts = excluded.attempts
-WHERE slots.outcome <> 'published')sql";
+WHERE slot_outcomes.outcome <> 'published')sql";
 
-constexpr const char* kInsertPlannedSlot = R"sql(
-INSERT INTO slots(execution, slot_ms, feed, outcome, fired_at_ns, lateness_us, error, attempts)
+// An execution created with outcomes already (recovery): they are kept as they were given.
+constexpr const char* kInsertCreatedSlot = R"sql(
+INSERT INTO slot_outcomes(execution, slot_ms, feed, outcome, fired_at_ns, lateness_us, error,
+                          attempts)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-ON CONFLICT (execution, slot_ms) DO NOTHING)sql";
+ON CONFLICT (slot_ms, execution) DO NOTHING)sql";
 
 constexpr const char* kInsertExecution = R"sql(
 INSERT INTO executions(id, feed, window_start_ms, window_end_ms, state, created_at_ns,
-                       finished_at_ns)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                       finished_at_ns, plan)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
 ON CONFLICT (id) DO NOTHING)sql";
 
 #define METRONOME_EXECUTION_COLUMNS \
-  "id, feed, window_start_ms, window_end_ms, state, created_at_ns, finished_at_ns"
+  "id, feed, window_start_ms, window_end_ms, state, created_at_ns, finished_at_ns, plan"
 
 constexpr const char* kGetExecution =
     "SELECT " METRONOME_EXECUTION_COLUMNS " FROM executions WHERE id = ?1";
@@ -189,9 +273,9 @@ constexpr const char* kListExecutionsOfFeed =
 constexpr const char* kUnfinishedExecutions =
     "SELECT " METRONOME_EXECUTION_COLUMNS
     " FROM executions WHERE state IN ('planned', 'running') ORDER BY window_start_ms ASC, id ASC";
-constexpr const char* kSlotsOfExecution =
-    "SELECT slot_ms, outcome, fired_at_ns, lateness_us, error, attempts FROM slots"
-    " WHERE execution = ?1 ORDER BY slot_ms ASC";
+constexpr const char* kOutcomeOfSlot =
+    "SELECT outcome, fired_at_ns, lateness_us, error, attempts FROM slot_outcomes"
+    " WHERE slot_ms = ?1 AND execution = ?2";
 constexpr const char* kSetExecutionState =
     "UPDATE executions SET state = ?1, finished_at_ns = ?2 WHERE id = ?3";
 
@@ -200,19 +284,44 @@ constexpr const char* kSetExecutionState =
   "signer, signature, digest, sources"
 
 constexpr const char* kListValues = "SELECT " METRONOME_VALUE_COLUMNS
-                                    " FROM \"values\" WHERE slot_ms >= ?1 AND slot_ms < ?2"
+                                    " FROM value_log WHERE slot_ms >= ?1 AND slot_ms < ?2"
                                     " ORDER BY slot_ms DESC, feed ASC LIMIT ?3";
-constexpr const char* kListValuesOfFeed =
+// A feed's values, newest first, in two parts: the rows value_feed_index has (up to its
+// watermark), and the tail after the watermark (?5), which is scanned: it holds at most about
+// a minute of commits (see kIndexEvery). The caller merges the two.
+constexpr const char* kListValuesOfFeedIndexed =
     "SELECT " METRONOME_VALUE_COLUMNS
-    " FROM \"values\" WHERE feed = ?1 AND slot_ms >= ?2 AND slot_ms < ?3"
-    " ORDER BY slot_ms DESC LIMIT ?4";
+    " FROM value_log WHERE id IN ("
+    " SELECT id FROM value_feed_index WHERE feed = ?1 AND slot_ms >= ?2 AND slot_ms < ?3"
+    " ORDER BY slot_ms DESC LIMIT ?4)"
+    " ORDER BY slot_ms DESC";
+constexpr const char* kListValuesOfFeedTail =
+    "SELECT " METRONOME_VALUE_COLUMNS
+    " FROM value_log"
+    " WHERE id > ?4 AND feed = ?1 AND slot_ms >= ?2 AND slot_ms < ?3"
+    " ORDER BY slot_ms DESC LIMIT ?5";
 constexpr const char* kGetValue =
-    "SELECT " METRONOME_VALUE_COLUMNS " FROM \"values\" WHERE feed = ?1 AND slot_ms = ?2";
-constexpr const char* kLatestValue = "SELECT " METRONOME_VALUE_COLUMNS
-                                     " FROM \"values\" WHERE feed = ?1"
-                                     " ORDER BY slot_ms DESC LIMIT 1";
+    "SELECT " METRONOME_VALUE_COLUMNS " FROM value_log WHERE slot_ms = ?2 AND feed = ?1";
+constexpr const char* kLatestValue =
+    "SELECT " METRONOME_VALUE_COLUMNS
+    " FROM value_log"
+    " WHERE slot_ms = (SELECT slot_ms FROM feed_latest WHERE feed = ?1) AND feed = ?1";
 constexpr const char* kCountOutcomes =
-    "SELECT count(*) FROM slots WHERE outcome = ?1 AND slot_ms >= ?2";
+    "SELECT count(*) FROM slot_outcomes WHERE outcome = ?1 AND slot_ms >= ?2";
+// Planned slots are not rows: those of a plan without an outcome row.
+constexpr const char* kCountPlanned =
+    "SELECT count(*) FROM executions, json_each(executions.plan) AS p"
+    " WHERE executions.window_end_ms > ?1 AND p.value >= ?1 AND NOT EXISTS ("
+    " SELECT 1 FROM slot_outcomes o WHERE o.slot_ms = p.value AND o.execution = executions.id)";
+constexpr const char* kIndexWatermark =
+    "SELECT indexed_through_id FROM value_index_state WHERE one = 1";
+constexpr const char* kLastValueId = "SELECT coalesce(max(id), 0) FROM value_log";
+// Sorted by feed, so that each feed's index page is written once for all its new rows.
+constexpr const char* kIndexTail =
+    "INSERT INTO value_feed_index(feed, slot_ms, id)"
+    " SELECT feed, slot_ms, id FROM value_log WHERE id > ?1 AND id <= ?2 ORDER BY feed, slot_ms";
+constexpr const char* kSetIndexWatermark =
+    "UPDATE value_index_state SET indexed_through_id = ?1 WHERE one = 1";
 
 #define METRONOME_DLQ_COLUMNS                                                                 \
   "id, feed, slot_ms, execution, stage, error, attempts, first_failure_ns, last_failure_ns, " \
@@ -354,7 +463,25 @@ Execution read_execution(const SQLite::Statement& s) {
   e.state = value_or_throw(parse_execution_state(s.getColumn(4).getString()));
   e.created_at = wall_from_ns(s.getColumn(5).getInt64());
   if (auto ns = optional_int64(s.getColumn(6))) e.finished_at = wall_from_ns(*ns);
+  // The planned slots; load_slots() fills in their outcomes.
+  try {
+    for (const auto& ms : nlohmann::json::parse(s.getColumn(7).getString())) {
+      e.slots.push_back(SlotRecord{.slot = slot_from_unix_ms(ms.get<int64_t>())});
+    }
+  } catch (const nlohmann::json::exception& ex) {
+    throw UnreadableRow(fmt::format("execution {}: unreadable plan: {}", e.id.str(), ex.what()));
+  }
   return e;
+}
+
+// executions.plan: the slot times, ascending, as a JSON array of Unix ms.
+std::string plan_json(const Execution& e) {
+  std::vector<int64_t> ms;
+  ms.reserve(e.slots.size());
+  for (const SlotRecord& s : e.slots) ms.push_back(to_unix_ms(s.slot));
+  std::sort(ms.begin(), ms.end());
+  ms.erase(std::unique(ms.begin(), ms.end()), ms.end());
+  return nlohmann::json(ms).dump();
 }
 
 // Reads a row of METRONOME_DLQ_COLUMNS.
@@ -614,24 +741,37 @@ Result<std::unique_ptr<Connection>> open_connection(const std::filesystem::path&
 }  // namespace
 
 struct SqliteStore::Impl {
-  std::unique_ptr<Connection> values;  // values, executions, slots
+  std::unique_ptr<Connection> values;  // values, executions, slot outcomes
   std::unique_ptr<Connection> dlq;     // dlq, alarms
 
-  // REQUIRES: inside values->run(). Fills e.slots from the slots table.
+  // REQUIRES: inside values->run(). Fills in the outcomes of e's planned slots.
   void load_slots(Execution& e) {
-    auto s = values->statement(kSlotsOfExecution);
-    s->bind(1, e.id.str());
-    while (s->executeStep()) {
-      SlotRecord slot;
-      slot.slot = slot_from_unix_ms(s->getColumn(0).getInt64());
-      slot.outcome = value_or_throw(parse_slot_outcome(s->getColumn(1).getString()));
-      if (auto ns = optional_int64(s->getColumn(2))) slot.fired_at = wall_from_ns(*ns);
-      slot.lateness_us = optional_int64(s->getColumn(3));
-      slot.error = s->getColumn(4).getString();
-      slot.attempts = s->getColumn(5).getInt();
-      e.slots.push_back(std::move(slot));
+    for (SlotRecord& slot : e.slots) {
+      auto s = values->statement(kOutcomeOfSlot);
+      s->bind(1, to_unix_ms(slot.slot));
+      s->bind(2, e.id.str());
+      if (!s->executeStep()) continue;  // planned
+      slot.outcome = value_or_throw(parse_slot_outcome(s->getColumn(0).getString()));
+      if (auto ns = optional_int64(s->getColumn(1))) slot.fired_at = wall_from_ns(*ns);
+      slot.lateness_us = optional_int64(s->getColumn(2));
+      slot.error = s->getColumn(3).getString();
+      slot.attempts = s->getColumn(4).getInt();
     }
   }
+
+  // The rows of value_log after value_feed_index's watermark (kept in memory; the database's
+  // value_index_state is the truth). Indexed in bulk once there are enough of them.
+  std::mutex tail_mu;
+  int64_t tail_rows = 0;   // guarded by tail_mu
+  int64_t feed_count = 0;  // guarded by tail_mu: rows of feed_latest at the last indexing
+  bool indexing = false;   // guarded by tail_mu
+
+  // How many unindexed rows are worth one bulk indexing: about 32 per feed, so that each
+  // feed's index page is written once for 32 of its rows rather than once per row.
+  int64_t index_threshold() const { return std::max<int64_t>(4096, 32 * feed_count); }
+
+  // Indexes the tail when it is large enough (or `force`). Returns its own write's status.
+  Status index_tail(bool force);
 
   // REQUIRES: inside values->run(). Runs `s` (already bound) and loads each execution's slots,
   // all within one read transaction so that the result is one consistent snapshot.
@@ -671,6 +811,20 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteStoreOptions&
       open_connection(options.path, "values", kValuesApplicationId, kValuesMigrations, options));
   METRONOME_ASSIGN_OR_RETURN(impl->dlq, open_connection(options.dlq_path, "DLQ", kDlqApplicationId,
                                                         kDlqMigrations, options));
+  Connection& c = *impl->values;
+  Status counted = c.run([&]() -> Status {
+    int64_t watermark = 0;
+    {
+      auto s = c.statement(kIndexWatermark);
+      if (s->executeStep()) watermark = s->getColumn(0).getInt64();
+    }
+    auto s = c.statement(kLastValueId);
+    s->executeStep();
+    impl->tail_rows = s->getColumn(0).getInt64() - watermark;
+    impl->feed_count = c.db().execAndGet("SELECT count(*) FROM feed_latest").getInt64();
+    return Status::Ok();
+  });
+  METRONOME_RETURN_IF_ERROR(counted);
   return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
 }
 
@@ -694,12 +848,14 @@ Status SqliteStore::create_execution(const Execution& execution) {
       bind_optional(*s, 7,
                     execution.finished_at ? std::optional<int64_t>(to_ns(*execution.finished_at))
                                           : std::nullopt);
+      s->bind(8, plan_json(execution));
       inserted = s->exec();
     }
     // An existing execution is left exactly as it is (its slots may have outcomes by now).
     if (inserted == 0) return Status::Ok();
     for (const SlotRecord& slot : execution.slots) {
-      auto s = c.statement(kInsertPlannedSlot);
+      if (slot.outcome == SlotOutcome::kPlanned) continue;  // the plan says it
+      auto s = c.statement(kInsertCreatedSlot);
       Impl::bind_slot(*s, execution.id, execution.feed, slot);
       s->exec();
     }
@@ -819,6 +975,12 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
         // ON CONFLICT DO NOTHING changes no row when the slot already has its value.
         this_inserted = s->exec() == 1;
       }
+      if (this_inserted) {
+        auto s = c.statement(kUpdateFeedLatest);
+        s->bind(1, commit.feed.str());
+        s->bind(2, to_unix_ms(commit.slot.slot));
+        s->exec();
+      }
       {
         auto s = c.statement(kUpsertSlot);
         Impl::bind_slot(*s, commit.execution, commit.feed, commit.slot);
@@ -829,7 +991,78 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
     return Status::Ok();
   });
   if (!written.ok()) return written;
+  const int64_t added = std::count(inserted.begin(), inserted.end(), true);
+  bool overdue;
+  {
+    std::lock_guard lock(impl_->tail_mu);
+    impl_->tail_rows += added;
+    // A backstop for writers that never call run_deferred_work(): the tail stays bounded.
+    overdue = impl_->tail_rows >= 4 * impl_->index_threshold();
+  }
+  if (overdue) {
+    if (Status st = impl_->index_tail(false); !st.ok()) {
+      spdlog::warn("store {}: could not index the newest values: {}", c.path().string(), st);
+    }
+  }
   return inserted;
+}
+
+void SqliteStore::run_deferred_work() {
+  if (Status st = impl_->index_tail(false); !st.ok()) {
+    spdlog::warn("store {}: could not index the newest values: {}", impl_->values->path().string(),
+                 st);
+  }
+}
+
+Status SqliteStore::index_values() {
+  return impl_->index_tail(true);
+}
+
+Status SqliteStore::Impl::index_tail(bool force) {
+  {
+    std::lock_guard lock(tail_mu);
+    if (indexing || tail_rows == 0 || (!force && tail_rows < index_threshold())) {
+      return Status::Ok();
+    }
+    indexing = true;
+  }
+  Connection& c = *values;
+  int64_t indexed = 0;
+  int64_t feeds = 0;
+  Status st = c.write([&]() -> Status {
+    int64_t from = 0;
+    {
+      auto s = c.statement(kIndexWatermark);
+      if (s->executeStep()) from = s->getColumn(0).getInt64();
+    }
+    int64_t to = 0;
+    {
+      auto s = c.statement(kLastValueId);
+      s->executeStep();
+      to = s->getColumn(0).getInt64();
+    }
+    {
+      auto s = c.statement(kIndexTail);
+      s->bind(1, from);
+      s->bind(2, to);
+      s->exec();
+    }
+    {
+      auto s = c.statement(kSetIndexWatermark);
+      s->bind(1, to);
+      s->exec();
+    }
+    feeds = c.db().execAndGet("SELECT count(*) FROM feed_latest").getInt64();
+    indexed = to - from;
+    return Status::Ok();
+  });
+  std::lock_guard lock(tail_mu);
+  indexing = false;
+  if (st.ok()) {
+    tail_rows = std::max<int64_t>(0, tail_rows - indexed);
+    feed_count = feeds;
+  }
+  return st;
 }
 
 Result<std::vector<ValueRecord>> SqliteStore::list_values(const ValueQuery& query) {
@@ -839,14 +1072,44 @@ Result<std::vector<ValueRecord>> SqliteStore::list_values(const ValueQuery& quer
   }
   Connection& c = *impl_->values;
   return c.run([&]() -> Result<std::vector<ValueRecord>> {
-    auto s = c.statement(query.feed ? kListValuesOfFeed : kListValues);
-    int i = 1;
-    if (query.feed) s->bind(i++, query.feed->str());
-    s->bind(i++, query.since ? to_unix_ms(*query.since) : kMinInt);
-    s->bind(i++, query.before ? to_unix_ms(*query.before) : kMaxInt);
-    s->bind(i++, query.limit);
+    const int64_t since = query.since ? to_unix_ms(*query.since) : kMinInt;
+    const int64_t before = query.before ? to_unix_ms(*query.before) : kMaxInt;
     std::vector<ValueRecord> out;
-    while (s->executeStep()) out.push_back(read_value(*s));
+    if (!query.feed) {
+      auto s = c.statement(kListValues);
+      s->bind(1, since);
+      s->bind(2, before);
+      s->bind(3, query.limit);
+      while (s->executeStep()) out.push_back(read_value(*s));
+      return out;
+    }
+    SQLite::Transaction txn(c.db());  // the watermark and both parts: one snapshot
+    int64_t watermark = 0;
+    {
+      auto s = c.statement(kIndexWatermark);
+      if (s->executeStep()) watermark = s->getColumn(0).getInt64();
+    }
+    {
+      auto s = c.statement(kListValuesOfFeedIndexed);
+      s->bind(1, query.feed->str());
+      s->bind(2, since);
+      s->bind(3, before);
+      s->bind(4, query.limit);
+      while (s->executeStep()) out.push_back(read_value(*s));
+    }
+    {
+      auto s = c.statement(kListValuesOfFeedTail);
+      s->bind(1, query.feed->str());
+      s->bind(2, since);
+      s->bind(3, before);
+      s->bind(4, watermark);
+      s->bind(5, query.limit);
+      while (s->executeStep()) out.push_back(read_value(*s));
+    }
+    txn.commit();
+    std::sort(out.begin(), out.end(),
+              [](const ValueRecord& a, const ValueRecord& b) { return a.slot > b.slot; });
+    if (out.size() > static_cast<size_t>(query.limit)) out.resize(query.limit);
     return out;
   });
 }
@@ -875,6 +1138,12 @@ Result<std::optional<ValueRecord>> SqliteStore::latest_value(const FeedId& feed)
 Result<int64_t> SqliteStore::count_outcomes(SlotOutcome outcome, SlotTime since) {
   Connection& c = *impl_->values;
   return c.run([&]() -> Result<int64_t> {
+    if (outcome == SlotOutcome::kPlanned) {
+      auto s = c.statement(kCountPlanned);
+      s->bind(1, to_unix_ms(since));
+      s->executeStep();
+      return s->getColumn(0).getInt64();
+    }
     auto s = c.statement(kCountOutcomes);
     s->bind(1, std::string(to_string(outcome)));
     s->bind(2, to_unix_ms(since));

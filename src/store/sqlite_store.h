@@ -33,7 +33,7 @@ class SqliteStore final : public Store {
   ~SqliteStore() override;
 
   // The schema version this build writes.
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   Status create_execution(const Execution& execution) override;
   Result<std::optional<Execution>> get_execution(const ExecutionId& id) override;
@@ -59,6 +59,11 @@ class SqliteStore final : public Store {
   Status put_alarm_state(const AlarmState& state) override;
 
   Status ping() override;
+  // Indexes the newest values by feed when enough are waiting (see the schema in the .cc).
+  void run_deferred_work() override;
+
+  // Indexes every value not yet in the per-feed index now (tests; `metronome` never needs it).
+  Status index_values();
 
   // Online backup of both files (values, DLQ) into new files, each one consistent snapshot,
   // while the daemon keeps writing. AlreadyExists if an output file exists.

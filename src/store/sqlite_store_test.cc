@@ -116,7 +116,8 @@ TEST_F(SqliteStoreTest, MigratesEmptyFilesAndCreatesFolders) {
     EXPECT_EQ(db.execAndGet("PRAGMA journal_mode").getString(), "wal") << file;
   }
   SQLite::Database values(options_.path.string(), SQLite::OPEN_READONLY);
-  for (const char* table : {"values", "executions", "slots"}) {
+  for (const char* table : {"value_log", "value_feed_index", "value_index_state", "feed_latest",
+                            "executions", "slot_outcomes"}) {
     EXPECT_TRUE(values.tableExists(table)) << table;
   }
   SQLite::Database dlq(options_.dlq_path.string(), SQLite::OPEN_READONLY);
@@ -129,17 +130,49 @@ TEST_F(SqliteStoreTest, MigratesEmptyFilesAndCreatesFolders) {
   EXPECT_TRUE(store->ping().ok());
 }
 
-TEST_F(SqliteStoreTest, MigratesAVersion1FileKeepingItsValues) {
-  ASSERT_NE(open(options_), nullptr);
+// A file as version 1 wrote it (the layout clustered by feed, planned slots as rows, no
+// sources column), with a value, an execution whose slots are published, failed and planned,
+// and an outcome for an execution that was never created: after the migration to version 3
+// every one of them reads back the same.
+TEST_F(SqliteStoreTest, MigratesAVersion1FileKeepingValuesExecutionsAndOutcomes) {
   {
-    // Back to what version 1 wrote: no sources column, one value in it.
-    SQLite::Database db(options_.path.string(), SQLite::OPEN_READWRITE);
-    db.exec(R"sql(ALTER TABLE "values" DROP COLUMN sources)sql");
-    db.exec(
-        R"sql(INSERT INTO "values" VALUES ('f', 2000, 1, '12.5', 1, 3, 4, 'f@x', '', '', ''))sql");
-    db.exec("PRAGMA user_version = 1");
-    SQLite::Database dlq(options_.dlq_path.string(), SQLite::OPEN_READWRITE);
-    dlq.exec("PRAGMA user_version = 1");
+    SQLite::Database db(options_.path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec(R"sql(
+CREATE TABLE "values" (
+  feed TEXT NOT NULL, slot_ms INTEGER NOT NULL, round INTEGER NOT NULL, value TEXT NOT NULL,
+  decimals INTEGER NOT NULL, observed_at_ns INTEGER NOT NULL, published_at_ns INTEGER NOT NULL,
+  execution TEXT NOT NULL, signer TEXT NOT NULL, signature TEXT NOT NULL, digest TEXT NOT NULL,
+  PRIMARY KEY (feed, slot_ms)) WITHOUT ROWID, STRICT;
+CREATE TABLE executions (
+  id TEXT PRIMARY KEY NOT NULL, feed TEXT NOT NULL, window_start_ms INTEGER NOT NULL,
+  window_end_ms INTEGER NOT NULL, state TEXT NOT NULL, created_at_ns INTEGER NOT NULL,
+  finished_at_ns INTEGER) STRICT;
+CREATE TABLE slots (
+  execution TEXT NOT NULL, slot_ms INTEGER NOT NULL, feed TEXT NOT NULL, outcome TEXT NOT NULL,
+  fired_at_ns INTEGER, lateness_us INTEGER, error TEXT NOT NULL, attempts INTEGER NOT NULL,
+  PRIMARY KEY (execution, slot_ms)) STRICT;
+INSERT INTO "values" VALUES ('f', 2000, 1, '12.5', 1, 3, 4, 'f@x', '', '', '');
+INSERT INTO executions VALUES ('f@x', 'f', 0, 6000, 'running', 5, NULL);
+INSERT INTO slots VALUES ('f@x', 2000, 'f', 'published', 2001000000, 1000, '', 1);
+INSERT INTO slots VALUES ('f@x', 4000, 'f', 'failed', 4001000000, 1000, 'timeout', 3);
+INSERT INTO slots VALUES ('f@x', 0, 'f', 'planned', NULL, NULL, '', 0);
+INSERT INTO slots VALUES ('g@never', 2000, 'g', 'missed', NULL, NULL, 'down', 0);
+PRAGMA application_id = 1297370710;
+PRAGMA user_version = 1;
+)sql");
+    SQLite::Database dlq(options_.dlq_path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    dlq.exec(R"sql(
+CREATE TABLE dlq (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, feed TEXT NOT NULL, slot_ms INTEGER,
+  execution TEXT NOT NULL, stage TEXT NOT NULL, error TEXT NOT NULL, attempts INTEGER NOT NULL,
+  first_failure_ns INTEGER NOT NULL, last_failure_ns INTEGER NOT NULL, record_json TEXT) STRICT;
+CREATE TABLE alarms (
+  name TEXT PRIMARY KEY NOT NULL, status TEXT NOT NULL, since_ns INTEGER NOT NULL,
+  reason TEXT NOT NULL, previous TEXT NOT NULL DEFAULT 'OK',
+  actions_pending INTEGER NOT NULL DEFAULT 0) STRICT;
+PRAGMA application_id = 1297370692;
+PRAGMA user_version = 1;
+)sql");
   }
   auto store = open(options_);
   ASSERT_NE(store, nullptr);
@@ -150,6 +183,80 @@ TEST_F(SqliteStoreTest, MigratesAVersion1FileKeepingItsValues) {
   ASSERT_TRUE(old.ok() && old->has_value()) << old.status().ToString();
   EXPECT_EQ((*old)->value, "12.5");
   EXPECT_TRUE((*old)->sources.empty());
+  auto latest = store->latest_value(FeedId("f"));
+  ASSERT_TRUE(latest.ok() && latest->has_value());
+  EXPECT_EQ((*latest)->slot, slot_from_unix_ms(2000));
+  auto listed = store->list_values({.feed = FeedId("f")});
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+
+  auto e = store->get_execution(ExecutionId("f@x"));
+  ASSERT_TRUE(e.ok() && e->has_value()) << e.status().ToString();
+  ASSERT_EQ((*e)->slots.size(), 3u);
+  EXPECT_EQ((*e)->slots[0].slot, slot_from_unix_ms(0));
+  EXPECT_EQ((*e)->slots[0].outcome, SlotOutcome::kPlanned);
+  EXPECT_EQ((*e)->slots[1].outcome, SlotOutcome::kPublished);
+  EXPECT_EQ((*e)->slots[1].lateness_us, 1000);
+  EXPECT_EQ((*e)->slots[2].outcome, SlotOutcome::kFailed);
+  EXPECT_EQ((*e)->slots[2].error, "timeout");
+  EXPECT_EQ((*e)->slots[2].attempts, 3);
+  auto count = [&](SlotOutcome o) {
+    auto n = store->count_outcomes(o, slot_from_unix_ms(0));
+    EXPECT_TRUE(n.ok()) << n.status().ToString();
+    return n.value_or(-1);
+  };
+  EXPECT_EQ(count(SlotOutcome::kPublished), 1);
+  EXPECT_EQ(count(SlotOutcome::kFailed), 1);
+  EXPECT_EQ(count(SlotOutcome::kMissed), 1);  // the execution that was never created
+  EXPECT_EQ(count(SlotOutcome::kPlanned), 1);
+}
+
+// A feed's values are found whether or not the per-feed index has them yet (the index is
+// written in bulk, after the commits): newest first, filtered and paged the same either way.
+TEST_F(SqliteStoreTest, AFeedsValuesAreListedTheSameBeforeAndAfterTheyAreIndexed) {
+  auto store = open(options_);
+  ASSERT_NE(store, nullptr);
+  auto commit = [&](const char* feed, int64_t slot_ms) {
+    ValueRecord r = record_at(slot_from_unix_ms(slot_ms), "v" + std::to_string(slot_ms));
+    r.feed = FeedId(feed);
+    r.execution = make_execution_id(r.feed, r.slot);
+    ASSERT_TRUE(store->commit_slots(publish(r)).ok());
+  };
+  auto slots_of = [&](const ValueQuery& q) {
+    std::vector<int64_t> out;
+    auto values = store->list_values(q);
+    EXPECT_TRUE(values.ok()) << values.status().ToString();
+    if (values.ok()) {
+      for (const ValueRecord& v : *values) out.push_back(to_unix_ms(v.slot));
+    }
+    return out;
+  };
+  for (int64_t ms : {2000, 4000, 6000}) {
+    commit("a", ms);
+    commit("b", ms);
+  }
+  ASSERT_TRUE(store->index_values().ok());
+  for (int64_t ms : {8000, 10000}) commit("a", ms);
+  commit("a", 1000);  // a late value for an older slot lands in the unindexed tail
+
+  const std::vector<int64_t> all{10000, 8000, 6000, 4000, 2000, 1000};
+  for (int pass = 0; pass < 2; ++pass) {
+    SCOPED_TRACE(pass == 0 ? "partly indexed" : "all indexed");
+    EXPECT_EQ(slots_of({.feed = FeedId("a")}), all);
+    EXPECT_EQ(slots_of({.feed = FeedId("a"), .limit = 3}),
+              (std::vector<int64_t>{10000, 8000, 6000}));
+    EXPECT_EQ(slots_of({.feed = FeedId("a"), .before = slot_from_unix_ms(6000), .limit = 2}),
+              (std::vector<int64_t>{4000, 2000}));
+    EXPECT_EQ(slots_of({.feed = FeedId("a"),
+                        .since = slot_from_unix_ms(2000),
+                        .before = slot_from_unix_ms(9000)}),
+              (std::vector<int64_t>{8000, 6000, 4000, 2000}));
+    EXPECT_EQ(slots_of({.feed = FeedId("b")}), (std::vector<int64_t>{6000, 4000, 2000}));
+    auto latest = store->latest_value(FeedId("a"));
+    ASSERT_TRUE(latest.ok() && latest->has_value());
+    EXPECT_EQ(to_unix_ms((*latest)->slot), 10000);
+    ASSERT_TRUE(store->index_values().ok());
+  }
 }
 
 TEST_F(SqliteStoreTest, RefusesAFileFromANewerBuild) {

@@ -102,6 +102,11 @@ class Store {
   virtual Result<std::optional<AlarmState>> alarm_state(const std::string& name) = 0;
   virtual Status put_alarm_state(const AlarmState& state) = 0;
 
+  // ---- deferred work ----
+  // Called when no write is waiting (the commit batcher between batches): a backend may do
+  // maintenance it deferred to keep commits small. Returns quickly when there is none.
+  virtual void run_deferred_work() {}
+
   // ---- health ----
   // A cheap round trip that proves the store answers (for readiness).
   virtual Status ping() = 0;

@@ -227,6 +227,14 @@ Status FaultyStore::put_alarm_state(const AlarmState& state) {
   return target_.put_alarm_state(state);
 }
 
+void FaultyStore::run_deferred_work() {
+  {
+    std::lock_guard lock(mu_);
+    ++counts_.deferred_work_calls;
+  }
+  target_.run_deferred_work();
+}
+
 Status FaultyStore::ping() {
   if (auto fault = on_read()) return *fault;
   return target_.ping();

@@ -37,7 +37,8 @@ class FaultyStore final : public Store {
     int64_t dlq_push_calls = 0;
     int64_t dlq_delete_calls = 0;
     int64_t alarm_put_calls = 0;
-    int64_t read_calls = 0;  // every other method
+    int64_t read_calls = 0;           // every other method
+    int64_t deferred_work_calls = 0;  // run_deferred_work()
   };
   Counts counts() const;
 
@@ -88,6 +89,7 @@ class FaultyStore final : public Store {
   Status put_alarm_state(const AlarmState& state) override;
 
   Status ping() override;
+  void run_deferred_work() override;
 
  private:
   // Counts a read call; returns the "everything" failure if one is set.

@@ -157,6 +157,7 @@ Status Scheduler::start() {
     pthread_setname_np(pthread_self(), "metronome-work");
     if (realtime) make_realtime(kWorkerPriority, "worker threads");
   });
+  executor_ = [this](std::function<void()> task) { return pool_->submit(std::move(task)); };
   summarize_boundaries_ = feeds_.size() > options_.log_each_slot_up_to;
   publisher_.set_log_each_slot(!summarize_boundaries_);
 
@@ -676,13 +677,48 @@ void Scheduler::run_slot(std::shared_ptr<ExecState> exec, size_t index,
   SlotJob job{exec->execution.id,          slot,         fired_at,
               exec->rt->deadline_of(slot), exec->signer, *lease};
   // Observed and signed: the next slot may start while this one waits for the disk.
-  bool committing = false;
-  job.observed = [&feed, &committing] {
+  auto committing = std::make_shared<bool>(false);
+  job.observed = [&feed, committing] {
     feed.committing.fetch_add(1);  // before in_flight is released: try_begin_slot counts it
-    committing = true;
+    *committing = true;
     feed.in_flight.store(false);
   };
-  SlotResult result = publisher_.publish_slot(*exec->rt, job, std::stop_token());
+  // The worker goes on with other slots while the record waits for its batch (CommitBatcher);
+  // the rest of the slot runs on a worker once it is written.
+  {
+    std::lock_guard lock(slots_mu_);
+    ++slots_in_flight_;
+  }
+  publisher_.publish_slot_async(
+      *exec->rt, std::move(job), std::stop_token(), executor_,
+      [this, exec, slot, fence = *lease, mark_running, committing, boundary](SlotResult result) {
+        // Usually on the commit batcher's thread, which must not wait for the store: the rest
+        // of a slot that writes or reads the store goes to a worker.
+        auto rest = [this, exec, slot, fence, mark_running, committing, boundary,
+                     result = std::move(result)] {
+          after_publish(*exec, slot, fence, mark_running, *committing, boundary, result);
+          std::lock_guard lock(slots_mu_);
+          if (--slots_in_flight_ == 0) slots_cv_.notify_all();
+        };
+        if (!after_publish_needs_store(*exec, fence, mark_running, result) || !executor_(rest)) {
+          rest();
+        }
+      });
+}
+
+bool Scheduler::after_publish_needs_store(ExecState& exec, const std::optional<SlotFence>& fence,
+                                          bool mark_running, const SlotResult& result) {
+  if (mark_running || result.lease_lost) return true;
+  if (fence && exec.feed->owned_epoch.load() != fence->epoch) return true;  // catch_up()
+  // The execution's last outcome records its final state (finish_slot()).
+  std::lock_guard lock(exec.mu);
+  return exec.remaining <= 1;
+}
+
+void Scheduler::after_publish(ExecState& exec, SlotTime slot, const std::optional<SlotFence>& fence,
+                              bool mark_running, bool committing,
+                              const std::shared_ptr<Boundary>& boundary, const SlotResult& result) {
+  FeedState& feed = *exec.feed;
   if (committing) {
     feed.committing.fetch_sub(1);
   } else {
@@ -692,26 +728,26 @@ void Scheduler::run_slot(std::shared_ptr<ExecState> exec, size_t index,
     // Nothing recorded: the feed's new holder records this slot.
     feed.owned_epoch.store(0);
     SlotRecord elsewhere{.slot = slot};
-    finish_slot(*exec, elsewhere, false);
+    finish_slot(exec, elsewhere, false);
     if (boundary) ++boundary->elsewhere;
     tally(boundary, elsewhere);
     return;
   }
-  if (*lease && feed.owned_epoch.exchange((*lease)->epoch) != (*lease)->epoch) {
+  if (fence && feed.owned_epoch.exchange(fence->epoch) != fence->epoch) {
     // The first slot of this lease: the slots before it without an outcome are recorded.
-    catch_up(*exec->rt, slot, **lease);
+    catch_up(*exec.rt, slot, *fence);
   }
   // After the slot's own commit, not before it: bookkeeping never delays a value.
   if (mark_running) {
     Status st =
-        store_.set_execution_state(exec->execution.id, ExecutionState::kRunning, std::nullopt);
+        store_.set_execution_state(exec.execution.id, ExecutionState::kRunning, std::nullopt);
     if (!st.ok()) {
-      spdlog::warn("execution {}: could not mark running: {}", exec->execution.id, st);
-      std::lock_guard lock(exec->mu);
-      exec->running_recorded = false;  // try again at the next slot
+      spdlog::warn("execution {}: could not mark running: {}", exec.execution.id, st);
+      std::lock_guard lock(exec.mu);
+      exec.running_recorded = false;  // try again at the next slot
     }
   }
-  finish_slot(*exec, result.slot, result.outcome_persisted);
+  finish_slot(exec, result.slot, result.outcome_persisted);
   tally(boundary, result.slot);
 }
 
@@ -942,7 +978,14 @@ void Scheduler::stop() {
   timer_.request_stop();
   heap_cv_.notify_all();
   if (timer_.joinable()) timer_.join();
+  // Shutdown order: the timer (no new slot), then the workers finish what is queued (records
+  // handed to the commit batcher meanwhile come back to no worker: the batcher's thread runs
+  // the rest of their slot), then every slot handed to the batcher has finished.
   pool_->stop();
+  {
+    std::unique_lock lock(slots_mu_);
+    slots_cv_.wait(lock, [&] { return slots_in_flight_ == 0; });
+  }
   const WallTime now = clock_.now();
   std::map<ExecutionId, std::shared_ptr<ExecState>> live;
   {

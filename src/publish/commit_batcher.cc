@@ -1,0 +1,104 @@
+#include "publish/commit_batcher.h"
+
+#include <fmt/format.h>
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace metronome {
+
+CommitBatcher::CommitBatcher(Store& store, size_t max_batch)
+    : store_(store), max_batch_(std::max<size_t>(1, max_batch)) {
+  thread_ = std::jthread([this](std::stop_token stop) {
+    pthread_setname_np(pthread_self(), "metronome-write");
+    run(stop);
+  });
+}
+
+CommitBatcher::~CommitBatcher() {
+  thread_.request_stop();
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void CommitBatcher::submit(SlotCommit commit, Done done) {
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(Item{std::move(commit), std::move(done)});
+  }
+  cv_.notify_one();
+  queued_cv_.notify_all();
+}
+
+size_t CommitBatcher::queued() const {
+  std::lock_guard lock(mu_);
+  return queue_.size();
+}
+
+bool CommitBatcher::wait_for_queued(size_t n, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mu_);
+  return queued_cv_.wait_for(lock, timeout, [&] { return queue_.size() >= n; });
+}
+
+uint64_t CommitBatcher::batches() const {
+  std::lock_guard lock(mu_);
+  return batches_;
+}
+
+uint64_t CommitBatcher::commits() const {
+  std::lock_guard lock(mu_);
+  return commits_;
+}
+
+void CommitBatcher::run(std::stop_token stop) {
+  std::vector<Item> batch;
+  std::vector<SlotCommit> commits;
+  for (;;) {
+    batch.clear();
+    {
+      std::unique_lock lock(mu_);
+      // Stopping still drains: a commit handed over before shutdown is written and answered.
+      cv_.wait(lock, stop, [&] { return !queue_.empty(); });
+      if (queue_.empty()) return;
+      const size_t n = std::min(queue_.size(), max_batch_);
+      batch.reserve(n);
+      for (size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      ++batches_;
+      commits_ += n;
+    }
+    commits.clear();
+    commits.reserve(batch.size());
+    for (Item& item : batch) commits.push_back(std::move(item.commit));
+    auto written = store_.commit_slots(commits);
+    if (written.ok() && written->size() != batch.size()) {
+      written = Status::Internal(
+          fmt::format("commit_slots answered {} of {} commits", written->size(), batch.size()));
+    }
+    if (!written.ok() && batch.size() > 1) {
+      spdlog::warn("a batch of {} slot commits failed ({}); each is committed again on its own",
+                   batch.size(), written.status());
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (written.ok()) {
+        batch[i].done(Result<bool>(static_cast<bool>((*written)[i])));
+      } else if (batch.size() > 1) {
+        batch[i].done(std::nullopt);
+      } else {
+        batch[i].done(Result<bool>(written.status()));
+      }
+    }
+    bool idle;
+    {
+      std::lock_guard lock(mu_);
+      idle = queue_.empty();
+    }
+    // Nothing waits now: the store may do the work it deferred (SQLite: its per-feed index).
+    if (idle) store_.run_deferred_work();
+  }
+}
+
+}  // namespace metronome

@@ -1,0 +1,75 @@
+// CommitBatcher: one thread that writes the slot commits queued by many publishing tasks in one
+// Store::commit_slots() call, and hands each commit's answer back to its task's continuation.
+//
+// Why: with a commit that blocks the worker that made it, a boundary of many feeds needs as
+// many workers waiting at once as records it wants to share a transaction, and each wait costs
+// a sleep and a wake-up. At 10,000 feeds that capped a group commit at a few hundred records and
+// most of the CPU went to thread switches and to the same B-tree pages written again by every
+// small transaction (docs/performance.md, "Session 7"). A worker now queues its signed record
+// and goes on with the next slot; everything queued while the previous batch was being written
+// is the next batch.
+//
+// A batch is one commit_slots() call: one durable transaction. When a batch of more than one
+// commit fails, each commit is answered "not written" (nullopt) and its caller commits it
+// again on its own, with its own retries and errors, so one bad commit never fails the others.
+//
+// Thread-safety: submit() may be called from any thread. `done` runs on the batcher's thread
+// and must not block: it hands the continuation to a worker.
+// Shutdown: the destructor writes what is queued, runs its callbacks, then joins.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "store/store.h"
+
+namespace metronome {
+
+class CommitBatcher {
+ public:
+  // Answer for one commit: whether its value was inserted (Store::commit_slots), or the error
+  // of its batch of one, or nullopt when its batch of several failed (see above).
+  using Done = std::function<void(std::optional<Result<bool>> inserted)>;
+
+  // `max_batch`: at most this many commits per transaction (a bound on the latency of the
+  // commits queued behind a batch).
+  explicit CommitBatcher(Store& store, size_t max_batch = 4096);
+  ~CommitBatcher();
+  CommitBatcher(const CommitBatcher&) = delete;
+  CommitBatcher& operator=(const CommitBatcher&) = delete;
+
+  void submit(SlotCommit commit, Done done);
+
+  // Batches written and commits in them since construction (for tests and benchmarks).
+  uint64_t batches() const;
+  uint64_t commits() const;
+  // Commits waiting for a batch (not counting the batch being written).
+  size_t queued() const;
+  // Blocks (real time, bounded) until at least n commits wait. For tests.
+  bool wait_for_queued(size_t n, std::chrono::milliseconds timeout) const;
+
+ private:
+  struct Item {
+    SlotCommit commit;
+    Done done;
+  };
+  void run(std::stop_token stop);
+
+  Store& store_;
+  const size_t max_batch_;
+  mutable std::mutex mu_;
+  std::condition_variable_any cv_;                 // wakes the batcher's thread
+  mutable std::condition_variable_any queued_cv_;  // wakes wait_for_queued()
+  std::deque<Item> queue_;                         // guarded by mu_
+  uint64_t batches_ = 0;                           // guarded by mu_
+  uint64_t commits_ = 0;                           // guarded by mu_
+  std::jthread thread_;  // last: started after, and joined before, the members above go
+};
+
+}  // namespace metronome
