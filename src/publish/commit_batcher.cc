@@ -31,6 +31,14 @@ void CommitBatcher::submit(SlotCommit commit, Done done) {
   queued_cv_.notify_all();
 }
 
+void CommitBatcher::run_on_thread(std::function<void()> setup) {
+  {
+    std::lock_guard lock(mu_);
+    setup_ = std::move(setup);
+  }
+  cv_.notify_one();
+}
+
 size_t CommitBatcher::queued() const {
   std::lock_guard lock(mu_);
   return queue_.size();
@@ -56,11 +64,20 @@ void CommitBatcher::run(std::stop_token stop) {
   std::vector<SlotCommit> commits;
   for (;;) {
     batch.clear();
+    std::function<void()> setup;
     {
       std::unique_lock lock(mu_);
       // Stopping still drains: a commit handed over before shutdown is written and answered.
-      cv_.wait(lock, stop, [&] { return !queue_.empty(); });
-      if (queue_.empty()) return;
+      cv_.wait(lock, stop, [&] { return !queue_.empty() || setup_; });
+      setup.swap(setup_);
+    }
+    if (setup) setup();
+    {
+      std::unique_lock lock(mu_);
+      if (queue_.empty()) {
+        if (stop.stop_requested()) return;
+        continue;
+      }
       const size_t n = std::min(queue_.size(), max_batch_);
       batch.reserve(n);
       for (size_t i = 0; i < n; ++i) {

@@ -45,6 +45,9 @@ class CommitBatcher {
   CommitBatcher& operator=(const CommitBatcher&) = delete;
 
   void submit(SlotCommit commit, Done done);
+  // Runs `setup` on the batcher's thread before its next batch (e.g. to give it the realtime
+  // priority of the workers whose commits it now makes).
+  void run_on_thread(std::function<void()> setup);
 
   // Batches written and commits in them since construction (for tests and benchmarks).
   uint64_t batches() const;
@@ -67,6 +70,7 @@ class CommitBatcher {
   std::condition_variable_any cv_;                 // wakes the batcher's thread
   mutable std::condition_variable_any queued_cv_;  // wakes wait_for_queued()
   std::deque<Item> queue_;                         // guarded by mu_
+  std::function<void()> setup_;                    // guarded by mu_: run_on_thread()
   uint64_t batches_ = 0;                           // guarded by mu_
   uint64_t commits_ = 0;                           // guarded by mu_
   std::jthread thread_;  // last: started after, and joined before, the members above go

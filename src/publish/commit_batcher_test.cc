@@ -10,6 +10,7 @@
 #include <future>
 #include <latch>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -174,6 +175,34 @@ TEST_F(CommitBatcherTest, TheStoreGetsItsDeferredWorkWhenNothingIsQueued) {
     std::this_thread::sleep_for(1ms);
   }
   EXPECT_EQ(store_->counts().deferred_work_calls, 1);
+}
+
+// run_on_thread(): what the scheduler uses to give the commit thread the workers' realtime
+// priority. It runs on the batcher's own thread, before the batch that follows it.
+TEST_F(CommitBatcherTest, SetupRunsOnTheBatchersThreadBeforeItsNextBatch) {
+  CommitBatcher batcher(*store_);
+  std::mutex mu;
+  std::vector<std::string> order;  // guarded by mu
+  std::thread::id setup_thread, done_thread;
+  std::promise<void> done;
+  batcher.run_on_thread([&] {
+    std::lock_guard lock(mu);
+    order.push_back("setup");
+    setup_thread = std::this_thread::get_id();
+  });
+  batcher.submit(published("f", kSlot), [&](std::optional<Result<bool>>) {
+    {
+      std::lock_guard lock(mu);
+      order.push_back("commit");
+      done_thread = std::this_thread::get_id();
+    }
+    done.set_value();
+  });
+  done.get_future().get();
+  std::lock_guard lock(mu);
+  EXPECT_EQ(order, (std::vector<std::string>{"setup", "commit"}));
+  EXPECT_EQ(setup_thread, done_thread);
+  EXPECT_NE(setup_thread, std::this_thread::get_id());
 }
 
 }  // namespace

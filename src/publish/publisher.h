@@ -108,6 +108,10 @@ class Publisher {
   void record_outcome(const FeedId& feed, const ExecutionId& execution, const SlotRecord& slot,
                       std::optional<SlotFence> fence = std::nullopt);
 
+  // Runs `setup` on the commit batcher's thread before its next batch.
+  void run_on_commit_thread(std::function<void()> setup) {
+    batcher_->run_on_thread(std::move(setup));
+  }
   // Records observed and signed that wait for their batch (publish_slot_async()).
   size_t commits_waiting() const { return batcher_->queued(); }
   // Blocks (real time, bounded) until at least n records wait for their batch. For tests.

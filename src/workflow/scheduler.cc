@@ -158,6 +158,10 @@ Status Scheduler::start() {
     if (realtime) make_realtime(kWorkerPriority, "worker threads");
   });
   executor_ = [this](std::function<void()> task) { return pool_->submit(std::move(task)); };
+  if (options_.realtime) {
+    // The commit thread makes the commits the workers used to make: the same priority.
+    publisher_.run_on_commit_thread([] { make_realtime(kWorkerPriority, "commit thread"); });
+  }
   summarize_boundaries_ = feeds_.size() > options_.log_each_slot_up_to;
   publisher_.set_log_each_slot(!summarize_boundaries_);
 
