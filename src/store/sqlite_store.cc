@@ -204,7 +204,8 @@ PRAGMA application_id = 1297370692;
     // the values file's, so an older build refuses both files alike.
     {2, R"sql(
 -- schema version 2
-)sql"},  // No table change: the version moves with the values file's.
+)sql"},
+    // No table change: the version moves with the values file's.
     {3, R"sql(
 -- schema version 3
 )sql"},
