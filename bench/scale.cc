@@ -9,7 +9,11 @@
 // S counts from the end of Scheduler::start(); start_s says how long start() took.
 //
 //   scale [--feeds K=1000] [--seconds S=60] [--interval-ms I=2000] [--workers W=0]
-//         [--log-level warn] [--drain] [--keep]
+//         [--presign N=0] [--log-level warn] [--drain] [--keep]
+//
+// --presign N: as `[service] presign = N` (sign/presign.h): N presignatures kept ready by an
+// idle-priority thread. The JSON then says how many signatures used one ("taken") and how many
+// found the pool empty and signed the usual way ("missed").
 //
 // By default the process exits right after printing, without Scheduler::stop(): with a backlog,
 // stop() would publish every queued slot first (late), which can take minutes. --drain stops
@@ -22,6 +26,7 @@
 #include "clock/system_clock.h"
 #include "dlq/dead_letter_queue.h"
 #include "publish/publisher.h"
+#include "sign/presign.h"
 #include "source/random_int_source.h"
 #include "store/sqlite_store.h"
 #include "workflow/scheduler.h"
@@ -35,11 +40,14 @@ int run(int argc, char** argv) {
   const int64_t seconds = flags.get_int("seconds", 60);
   const int64_t interval_ms = flags.get_int("interval-ms", 2000);
   const int64_t workers = flags.get_int("workers", 0);
+  const int64_t presign = flags.get_int("presign", 0);
   const std::string log_level = flags.get_string("log-level", "warn");
   const bool drain = flags.get_bool("drain");
   const bool keep = flags.get_bool("keep");
   flags.finish();
-  if (feeds < 1 || seconds < 1 || interval_ms < 1 || workers < 0) die("values must be positive");
+  if (feeds < 1 || seconds < 1 || interval_ms < 1 || workers < 0 || presign < 0) {
+    die("values must be positive");
+  }
   quiet_logs(log_level);
   limit_malloc_arenas();  // as `metronome run` does
 
@@ -60,6 +68,13 @@ int run(int argc, char** argv) {
   DeadLetterQueue dlq(store, clock);
   Publisher publisher(store, dlq, clock);
 
+  std::shared_ptr<PresignPool> pool;
+  if (presign > 0) {
+    pool = value_or_die(
+        PresignPool::Create(PresignPool::Options{.capacity = static_cast<size_t>(presign)}),
+        "presignature pool");
+  }
+
   const Millis interval(interval_ms);
   std::vector<std::unique_ptr<FeedRuntime>> runtimes;
   std::vector<const FeedRuntime*> feed_ptrs;
@@ -69,7 +84,8 @@ int run(int argc, char** argv) {
     rt->schedule = Schedule::every(interval);
     rt->window = Millis(60'000);
     rt->source = std::make_unique<RandomIntSource>(0, 1000);
-    rt->signer = value_or_die(FeedSigner::create(rt->id, key_name, secrets, 1), "feed signer");
+    rt->signer =
+        value_or_die(FeedSigner::create(rt->id, key_name, secrets, 1, pool), "feed signer");
     feed_ptrs.push_back(rt.get());
     runtimes.push_back(std::move(rt));
   }
@@ -160,7 +176,7 @@ int run(int argc, char** argv) {
       R"("cpu_s":{{"total":{:.2f},"user":{:.2f},"sys":{:.2f},"after_start":{:.2f}}},)"
       R"("cpu_percent_of_one_core":{{"total":{:.1f},"after_start":{:.1f}}},)"
       R"("peak_rss_kb":{},"rss_before_start_kb":{},"bench_bookkeeping_kb":{},)"
-      R"("per_boundary":[{}]{}}})"
+      R"("presign":{{"capacity":{},"taken":{},"missed":{}}},"per_boundary":[{}]{}}})"
       "\n",
       feeds, seconds, interval_ms,
       workers == 0 ? std::clamp<size_t>(static_cast<size_t>(feeds),
@@ -171,7 +187,7 @@ int run(int argc, char** argv) {
       with_outcome, due - with_outcome, handled, store.commit_calls(), to_json(lat), cpu_total,
       usage1.user_s - usage0.user_s, usage1.sys_s - usage0.sys_s, cpu_run, 100 * cpu_total / wall_s,
       100 * cpu_run / run_s, usage1.max_rss_kb, rss_before_start_kb, bookkeeping_bytes / 1024,
-      per_boundary, drain_json);
+      presign, pool ? pool->taken() : 0, pool ? pool->missed() : 0, per_boundary, drain_json);
   std::fflush(stdout);
   if (!drain) {
     // See the header: do not publish the backlog late on the way out. The files are unlinked

@@ -25,6 +25,7 @@
 #include "publish/publisher.h"
 #include "secret/file_secret.h"
 #include "secret/secret_registry.h"
+#include "sign/presign.h"
 #include "sign/signing_key.h"
 #include "sink/sink_dispatcher.h"
 #include "source/make_source.h"
@@ -34,9 +35,9 @@ namespace metronome {
 namespace {
 
 // The runtimes of `config`'s feeds: sources built, signing keys read and checked.
-Result<std::vector<std::unique_ptr<FeedRuntime>>> make_runtimes(const Config& config,
-                                                                const SecretRegistry& secrets,
-                                                                Clock& clock) {
+Result<std::vector<std::unique_ptr<FeedRuntime>>> make_runtimes(
+    const Config& config, const SecretRegistry& secrets, Clock& clock,
+    const std::shared_ptr<PresignPool>& presign) {
   std::vector<std::unique_ptr<FeedRuntime>> out;
   for (const auto& feed : config.feeds) {
     auto rt = std::make_unique<FeedRuntime>();
@@ -52,8 +53,8 @@ Result<std::vector<std::unique_ptr<FeedRuntime>>> make_runtimes(const Config& co
     if (!source) return source.status().With(fmt::format("feed {}: source", feed.id));
     rt->source = std::move(*source);
     if (!feed.secret.empty()) {
-      METRONOME_ASSIGN_OR_RETURN(rt->signer,
-                                 FeedSigner::create(feed.id, feed.secret, secrets, feed.chain_id));
+      METRONOME_ASSIGN_OR_RETURN(
+          rt->signer, FeedSigner::create(feed.id, feed.secret, secrets, feed.chain_id, presign));
     }
     out.push_back(std::move(rt));
   }
@@ -64,6 +65,7 @@ Result<std::vector<std::unique_ptr<FeedRuntime>>> make_runtimes(const Config& co
 
 struct Daemon::Parts {
   Clock* clock = nullptr;
+  std::shared_ptr<PresignPool> presign;  // [service] presign > 0; shared by every Signer
   std::string listen;
   std::unique_ptr<Store> store;
   SpoolingStore* spool = nullptr;    // PostgreSQL: `store` itself, spooling during outages
@@ -170,7 +172,15 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
   METRONOME_ASSIGN_OR_RETURN(parts->store,
                              open_daemon_store(config, *parts->secrets, clock, &parts->spool));
 
-  METRONOME_ASSIGN_OR_RETURN(parts->feeds, make_runtimes(config, *parts->secrets, clock));
+  if (config.service.presign > 0) {
+    METRONOME_ASSIGN_OR_RETURN(
+        parts->presign,
+        PresignPool::Create(PresignPool::Options{.capacity = config.service.presign}));
+    spdlog::info("signing with presignatures: {} kept ready by an idle-priority thread",
+                 config.service.presign);
+  }
+  METRONOME_ASSIGN_OR_RETURN(parts->feeds,
+                             make_runtimes(config, *parts->secrets, clock, parts->presign));
   std::vector<const FeedRuntime*> runtimes;
   for (const auto& rt : parts->feeds) runtimes.push_back(rt.get());
   parts->config = config;
@@ -352,7 +362,12 @@ Status Daemon::reload() {
   std::vector<FeedSinks> sinks = make_feed_sinks(*config, *p.clock);
   METRONOME_RETURN_IF_ERROR(check_feed_sinks(sinks));
   auto registry = std::make_unique<SecretRegistry>(std::move(secrets));
-  METRONOME_ASSIGN_OR_RETURN(auto feeds, make_runtimes(*config, *registry, *p.clock));
+  if (config->service.presign != p.config.service.presign) {
+    spdlog::warn("[service] presign changed from {} to {}: it takes effect at the next restart",
+                 p.config.service.presign, config->service.presign);
+    config->service.presign = p.config.service.presign;
+  }
+  METRONOME_ASSIGN_OR_RETURN(auto feeds, make_runtimes(*config, *registry, *p.clock, p.presign));
 
   std::vector<const FeedRuntime*> runtimes;
   std::vector<FeedSummary> summaries;

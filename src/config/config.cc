@@ -300,9 +300,10 @@ class Loader {
     s.data_dir = resolve("var");
     if (t == nullptr) return Status::Ok();
     constexpr std::string_view p = "service";
-    METRONOME_RETURN_IF_ERROR(check_keys(*t, p,
-                                         {"data_dir", "listen", "log_level", "log_format",
-                                          "chain_id", "admin_token_secret", "realtime"}));
+    METRONOME_RETURN_IF_ERROR(
+        check_keys(*t, p,
+                   {"data_dir", "listen", "log_level", "log_format", "chain_id",
+                    "admin_token_secret", "realtime", "presign"}));
     METRONOME_RETURN_IF_ERROR(get_path(*t, p, "data_dir", s.data_dir));
     METRONOME_RETURN_IF_ERROR(get_string(*t, p, "listen", s.listen));
     if (std::string why; !is_valid_listen(s.listen, why)) {
@@ -334,6 +335,10 @@ class Loader {
       }
       s.realtime = n->as_boolean()->get();
     }
+    // 72 bytes each: the upper bound is 72 MB.
+    int64_t presign = static_cast<int64_t>(s.presign);
+    METRONOME_RETURN_IF_ERROR(get_int(*t, p, "presign", 0, 1'000'000, presign));
+    s.presign = static_cast<size_t>(presign);
     return Status::Ok();
   }
 
@@ -562,11 +567,11 @@ class Loader {
 
   Status parse_evm_sink(const toml::table& t, const std::string& sp, const FeedConfig& f,
                         std::vector<SinkConfig>& out) const {
-    METRONOME_RETURN_IF_ERROR(check_keys(
-        t, sp,
-        {"kind", "rpc_urls", "chain_id", "contract", "sender_secret", "deviation_pct", "heartbeat",
-         "max_fee_gwei", "bump_pct", "bump_after_blocks", "confirmations", "rpc_timeout",
-         "max_head_lag", "stale_grace", "low_balance_eth"}));
+    METRONOME_RETURN_IF_ERROR(
+        check_keys(t, sp,
+                   {"kind", "rpc_urls", "chain_id", "contract", "sender_secret", "deviation_pct",
+                    "heartbeat", "max_fee_gwei", "bump_pct", "bump_after_blocks", "confirmations",
+                    "rpc_timeout", "max_head_lag", "stale_grace", "low_balance_eth"}));
     EvmSinkConfig e;
     const toml::node* urls = t.get("rpc_urls");
     if (urls == nullptr || !urls->is_array() || urls->as_array()->empty()) {
@@ -616,7 +621,8 @@ class Loader {
     std::optional<Decimal> d;
     METRONOME_RETURN_IF_ERROR(get_decimal(t, sp, "deviation_pct", d));
     if (d) {
-      if (d->negative()) return error(*t.get("deviation_pct"), join(sp, "deviation_pct"), "must be >= 0");
+      if (d->negative())
+        return error(*t.get("deviation_pct"), join(sp, "deviation_pct"), "must be >= 0");
       e.deviation_pct = *d;
     }
     d.reset();
@@ -630,7 +636,8 @@ class Loader {
     d.reset();
     METRONOME_RETURN_IF_ERROR(get_decimal(t, sp, "low_balance_eth", d));
     if (d) {
-      if (d->negative()) return error(*t.get("low_balance_eth"), join(sp, "low_balance_eth"), "must be >= 0");
+      if (d->negative())
+        return error(*t.get("low_balance_eth"), join(sp, "low_balance_eth"), "must be >= 0");
       e.low_balance_eth = *d;
     }
     METRONOME_RETURN_IF_ERROR(get_duration(t, sp, "heartbeat", e.heartbeat));
@@ -1137,7 +1144,7 @@ class Loader {
   fs::path base_dir_;
   std::string_view text_;
   const std::map<SecretName, SecretConfig>* secrets_ = nullptr;  // set by load()
-  mutable std::map<std::string, std::string> evm_senders_;        // "secret|chain" -> feed id
+  mutable std::map<std::string, std::string> evm_senders_;       // "secret|chain" -> feed id
 };
 
 // A TOML basic string.
@@ -1339,6 +1346,7 @@ std::string dump_config(const Config& c) {
   line("log_format", quote(c.service.log_format));
   line("chain_id", std::to_string(c.service.chain_id));
   line("realtime", c.service.realtime ? "true" : "false");
+  line("presign", std::to_string(c.service.presign));
   if (!c.service.admin_token_secret.empty()) {
     line("admin_token_secret", quote(c.service.admin_token_secret.str()));
   }

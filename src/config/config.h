@@ -32,6 +32,11 @@ struct ServiceConfig {
   // SCHED_FIFO for the timer and worker threads and mlockall(); refused (no CAP_SYS_NICE /
   // RLIMIT_RTPRIO): one warning, normal priority.
   bool realtime = false;
+  // Presignatures kept ready (sign/presign.h, ADR 0014): the nonce half of each signature made
+  // ahead by an idle-priority thread, so a slot's signature takes under a microsecond instead
+  // of ~21 µs. Random nonces instead of RFC 6979's. 0 (default): off. For many feeds, about
+  // twice the number of signed slots due at one boundary.
+  size_t presign = 0;
 };
 
 struct StoreConfig {
@@ -129,9 +134,9 @@ struct EvmSinkConfig {
   int bump_pct = 12;  // >= 10: nodes refuse smaller replacement bumps
   int bump_after_blocks = 3;
   int confirmations = 1;
-  Millis rpc_timeout{2000};     // per request and URL
-  int max_head_lag = 5;         // blocks behind the best URL before a URL is demoted
-  Millis stale_grace{30'000};   // onchain_stale alarm: chain value older than heartbeat + this
+  Millis rpc_timeout{2000};    // per request and URL
+  int max_head_lag = 5;        // blocks behind the best URL before a URL is demoted
+  Millis stale_grace{30'000};  // onchain_stale alarm: chain value older than heartbeat + this
   Decimal low_balance_eth = Decimal::from_int(0);  // low_balance alarm below this; 0: none
 };
 // One alternative per sink kind.

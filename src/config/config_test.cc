@@ -65,7 +65,7 @@ TEST_F(ConfigTest, UnknownKeysAreErrors) {
   expect_error("[servce]\n", 1, "servce", "unknown key");
   expect_error("[service]\nlisten = \"127.0.0.1:1\"\nlsten = \"x\"\n", 3, "service.lsten",
                "unknown key (expected one of: data_dir, listen, log_level, log_format, chain_id, "
-               "admin_token_secret, realtime)");
+               "admin_token_secret, realtime, presign)");
   expect_error("[store]\nkind = \"sqlite\"\nfile = \"x\"\n", 3, "store.file");
   expect_error("[secrets.k]\nfile = \"k\"\npath = \"x\"\n", 3, "secrets.k.path");
   expect_error("[[feeds]]\nid = \"a\"\nevry = \"2s\"\n", 3, "feeds[0].evry");
@@ -140,6 +140,17 @@ TEST_F(ConfigTest, RealtimeIsABoolean) {
                "expected true or false, got a string");
   EXPECT_TRUE(load_ok("[service]\nrealtime = true\n" + std::string(kFeed)).service.realtime);
   EXPECT_FALSE(load_ok(std::string(kFeed)).service.realtime);
+}
+
+TEST_F(ConfigTest, PresignIsACountOffByDefault) {
+  EXPECT_EQ(load_ok(std::string(kFeed)).service.presign, 0u);
+  Config c = load_ok("[service]\npresign = 20000\n" + std::string(kFeed));
+  EXPECT_EQ(c.service.presign, 20000u);
+  EXPECT_THAT(dump_config(c), HasSubstr("presign = 20000\n"));
+  expect_error("[service]\npresign = -1\n", 2, "service.presign", "-1 is out of range 0..1000000");
+  expect_error("[service]\npresign = 2000000\n", 2, "service.presign", "out of range");
+  expect_error("[service]\npresign = true\n", 2, "service.presign",
+               "expected an integer, got a boolean");
 }
 
 TEST_F(ConfigTest, MinGreaterThanMax) {

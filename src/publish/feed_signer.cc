@@ -5,24 +5,31 @@
 namespace metronome {
 namespace {
 
-Result<std::shared_ptr<const Signer>> make_signer(const SecretName& secret, std::string_view key) {
+Result<std::shared_ptr<const Signer>> make_signer(const SecretName& secret, std::string_view key,
+                                                  std::shared_ptr<PresignPool> presign) {
   METRONOME_ASSIGN_OR_RETURN(SigningKey k, SigningKey::FromHex(secret, key));
-  METRONOME_ASSIGN_OR_RETURN(Signer s, Signer::Create(std::move(k)));
+  METRONOME_ASSIGN_OR_RETURN(Signer s, Signer::Create(std::move(k), std::move(presign)));
   return std::shared_ptr<const Signer>(std::make_shared<Signer>(std::move(s)));
 }
 
 }  // namespace
 
 FeedSigner::FeedSigner(FeedId feed, SecretName secret, const SecretRegistry& secrets,
-                       uint64_t chain_id)
-    : feed_(std::move(feed)), secret_(std::move(secret)), secrets_(secrets), domain_(chain_id) {}
+                       uint64_t chain_id, std::shared_ptr<PresignPool> presign)
+    : feed_(std::move(feed)),
+      secret_(std::move(secret)),
+      secrets_(secrets),
+      domain_(chain_id),
+      presign_(std::move(presign)) {}
 
 Result<std::unique_ptr<FeedSigner>> FeedSigner::create(const FeedId& feed, const SecretName& secret,
                                                        const SecretRegistry& secrets,
-                                                       uint64_t chain_id) {
-  std::unique_ptr<FeedSigner> fs(new FeedSigner(feed, secret, secrets, chain_id));
+                                                       uint64_t chain_id,
+                                                       std::shared_ptr<PresignPool> presign) {
+  std::unique_ptr<FeedSigner> fs(
+      new FeedSigner(feed, secret, secrets, chain_id, std::move(presign)));
   METRONOME_ASSIGN_OR_RETURN(SecretValue key, secrets.read(secret));
-  auto signer = make_signer(secret, key.reveal());
+  auto signer = make_signer(secret, key.reveal(), fs->presign_);
   if (!signer.ok()) return signer.status().With(fmt::format("feed {}", feed));
   fs->signer_ = *signer;
   fs->key_fingerprint_ = keccak256(key.reveal());
@@ -41,7 +48,7 @@ std::shared_ptr<const Signer> FeedSigner::for_next_window() {
   }
   Hash32 fingerprint = keccak256(key->reveal());
   if (fingerprint == key_fingerprint_ || fingerprint == refused_fingerprint_) return signer_;
-  auto signer = make_signer(secret_, key->reveal());
+  auto signer = make_signer(secret_, key->reveal(), presign_);
   if (!signer.ok()) {
     refused_fingerprint_ = fingerprint;
     spdlog::error("feed={}: the new signing key is refused: {}; keeping {}", feed_,

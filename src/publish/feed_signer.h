@@ -17,27 +17,33 @@
 #include "secret/secret_registry.h"
 #include "sign/eip712.h"
 #include "sign/keccak.h"
+#include "sign/presign.h"
 #include "sign/signer.h"
 
 namespace metronome {
 
 class FeedSigner {
  public:
+  // `presign`: the process's presignature pool ([service] presign), shared by every key; null
+  // signs with RFC 6979 only.
   static Result<std::unique_ptr<FeedSigner>> create(const FeedId& feed, const SecretName& secret,
                                                     const SecretRegistry& secrets,
-                                                    uint64_t chain_id);
+                                                    uint64_t chain_id,
+                                                    std::shared_ptr<PresignPool> presign = nullptr);
 
   std::shared_ptr<const Signer> for_next_window();
   std::shared_ptr<const Signer> current() const;
   const ObservationDomain& domain() const { return domain_; }
 
  private:
-  FeedSigner(FeedId feed, SecretName secret, const SecretRegistry& secrets, uint64_t chain_id);
+  FeedSigner(FeedId feed, SecretName secret, const SecretRegistry& secrets, uint64_t chain_id,
+             std::shared_ptr<PresignPool> presign);
 
   FeedId feed_;
   SecretName secret_;
   const SecretRegistry& secrets_;
   const ObservationDomain domain_;
+  const std::shared_ptr<PresignPool> presign_;
   mutable std::mutex mu_;
   std::shared_ptr<const Signer> signer_;  // guarded by mu_
   Hash32 key_fingerprint_{};              // guarded by mu_: keccak of the key text, not the key

@@ -10,14 +10,10 @@
 
 #include "sign/hex.h"
 #include "sign/os_random.h"
+#include "sign/presign.h"
 
 namespace metronome {
 namespace {
-
-// n / 2 for secp256k1, big-endian: the largest low s.
-constexpr std::array<uint8_t, 32> kHalfOrder = {
-    0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0x5d, 0x57, 0x6e, 0x73, 0x57, 0xa4, 0x50, 0x1d, 0xdf, 0xe9, 0x2f, 0x46, 0x68, 0x1b, 0x20, 0xa0};
 
 Address address_of(const secp256k1_pubkey& pubkey) {
   std::array<uint8_t, 65> uncompressed{};
@@ -40,7 +36,7 @@ void Signer::ContextDeleter::operator()(secp256k1_context_struct* ctx) const {
   secp256k1_context_destroy(ctx);
 }
 
-Result<Signer> Signer::Create(SigningKey key) {
+Result<Signer> Signer::Create(SigningKey key, std::shared_ptr<PresignPool> presign) {
   std::unique_ptr<secp256k1_context_struct, ContextDeleter> ctx(
       secp256k1_context_create(SECP256K1_CONTEXT_NONE));
   std::array<uint8_t, 32> seed{};
@@ -49,11 +45,13 @@ Result<Signer> Signer::Create(SigningKey key) {
   if (!secp256k1_context_randomize(ctx.get(), seed.data())) {
     return Status::Internal("secp256k1_context_randomize failed");
   }
-  return Signer(std::move(ctx), std::move(key));
+  return Signer(std::move(ctx), std::move(key), std::move(presign));
 }
 
-Signer::Signer(std::unique_ptr<secp256k1_context_struct, ContextDeleter> ctx, SigningKey key)
+Signer::Signer(std::unique_ptr<secp256k1_context_struct, ContextDeleter> ctx, SigningKey key,
+               std::shared_ptr<PresignPool> presign)
     : ctx_(std::move(ctx)),
+      presign_(std::move(presign)),
       key_(std::move(key)),
       address_text_(checksum_address_array(key_.address())) {}
 
@@ -62,6 +60,15 @@ Signer& Signer::operator=(Signer&&) noexcept = default;
 Signer::~Signer() = default;
 
 Signature Signer::sign_digest(const Hash32& digest) const {
+  if (presign_) {
+    Presignature p;
+    if (presign_->take(p)) {
+      Signature out;
+      const bool made = sign_with_presignature(ctx_.get(), p, digest, key_.secret_bytes(), out);
+      wipe(p);
+      if (made) return out;
+    }
+  }
   secp256k1_ecdsa_recoverable_signature sig;
   // NULL nonce function: RFC 6979 (HMAC-SHA256). Fails only for an invalid key, which
   // SigningKey::FromHex excludes; so a failure is a broken invariant.
@@ -121,8 +128,8 @@ Result<Signature> parse_signature(std::string_view text) {
                                                            sig.data(), sig[64] - 27)) {
     return Status::InvalidArgument("signature r or s is not below the secp256k1 group order");
   }
-  if (std::lexicographical_compare(kHalfOrder.begin(), kHalfOrder.end(), sig.begin() + 32,
-                                   sig.begin() + 64)) {
+  if (std::lexicographical_compare(kSecp256k1HalfOrder.begin(), kSecp256k1HalfOrder.end(),
+                                   sig.begin() + 32, sig.begin() + 64)) {
     return Status::InvalidArgument("high-s signature");
   }
   return sig;
@@ -133,8 +140,8 @@ Result<Address> recover_signer(const Hash32& digest, const Signature& signature)
     return Status::InvalidArgument(
         fmt::format("signature v is {}, expected 27 or 28", signature[64]));
   }
-  if (std::lexicographical_compare(kHalfOrder.begin(), kHalfOrder.end(), signature.begin() + 32,
-                                   signature.begin() + 64)) {
+  if (std::lexicographical_compare(kSecp256k1HalfOrder.begin(), kSecp256k1HalfOrder.end(),
+                                   signature.begin() + 32, signature.begin() + 64)) {
     return Status::InvalidArgument("high-s signature");
   }
   secp256k1_ecdsa_recoverable_signature parsed;

@@ -1,7 +1,8 @@
 // Signing and verifying published values: secp256k1 ECDSA over the EIP-712 digest (eip712.h).
 //
 // Signatures are 65 bytes r ‖ s ‖ v with v = 27 or 28, low-s (libsecp256k1 only produces low-s),
-// deterministic per RFC 6979, and printed as 0x + 130 lowercase hex digits: what ethers'
+// deterministic per RFC 6979 unless the signer draws on a presignature pool (presign.h: random
+// nonces, made ahead of the slot), and printed as 0x + 130 lowercase hex digits: what ethers'
 // `Signature.serialized` prints and what a contract passes to `ecrecover` as (v, r, s).
 #pragma once
 
@@ -21,6 +22,8 @@
 struct secp256k1_context_struct;
 
 namespace metronome {
+
+class PresignPool;
 
 // r (32 bytes) ‖ s (32 bytes) ‖ v (27 or 28).
 using Signature = std::array<uint8_t, 65>;
@@ -45,8 +48,10 @@ struct SignedObservation {
 // those strings already have the capacity (e.g. a record buffer reused slot after slot).
 class Signer {
  public:
-  // kIOError if getrandom fails while seeding the context's blinding.
-  static Result<Signer> Create(SigningKey key);
+  // kIOError if getrandom fails while seeding the context's blinding. With `presign`, each
+  // signature uses one of the pool's presignatures when one is ready (random nonce, well under a
+  // microsecond), and RFC 6979 otherwise.
+  static Result<Signer> Create(SigningKey key, std::shared_ptr<PresignPool> presign = nullptr);
 
   Signer(Signer&&) noexcept;
   Signer& operator=(Signer&&) noexcept;
@@ -59,7 +64,7 @@ class Signer {
   }
   [[nodiscard]] const SecretName& secret_name() const { return key_.secret_name(); }
 
-  // Signs a 32-byte digest (RFC 6979 nonce, low-s, v = 27 + recovery id).
+  // Signs a 32-byte digest (low-s, v = 27 + recovery id; RFC 6979 nonce, or a presignature's).
   [[nodiscard]] Signature sign_digest(const Hash32& digest) const;
 
   // Computes the record's digest in `domain` and signs it into `out`. Reads feed, round, slot,
@@ -76,9 +81,11 @@ class Signer {
   struct ContextDeleter {
     void operator()(secp256k1_context_struct* ctx) const;
   };
-  Signer(std::unique_ptr<secp256k1_context_struct, ContextDeleter> ctx, SigningKey key);
+  Signer(std::unique_ptr<secp256k1_context_struct, ContextDeleter> ctx, SigningKey key,
+         std::shared_ptr<PresignPool> presign);
 
   std::unique_ptr<secp256k1_context_struct, ContextDeleter> ctx_;
+  std::shared_ptr<PresignPool> presign_;  // may be null
   SigningKey key_;
   std::array<char, 42> address_text_{};
 };

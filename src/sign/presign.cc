@@ -1,0 +1,252 @@
+#include "sign/presign.h"
+
+#include <cryptopp/integer.h>
+#include <cryptopp/misc.h>
+#include <fmt/format.h>
+#include <pthread.h>
+#include <sched.h>
+#include <secp256k1_recovery.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "sign/os_random.h"
+
+namespace metronome {
+namespace {
+
+// The order n of secp256k1's group, big-endian.
+constexpr std::array<uint8_t, 32> kOrder = {
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,
+    0xba, 0xae, 0xdc, 0xe6, 0xaf, 0x48, 0xa0, 0x3b, 0xbf, 0xd2, 0x5e, 0x8c, 0xd0, 0x36, 0x41, 0x41};
+
+template <size_t N>
+void wipe_bytes(std::array<uint8_t, N>& a) {
+  CryptoPP::SecureWipeArray(a.data(), a.size());
+}
+
+// The digest as a scalar, as libsecp256k1 reads a message (secp256k1_scalar_set_b32 reduces it
+// modulo n). z < 2^256 < 2n, so one subtraction is enough. The tweak functions refuse a tweak
+// ≥ n, and the library has no public reduction: hence these lines.
+std::array<uint8_t, 32> reduce_mod_order(const std::array<uint8_t, 32>& z) {
+  if (z < kOrder) return z;
+  std::array<uint8_t, 32> out{};
+  int borrow = 0;
+  for (int i = 31; i >= 0; --i) {
+    int d = int{z[i]} - int{kOrder[i]} - borrow;
+    borrow = d < 0 ? 1 : 0;
+    out[i] = static_cast<uint8_t>(d + (borrow << 8));
+  }
+  return out;
+}
+
+bool is_zero(const std::array<uint8_t, 32>& a) {
+  return std::all_of(a.begin(), a.end(), [](uint8_t b) { return b == 0; });
+}
+
+}  // namespace
+
+void wipe(Presignature& p) {
+  wipe_bytes(p.r);
+  wipe_bytes(p.k_inverse);
+  p.recovery_id = 0;
+}
+
+bool make_presignature(const secp256k1_context* ctx, std::span<uint8_t, 64> random,
+                       Presignature& out) {
+  std::array<uint8_t, 32> k{};
+  std::array<uint8_t, 32> blind{};
+  std::copy_n(random.begin(), 32, k.begin());
+  std::copy_n(random.begin() + 32, 32, blind.begin());
+  CryptoPP::SecureWipeArray(random.data(), random.size());
+  bool ok = secp256k1_ec_seckey_verify(ctx, k.data()) == 1 &&
+            secp256k1_ec_seckey_verify(ctx, blind.data()) == 1;
+
+  // R = k·G; r = R.x, which must be below n (else r would be R.x − n and the recovery id 2 or 3:
+  // probability 2⁻¹²⁸, drawn again instead).
+  secp256k1_pubkey point;
+  std::array<uint8_t, 65> uncompressed{};
+  if (ok) ok = secp256k1_ec_pubkey_create(ctx, &point, k.data()) == 1;
+  if (ok) {
+    size_t len = uncompressed.size();
+    secp256k1_ec_pubkey_serialize(ctx, uncompressed.data(), &len, &point,
+                                  SECP256K1_EC_UNCOMPRESSED);
+    std::copy_n(uncompressed.begin() + 1, 32, out.r.begin());
+    out.recovery_id = uncompressed[64] & 1;
+    ok = secp256k1_ec_seckey_verify(ctx, out.r.data()) == 1;  // 0 < r < n
+  }
+
+  // k⁻¹ = (k·b)⁻¹ · b: the variable-time inverse sees only k·b.
+  std::array<uint8_t, 32> kb = k;
+  if (ok) ok = secp256k1_ec_seckey_tweak_mul(ctx, kb.data(), blind.data()) == 1;
+  if (ok) {
+    static const CryptoPP::Integer order(kOrder.data(), kOrder.size());
+    CryptoPP::Integer inverse =
+        CryptoPP::Integer(kb.data(), kb.size()).InverseMod(order);  // SecBlock: wiped when freed
+    inverse.Encode(out.k_inverse.data(), out.k_inverse.size());
+    ok = secp256k1_ec_seckey_tweak_mul(ctx, out.k_inverse.data(), blind.data()) == 1;
+  }
+  wipe_bytes(k);
+  wipe_bytes(blind);
+  wipe_bytes(kb);
+  if (!ok) wipe(out);
+  return ok;
+}
+
+bool sign_with_presignature(const secp256k1_context* ctx, const Presignature& p,
+                            const std::array<uint8_t, 32>& digest,
+                            std::span<const uint8_t, 32> secret, std::array<uint8_t, 65>& out) {
+  const std::array<uint8_t, 32> z = reduce_mod_order(digest);
+  if (is_zero(z)) return false;  // the tweak-add refuses a zero tweak
+  std::array<uint8_t, 32> s{};
+  std::copy(secret.begin(), secret.end(), s.begin());
+  bool ok = secp256k1_ec_seckey_tweak_mul(ctx, s.data(), p.r.data()) == 1 &&  // r·d
+            secp256k1_ec_seckey_tweak_add(ctx, s.data(), z.data()) == 1 &&    // z + r·d ≠ 0
+            secp256k1_ec_seckey_tweak_mul(ctx, s.data(), p.k_inverse.data()) == 1;
+  int recovery_id = p.recovery_id;
+  if (ok && s > kSecp256k1HalfOrder) {
+    // s and n − s both verify; Ethereum accepts only the low one, made with −k, whose point
+    // has the other y parity.
+    ok = secp256k1_ec_seckey_negate(ctx, s.data()) == 1;
+    recovery_id ^= 1;
+  }
+  if (ok) {
+    std::copy(p.r.begin(), p.r.end(), out.begin());
+    std::copy(s.begin(), s.end(), out.begin() + 32);
+    out[64] = static_cast<uint8_t>(27 + recovery_id);
+  }
+  wipe_bytes(s);
+  return ok;
+}
+
+Result<std::unique_ptr<PresignPool>> PresignPool::Create(Options options) {
+  if (options.capacity == 0) {
+    return Status::InvalidArgument("presignature pool capacity must be at least 1");
+  }
+  secp256k1_context* ctx = secp256k1_context_create(SECP256K1_CONTEXT_NONE);
+  std::array<uint8_t, 32> seed{};
+  Status st = fill_os_random(seed);
+  if (st.ok() && !secp256k1_context_randomize(ctx, seed.data())) {
+    st = Status::Internal("secp256k1_context_randomize failed");
+  }
+  wipe_bytes(seed);
+  if (!st.ok()) {
+    secp256k1_context_destroy(ctx);
+    return st.With("presignature pool");
+  }
+  std::unique_ptr<PresignPool> pool(new PresignPool(options, ctx));
+  if (options.background) {
+    pool->thread_ = std::jthread([p = pool.get()](std::stop_token stop) { p->run(stop); });
+  }
+  return pool;
+}
+
+PresignPool::PresignPool(Options options, secp256k1_context* ctx) : options_(options), ctx_(ctx) {}
+
+PresignPool::~PresignPool() {
+  stopping_.store(true);
+  // A maker waiting for the slot to empty wakes on any change of next_.
+  wipe_and_delete(next_.exchange(nullptr));
+  next_.notify_all();
+  if (thread_.joinable()) {
+    thread_.request_stop();
+    thread_.join();
+  }
+  wipe_and_delete(next_.exchange(nullptr));
+  std::lock_guard lock(mu_);
+  for (auto& p : current_) wipe(p);
+  secp256k1_context_destroy(ctx_);
+}
+
+void PresignPool::wipe_and_delete(Half* half) {
+  if (half == nullptr) return;
+  for (auto& p : *half) wipe(p);
+  delete half;
+}
+
+bool PresignPool::take(Presignature& out) {
+  Half* retired = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    if (current_.empty()) {
+      Half* next = next_.exchange(nullptr, std::memory_order_acq_rel);
+      if (next == nullptr) {
+        missed_.fetch_add(1, std::memory_order_relaxed);
+        return false;
+      }
+      current_.swap(*next);  // next now holds the empty, used-up vector
+      retired = next;
+    }
+    out = current_.back();
+    wipe(current_.back());
+    current_.pop_back();
+  }
+  if (retired != nullptr) {
+    next_.notify_one();  // the maker may hand over the next half
+    delete retired;
+  }
+  taken_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+Status PresignPool::make_half() {
+  const size_t want = std::max<size_t>(1, (options_.capacity + 1) / 2);
+  auto half = std::make_unique<Half>();
+  half->reserve(want);
+  // Random bytes for 32 presignatures per getrandom call.
+  std::array<uint8_t, 64 * 32> random{};
+  size_t used = random.size();
+  while (half->size() < want) {
+    if (stopping_.load(std::memory_order_relaxed)) return Status::Cancelled("pool stopping");
+    if (used == random.size()) {
+      METRONOME_RETURN_IF_ERROR(fill_os_random(random));
+      used = 0;
+    }
+    Presignature p;
+    if (make_presignature(ctx_, std::span<uint8_t, 64>(random.data() + used, 64), p)) {
+      half->push_back(p);
+      wipe(p);
+    }
+    used += 64;
+  }
+  CryptoPP::SecureWipeArray(random.data(), random.size());
+  Half* expected = nullptr;
+  Half* raw = half.release();
+  while (!next_.compare_exchange_weak(expected, raw, std::memory_order_acq_rel)) {
+    if (expected != nullptr) next_.wait(expected, std::memory_order_acquire);
+    if (stopping_.load()) {
+      wipe_and_delete(raw);
+      return Status::Cancelled("pool stopping");
+    }
+    expected = nullptr;
+  }
+  return Status::Ok();
+}
+
+void PresignPool::run(std::stop_token stop) {
+  // SCHED_IDLE: the slots' own work always comes first. Allowed to any user.
+  sched_param param{};
+  param.sched_priority = 0;
+  if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &param) != 0) {
+    spdlog::warn("presignature pool: SCHED_IDLE refused; the maker runs at normal priority");
+  }
+  pthread_setname_np(pthread_self(), "metronome-nonce");
+  while (!stop.stop_requested() && !stopping_.load()) {
+    Status st = make_half();
+    if (!st.ok() && st.code() != Status::Code::kCancelled) {
+      // Only getrandom(2) can fail here, and then not again until a reboot: the signers sign
+      // the usual way (RFC 6979) from now on.
+      spdlog::error("presignature pool stopped: {}; signing without presignatures", st.ToString());
+      return;
+    }
+  }
+}
+
+size_t PresignPool::ready() const {
+  std::lock_guard lock(mu_);
+  Half* next = next_.load(std::memory_order_acquire);
+  // A handed-over half is freed only by a taker, under mu_: safe to read here.
+  return current_.size() + (next != nullptr ? next->size() : 0);
+}
+
+}  // namespace metronome

@@ -1,0 +1,230 @@
+#include "sign/presign.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <secp256k1.h>
+#include <secp256k1_recovery.h>
+
+#include <chrono>
+#include <cstring>
+#include <random>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "sign/signer.h"
+
+namespace metronome {
+
+// Defined in allocation_counter_test.cc.
+void start_counting_allocations();
+int stop_counting_allocations();
+
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr std::string_view kKeyHex =
+    "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+
+// The group order n, big-endian.
+constexpr Hash32 kOrder = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                           0xff, 0xff, 0xff, 0xff, 0xfe, 0xba, 0xae, 0xdc, 0xe6, 0xaf, 0x48,
+                           0xa0, 0x3b, 0xbf, 0xd2, 0x5e, 0x8c, 0xd0, 0x36, 0x41, 0x41};
+
+SigningKey Key(std::string_view hex) {
+  Result<SigningKey> key = SigningKey::FromHex(SecretName("test_key"), hex);
+  if (!key) ADD_FAILURE() << key.status().ToString();
+  return std::move(*key);
+}
+
+Signer MakeSigner(std::string_view hex, std::shared_ptr<PresignPool> pool) {
+  Result<Signer> signer = Signer::Create(Key(hex), std::move(pool));
+  if (!signer) ADD_FAILURE() << signer.status().ToString();
+  return std::move(*signer);
+}
+
+std::shared_ptr<PresignPool> Pool(size_t capacity, bool background) {
+  auto pool = PresignPool::Create(PresignPool::Options{capacity, background});
+  if (!pool) ADD_FAILURE() << pool.status().ToString();
+  return std::shared_ptr<PresignPool>(std::move(*pool));
+}
+
+Hash32 DigestOf(int i) {
+  return keccak256(std::to_string(i));
+}
+
+// A nonce function that hands libsecp256k1 the nonce we chose (in `data`), so that its own
+// signing gives the signature a presignature of that nonce must give.
+int FixedNonce(unsigned char* nonce32, const unsigned char*, const unsigned char*,
+               const unsigned char*, void* data, unsigned int attempt) {
+  if (attempt != 0) return 0;
+  std::memcpy(nonce32, data, 32);
+  return 1;
+}
+
+TEST(PresignTest, GivesExactlyLibsecp256k1sSignatureForTheSameNonce) {
+  secp256k1_context* ctx = secp256k1_context_create(SECP256K1_CONTEXT_NONE);
+  std::mt19937_64 rng(42);  // test inputs only; the pool draws from the CSPRNG
+  auto fill = [&](uint8_t* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(rng());
+  };
+  int high_s = 0;
+  int v28 = 0;
+  for (int i = 0; i < 300; ++i) {
+    std::array<uint8_t, 64> random{};
+    fill(random.data(), random.size());
+    std::array<uint8_t, 32> nonce{};
+    std::copy_n(random.begin(), 32, nonce.begin());
+    Hash32 key{};
+    fill(key.data(), key.size());
+    Hash32 digest{};
+    fill(digest.data(), digest.size());
+    if (i == 0) digest.fill(0xff);  // above n: reduced as libsecp256k1 reduces it
+    if (i == 1) digest = kOrder;    // n + 1 after the next line
+    if (i == 1) digest[31] += 1;
+    ASSERT_TRUE(secp256k1_ec_seckey_verify(ctx, key.data()));
+
+    Presignature p;
+    ASSERT_TRUE(make_presignature(ctx, std::span<uint8_t, 64>(random), p)) << i;
+    EXPECT_TRUE(std::all_of(random.begin(), random.end(), [](uint8_t b) { return b == 0; }))
+        << "the nonce's random bytes are wiped";
+    std::array<uint8_t, 65> ours{};
+    ASSERT_TRUE(sign_with_presignature(ctx, p, digest, key, ours)) << i;
+
+    secp256k1_ecdsa_recoverable_signature sig;
+    ASSERT_TRUE(secp256k1_ecdsa_sign_recoverable(ctx, &sig, digest.data(), key.data(), FixedNonce,
+                                                 nonce.data()));
+    std::array<uint8_t, 65> theirs{};
+    int recid = 0;
+    secp256k1_ecdsa_recoverable_signature_serialize_compact(ctx, theirs.data(), &recid, &sig);
+    theirs[64] = static_cast<uint8_t>(27 + recid);
+    ASSERT_EQ(ours, theirs) << "input " << i;
+
+    // Did this case go through the low-s negation? (k·G's parity differs from v.)
+    high_s += (p.recovery_id != ours[64] - 27) ? 1 : 0;
+    v28 += ours[64] == 28 ? 1 : 0;
+  }
+  // Both branches of each choice were exercised.
+  EXPECT_GT(high_s, 50);
+  EXPECT_LT(high_s, 250);
+  EXPECT_GT(v28, 50);
+  EXPECT_LT(v28, 250);
+  secp256k1_context_destroy(ctx);
+}
+
+TEST(PresignTest, ADigestThatIsZeroModNIsRefusedSoTheSignerFallsBack) {
+  secp256k1_context* ctx = secp256k1_context_create(SECP256K1_CONTEXT_NONE);
+  std::array<uint8_t, 64> random{};
+  random.fill(0x11);
+  Presignature p;
+  ASSERT_TRUE(make_presignature(ctx, std::span<uint8_t, 64>(random), p));
+  std::array<uint8_t, 65> out{};
+  EXPECT_FALSE(sign_with_presignature(ctx, p, kOrder, Key(kKeyHex).secret_bytes(), out));
+  EXPECT_FALSE(sign_with_presignature(ctx, p, Hash32{}, Key(kKeyHex).secret_bytes(), out));
+  EXPECT_EQ(out, (std::array<uint8_t, 65>{})) << "nothing written";
+  secp256k1_context_destroy(ctx);
+
+  // Through a Signer: the pool's presignature is spent, and the signature is RFC 6979's.
+  auto pool = Pool(2, false);
+  ASSERT_TRUE(pool->make_half().ok());
+  Signer with_pool = MakeSigner(kKeyHex, pool);
+  Signer plain = MakeSigner(kKeyHex, nullptr);
+  EXPECT_EQ(with_pool.sign_digest(kOrder), plain.sign_digest(kOrder));
+  EXPECT_EQ(pool->taken(), 1u);
+}
+
+TEST(PresignTest, SignerUsesEachPresignatureOnceAndFallsBackWhenEmpty) {
+  auto pool = Pool(100, false);
+  Signer with_pool = MakeSigner(kKeyHex, pool);
+  Signer plain = MakeSigner(kKeyHex, nullptr);
+  const Hash32 digest = DigestOf(7);
+
+  // Empty: RFC 6979, the same bytes as a signer without a pool.
+  EXPECT_EQ(with_pool.sign_digest(digest), plain.sign_digest(digest));
+  EXPECT_EQ(pool->missed(), 1u);
+
+  ASSERT_TRUE(pool->make_half().ok());
+  EXPECT_EQ(pool->ready(), 50u);
+  std::set<std::array<uint8_t, 32>> rs;
+  std::vector<Signature> sigs(50);
+  start_counting_allocations();
+  for (auto& sig : sigs) sig = with_pool.sign_digest(digest);
+  EXPECT_EQ(stop_counting_allocations(), 0) << "signing with a presignature allocates nothing";
+  for (const auto& sig : sigs) {
+    std::array<uint8_t, 32> r{};
+    std::copy_n(sig.begin(), 32, r.begin());
+    rs.insert(r);
+    Result<Address> who = recover_signer(digest, sig);
+    ASSERT_TRUE(who.ok()) << who.status().ToString();
+    EXPECT_EQ(*who, with_pool.address());
+    EXPECT_NE(sig, plain.sign_digest(digest)) << "a random nonce, not RFC 6979's";
+  }
+  EXPECT_EQ(rs.size(), 50u) << "every signature has its own nonce";
+  EXPECT_EQ(pool->taken(), 50u);
+  EXPECT_EQ(pool->ready(), 0u);
+
+  // Used up: the next one is RFC 6979's again.
+  EXPECT_EQ(with_pool.sign_digest(digest), plain.sign_digest(digest));
+  EXPECT_EQ(pool->missed(), 2u);
+}
+
+TEST(PresignTest, SignedRecordsVerifyLikeAnyOther) {
+  auto pool = Pool(8, false);
+  ASSERT_TRUE(pool->make_half().ok());
+  Signer signer = MakeSigner(kKeyHex, pool);
+  ObservationDomain domain(1);
+  for (int i = 0; i < 4; ++i) {
+    ValueRecord r;
+    r.feed = FeedId("random_int");
+    r.round = 100 + i;
+    r.slot = slot_from_unix_ms(1795813000000 + 2000 * i);
+    r.value = std::to_string(500 + i);
+    r.decimals = 0;
+    ASSERT_TRUE(signer.sign_record(r, domain).ok());
+    Status st = verify_record(r, domain, signer.address());
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    EXPECT_TRUE(parse_signature(r.signature).ok()) << "low s, v 27 or 28";
+  }
+  EXPECT_EQ(pool->taken(), 4u);
+  EXPECT_EQ(pool->missed(), 0u);
+}
+
+TEST(PresignTest, BackgroundMakerRefillsAndConcurrentTakersNeverShareANonce) {
+  auto pool = Pool(64, true);
+  std::mutex mu;
+  std::set<std::array<uint8_t, 32>> rs;
+  std::atomic<int> duplicates{0};
+  std::vector<std::jthread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      int got = 0;
+      // 4 × 100 = 400 takes from a pool of 64: the maker refills it several times.
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      while (got < 100 && std::chrono::steady_clock::now() < give_up) {
+        Presignature p;
+        if (!pool->take(p)) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));  // idle: the maker runs
+          continue;
+        }
+        ++got;
+        std::lock_guard lock(mu);
+        if (!rs.insert(p.r).second) ++duplicates;
+      }
+    });
+  }
+  threads.clear();
+  EXPECT_EQ(duplicates.load(), 0);
+  EXPECT_EQ(rs.size(), 400u);
+  EXPECT_EQ(pool->taken(), 400u);
+  // The pool is destroyed below while its maker waits to hand over the next half.
+}
+
+TEST(PresignTest, CapacityZeroIsRefused) {
+  auto pool = PresignPool::Create(PresignPool::Options{0, false});
+  ASSERT_FALSE(pool.ok());
+  EXPECT_THAT(pool.status().ToString(), HasSubstr("capacity must be at least 1"));
+}
+
+}  // namespace
+}  // namespace metronome
