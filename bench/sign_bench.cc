@@ -11,19 +11,22 @@
 #include <vector>
 
 #include "sign/eip712.h"
+#include "sign/keccak.h"
+#include "sign/os_random.h"
+#include "sign/presign.h"
 #include "sign/signer.h"
 
 namespace metronome {
 namespace {
 
-Signer BenchSigner() {
+Signer BenchSigner(std::shared_ptr<PresignPool> pool = nullptr) {
   Result<SigningKey> key = SigningKey::FromHex(
       SecretName("bench_key"), "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318");
   if (!key) {
     std::fprintf(stderr, "%s\n", key.status().ToString().c_str());
     std::abort();
   }
-  Result<Signer> signer = Signer::Create(std::move(*key));
+  Result<Signer> signer = Signer::Create(std::move(*key), std::move(pool));
   if (!signer) {
     std::fprintf(stderr, "%s\n", signer.status().ToString().c_str());
     std::abort();
@@ -84,6 +87,67 @@ void BM_DigestOnly(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_DigestOnly);
+
+// The signature alone, RFC 6979: what a slot pays without presignatures.
+void BM_SignDigest(benchmark::State& state) {
+  Signer signer = BenchSigner();
+  Hash32 digest = keccak256("bench");
+  for (auto _ : state) {
+    ++digest[0];
+    Signature sig = signer.sign_digest(digest);
+    benchmark::DoNotOptimize(sig);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_SignDigest);
+
+// The signature with a presignature ready ([service] presign): what a slot pays with them.
+// Refilling the pool is paused out of the timing (it is BM_MakePresignatures).
+void BM_SignDigestPresigned(benchmark::State& state) {
+  auto created = PresignPool::Create(PresignPool::Options{.capacity = 8192, .background = false});
+  if (!created) std::abort();
+  std::shared_ptr<PresignPool> pool(std::move(*created));
+  Signer signer = BenchSigner(pool);
+  Hash32 digest = keccak256("bench");
+  if (!pool->make_half().ok()) std::abort();
+  for (auto _ : state) {
+    if (pool->ready() == 0) {
+      state.PauseTiming();
+      if (!pool->make_half().ok()) std::abort();
+      state.ResumeTiming();
+    }
+    ++digest[0];
+    Signature sig = signer.sign_digest(digest);
+    benchmark::DoNotOptimize(sig);
+  }
+  if (pool->missed() != 0) state.SkipWithError("the pool ran dry");
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_SignDigestPresigned);
+
+// Making presignatures as the pool's thread does, 64 per batch (per item: one k·G, and a 64th
+// of one modular inversion). Per signature: BM_SignDigestPresigned + this.
+void BM_MakePresignatures(benchmark::State& state) {
+  secp256k1_context* ctx = secp256k1_context_create(SECP256K1_CONTEXT_NONE);
+  std::vector<std::array<uint8_t, 32>> nonces(64);
+  std::array<uint8_t, 32> blind{};
+  std::vector<Presignature> out;
+  out.reserve(64);
+  for (auto _ : state) {
+    state.PauseTiming();
+    for (auto& k : nonces) {
+      if (!fill_os_random(k).ok()) std::abort();
+    }
+    if (!fill_os_random(blind).ok()) std::abort();
+    out.clear();
+    state.ResumeTiming();
+    size_t made = make_presignatures(ctx, nonces, blind, out);
+    benchmark::DoNotOptimize(made);
+  }
+  state.SetItemsProcessed(state.iterations() * 64);
+  secp256k1_context_destroy(ctx);
+}
+BENCHMARK(BM_MakePresignatures);
 
 // What `metronome verify` does per record: digest, signature parse, recovery, comparison.
 void BM_VerifyRecord(benchmark::State& state) {

@@ -52,45 +52,72 @@ void wipe(Presignature& p) {
   p.recovery_id = 0;
 }
 
-bool make_presignature(const secp256k1_context* ctx, std::span<uint8_t, 64> random,
-                       Presignature& out) {
-  std::array<uint8_t, 32> k{};
-  std::array<uint8_t, 32> blind{};
-  std::copy_n(random.begin(), 32, k.begin());
-  std::copy_n(random.begin() + 32, 32, blind.begin());
-  CryptoPP::SecureWipeArray(random.data(), random.size());
-  bool ok = secp256k1_ec_seckey_verify(ctx, k.data()) == 1 &&
-            secp256k1_ec_seckey_verify(ctx, blind.data()) == 1;
-
-  // R = k·G; r = R.x, which must be below n (else r would be R.x − n and the recovery id 2 or 3:
-  // probability 2⁻¹²⁸, drawn again instead).
-  secp256k1_pubkey point;
-  std::array<uint8_t, 65> uncompressed{};
-  if (ok) ok = secp256k1_ec_pubkey_create(ctx, &point, k.data()) == 1;
-  if (ok) {
+size_t make_presignatures(const secp256k1_context* ctx, std::span<std::array<uint8_t, 32>> nonces,
+                          std::array<uint8_t, 32>& blind, std::vector<Presignature>& out) {
+  using Scalar = std::array<uint8_t, 32>;
+  const size_t first = out.size();
+  // R = k·G; r = R.x, which must be below n (else r would be R.x − n and the recovery id 2 or
+  // 3: probability 2⁻¹²⁸, dropped instead). The kept nonces move to the front of `nonces`.
+  size_t kept = 0;
+  for (Scalar& k : nonces) {
+    secp256k1_pubkey point;
+    if (secp256k1_ec_seckey_verify(ctx, k.data()) != 1 ||
+        secp256k1_ec_pubkey_create(ctx, &point, k.data()) != 1) {
+      continue;
+    }
+    std::array<uint8_t, 65> uncompressed{};
     size_t len = uncompressed.size();
     secp256k1_ec_pubkey_serialize(ctx, uncompressed.data(), &len, &point,
                                   SECP256K1_EC_UNCOMPRESSED);
-    std::copy_n(uncompressed.begin() + 1, 32, out.r.begin());
-    out.recovery_id = uncompressed[64] & 1;
-    ok = secp256k1_ec_seckey_verify(ctx, out.r.data()) == 1;  // 0 < r < n
+    Presignature p;
+    std::copy_n(uncompressed.begin() + 1, 32, p.r.begin());
+    p.recovery_id = uncompressed[64] & 1;
+    if (secp256k1_ec_seckey_verify(ctx, p.r.data()) != 1) continue;  // 0 < r < n
+    out.push_back(p);
+    if (&nonces[kept] != &k) nonces[kept] = k;
+    ++kept;
   }
 
-  // k⁻¹ = (k·b)⁻¹ · b: the variable-time inverse sees only k·b.
-  std::array<uint8_t, 32> kb = k;
-  if (ok) ok = secp256k1_ec_seckey_tweak_mul(ctx, kb.data(), blind.data()) == 1;
-  if (ok) {
-    static const CryptoPP::Integer order(kOrder.data(), kOrder.size());
-    CryptoPP::Integer inverse =
-        CryptoPP::Integer(kb.data(), kb.size()).InverseMod(order);  // SecBlock: wiped when freed
-    inverse.Encode(out.k_inverse.data(), out.k_inverse.size());
-    ok = secp256k1_ec_seckey_tweak_mul(ctx, out.k_inverse.data(), blind.data()) == 1;
+  // Montgomery's trick: prefix[i] = k₀·…·kᵢ; one inverse of b·prefix[last]; then walking back,
+  // kᵢ⁻¹ = (k₀·…·kᵢ)⁻¹ · prefix[i−1] and (k₀·…·kᵢ₋₁)⁻¹ = (k₀·…·kᵢ)⁻¹ · kᵢ.
+  // A product of valid scalars modulo the prime n is never 0, so no tweak below can fail.
+  bool ok = secp256k1_ec_seckey_verify(ctx, blind.data()) == 1;
+  std::vector<Scalar> prefix(kept);
+  Scalar inverse{};
+  for (size_t i = 0; ok && i < kept; ++i) {
+    prefix[i] = nonces[i];
+    if (i > 0) ok = secp256k1_ec_seckey_tweak_mul(ctx, prefix[i].data(), prefix[i - 1].data());
   }
-  wipe_bytes(k);
+  if (ok && kept > 0) {
+    Scalar blinded = prefix[kept - 1];
+    ok = secp256k1_ec_seckey_tweak_mul(ctx, blinded.data(), blind.data()) == 1;
+    static const CryptoPP::Integer order(kOrder.data(), kOrder.size());
+    // SecBlock storage: wiped when freed.
+    CryptoPP::Integer(blinded.data(), blinded.size())
+        .InverseMod(order)
+        .Encode(inverse.data(), inverse.size());
+    wipe_bytes(blinded);
+    ok = ok && secp256k1_ec_seckey_tweak_mul(ctx, inverse.data(), blind.data()) == 1;
+  }
+  for (size_t i = kept; ok && i-- > 0;) {
+    Scalar& k_inverse = out[first + i].k_inverse;
+    k_inverse = inverse;
+    if (i > 0) {
+      ok = secp256k1_ec_seckey_tweak_mul(ctx, k_inverse.data(), prefix[i - 1].data()) == 1 &&
+           secp256k1_ec_seckey_tweak_mul(ctx, inverse.data(), nonces[i].data()) == 1;
+    }
+  }
+  for (Scalar& k : nonces) wipe_bytes(k);
+  for (Scalar& p : prefix) wipe_bytes(p);
+  wipe_bytes(inverse);
   wipe_bytes(blind);
-  wipe_bytes(kb);
-  if (!ok) wipe(out);
-  return ok;
+  if (!ok) {
+    // Only a broken invariant gets here; nothing half-made is kept.
+    for (size_t i = first; i < out.size(); ++i) wipe(out[i]);
+    out.resize(first);
+    return 0;
+  }
+  return kept;
 }
 
 bool sign_with_presignature(const secp256k1_context* ctx, const Presignature& p,
@@ -193,23 +220,20 @@ Status PresignPool::make_half() {
   const size_t want = std::max<size_t>(1, (options_.capacity + 1) / 2);
   auto half = std::make_unique<Half>();
   half->reserve(want);
-  // Random bytes for 32 presignatures per getrandom call.
-  std::array<uint8_t, 64 * 32> random{};
-  size_t used = random.size();
+  // One getrandom(2) and one modular inversion per batch of up to 64.
+  constexpr size_t kBatch = 64;
+  std::array<uint8_t, 32 * (kBatch + 1)> random{};
+  std::array<std::array<uint8_t, 32>, kBatch> nonces{};
+  std::array<uint8_t, 32> blind{};
   while (half->size() < want) {
     if (stopping_.load(std::memory_order_relaxed)) return Status::Cancelled("pool stopping");
-    if (used == random.size()) {
-      METRONOME_RETURN_IF_ERROR(fill_os_random(random));
-      used = 0;
-    }
-    Presignature p;
-    if (make_presignature(ctx_, std::span<uint8_t, 64>(random.data() + used, 64), p)) {
-      half->push_back(p);
-      wipe(p);
-    }
-    used += 64;
+    const size_t n = std::min(kBatch, want - half->size());
+    METRONOME_RETURN_IF_ERROR(fill_os_random(std::span<uint8_t>(random.data(), 32 * (n + 1))));
+    for (size_t i = 0; i < n; ++i) std::copy_n(random.begin() + 32 * i, 32, nonces[i].begin());
+    std::copy_n(random.begin() + 32 * n, 32, blind.begin());
+    wipe_bytes(random);
+    make_presignatures(ctx_, std::span<std::array<uint8_t, 32>>(nonces.data(), n), blind, *half);
   }
-  CryptoPP::SecureWipeArray(random.data(), random.size());
   Half* expected = nullptr;
   Half* raw = half.release();
   while (!next_.compare_exchange_weak(expected, raw, std::memory_order_acq_rel)) {

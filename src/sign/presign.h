@@ -11,8 +11,10 @@
 // libsecp256k1 has no API for this split, so it is composed here from its public constant-time
 // primitives: secp256k1_ec_pubkey_create for k·G, and the secret-key tweaks (multiply, add,
 // negate) for the arithmetic modulo n. The one operation it does not offer, k⁻¹, is Crypto++'s
-// Integer::InverseMod applied to k·b for a random blinding b (the inverse is not constant-time;
-// it only ever sees k·b, which is independent of k), then multiplied by b again.
+// Integer::InverseMod applied to a random blinding b times the nonces (the inverse is not
+// constant-time;
+// it only ever sees the product of a batch of nonces times b, independent of each k), then
+// multiplied back out with the tweaks.
 //
 // The nonce comes from the kernel's CSPRNG, not RFC 6979: signatures made this way are valid,
 // low-s and recover the same address, but are not deterministic. A nonce used twice reveals the
@@ -51,11 +53,14 @@ struct Presignature {
 // Overwrites `p` so that no copy of the nonce stays in memory.
 void wipe(Presignature& p);
 
-// Makes one presignature with `ctx` (a context the caller has randomized), or false in the cases
-// that have probability ~2⁻¹²⁸ (r ≥ n, a zero product); the caller draws again.
-// `random` is 64 bytes from the CSPRNG: the nonce and the blinding factor. It is wiped.
-bool make_presignature(const secp256k1_context* ctx, std::span<uint8_t, 64> random,
-                       Presignature& out);
+// Makes one presignature per nonce (32 bytes from the CSPRNG each) and appends it to `out`,
+// with `ctx` (a context the caller has randomized). The inverses share one modular inversion
+// (Montgomery's trick: the product's inverse, then 3 multiplications per nonce), blinded by
+// `blind` (32 bytes from the CSPRNG). A nonce that is not a valid scalar, or whose r would be
+// ≥ n (probability ~2⁻¹²⁸ each), is dropped. Returns how many were appended, in the order of
+// their nonces. Wipes `nonces` and `blind`.
+size_t make_presignatures(const secp256k1_context* ctx, std::span<std::array<uint8_t, 32>> nonces,
+                          std::array<uint8_t, 32>& blind, std::vector<Presignature>& out);
 
 // s = k⁻¹·(z + r·d), low-s, into `out` as r ‖ s ‖ 27 + recovery id: the signature
 // secp256k1_ecdsa_sign_recoverable would give for the nonce k. False (nothing written) when

@@ -66,59 +66,105 @@ int FixedNonce(unsigned char* nonce32, const unsigned char*, const unsigned char
 TEST(PresignTest, GivesExactlyLibsecp256k1sSignatureForTheSameNonce) {
   secp256k1_context* ctx = secp256k1_context_create(SECP256K1_CONTEXT_NONE);
   std::mt19937_64 rng(42);  // test inputs only; the pool draws from the CSPRNG
-  auto fill = [&](uint8_t* p, size_t n) {
-    for (size_t i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(rng());
+  auto fill = [&](std::array<uint8_t, 32>& a) {
+    for (auto& b : a) b = static_cast<uint8_t>(rng());
   };
   int high_s = 0;
   int v28 = 0;
-  for (int i = 0; i < 300; ++i) {
-    std::array<uint8_t, 64> random{};
-    fill(random.data(), random.size());
-    std::array<uint8_t, 32> nonce{};
-    std::copy_n(random.begin(), 32, nonce.begin());
-    Hash32 key{};
-    fill(key.data(), key.size());
-    Hash32 digest{};
-    fill(digest.data(), digest.size());
-    if (i == 0) digest.fill(0xff);  // above n: reduced as libsecp256k1 reduces it
-    if (i == 1) digest = kOrder;    // n + 1 after the next line
-    if (i == 1) digest[31] += 1;
-    ASSERT_TRUE(secp256k1_ec_seckey_verify(ctx, key.data()));
+  int checked = 0;
+  // Batches of 1, 2, 7 and 64 nonces: the shared inversion must give each its own inverse.
+  for (size_t batch : {1, 2, 7, 64, 64, 64, 64, 64}) {
+    std::vector<std::array<uint8_t, 32>> nonces(batch);
+    for (auto& k : nonces) fill(k);
+    const std::vector<std::array<uint8_t, 32>> kept_nonces = nonces;
+    std::array<uint8_t, 32> blind{};
+    fill(blind);
+    std::vector<Presignature> made;
+    ASSERT_EQ(make_presignatures(ctx, nonces, blind, made), batch);
+    ASSERT_EQ(made.size(), batch);
+    for (const auto& k : nonces) {
+      EXPECT_TRUE(std::all_of(k.begin(), k.end(), [](uint8_t b) { return b == 0; }))
+          << "the nonces are wiped";
+    }
+    EXPECT_EQ(blind, (std::array<uint8_t, 32>{})) << "the blinding is wiped";
 
-    Presignature p;
-    ASSERT_TRUE(make_presignature(ctx, std::span<uint8_t, 64>(random), p)) << i;
-    EXPECT_TRUE(std::all_of(random.begin(), random.end(), [](uint8_t b) { return b == 0; }))
-        << "the nonce's random bytes are wiped";
+    for (size_t i = 0; i < batch; ++i, ++checked) {
+      Hash32 key{};
+      fill(key);
+      Hash32 digest{};
+      fill(digest);
+      if (checked == 0) digest.fill(0xff);  // above n: reduced as libsecp256k1 reduces it
+      if (checked == 1) {
+        digest = kOrder;  // n + 1
+        digest[31] += 1;
+      }
+      ASSERT_TRUE(secp256k1_ec_seckey_verify(ctx, key.data()));
+      std::array<uint8_t, 65> ours{};
+      ASSERT_TRUE(sign_with_presignature(ctx, made[i], digest, key, ours)) << checked;
+
+      secp256k1_ecdsa_recoverable_signature sig;
+      auto nonce = kept_nonces[i];
+      ASSERT_TRUE(secp256k1_ecdsa_sign_recoverable(ctx, &sig, digest.data(), key.data(), FixedNonce,
+                                                   nonce.data()));
+      std::array<uint8_t, 65> theirs{};
+      int recid = 0;
+      secp256k1_ecdsa_recoverable_signature_serialize_compact(ctx, theirs.data(), &recid, &sig);
+      theirs[64] = static_cast<uint8_t>(27 + recid);
+      ASSERT_EQ(ours, theirs) << "signature " << checked << " (batch of " << batch << ")";
+
+      // Did this case go through the low-s negation? (k·G's parity differs from v.)
+      high_s += (made[i].recovery_id != ours[64] - 27) ? 1 : 0;
+      v28 += ours[64] == 28 ? 1 : 0;
+    }
+  }
+  // Both branches of each choice were exercised.
+  EXPECT_EQ(checked, 330);
+  EXPECT_GT(high_s, 50);
+  EXPECT_LT(high_s, 280);
+  EXPECT_GT(v28, 50);
+  EXPECT_LT(v28, 280);
+  secp256k1_context_destroy(ctx);
+}
+
+TEST(PresignTest, InvalidNoncesAreDroppedAndTheRestStillMatch) {
+  secp256k1_context* ctx = secp256k1_context_create(SECP256K1_CONTEXT_NONE);
+  std::vector<std::array<uint8_t, 32>> nonces(4);
+  nonces[0].fill(0x22);
+  nonces[1] = {};      // zero: not a scalar
+  nonces[2] = kOrder;  // n: not below n
+  nonces[3].fill(0x33);
+  const auto k0 = nonces[0];
+  const auto k3 = nonces[3];
+  std::array<uint8_t, 32> blind{};
+  blind.fill(0x44);
+  std::vector<Presignature> made;
+  ASSERT_EQ(make_presignatures(ctx, nonces, blind, made), 2u);
+  const Hash32 digest = DigestOf(1);
+  const SigningKey key = Key(kKeyHex);
+  for (auto [p, k] : {std::pair{made[0], k0}, std::pair{made[1], k3}}) {
     std::array<uint8_t, 65> ours{};
-    ASSERT_TRUE(sign_with_presignature(ctx, p, digest, key, ours)) << i;
-
+    ASSERT_TRUE(sign_with_presignature(ctx, p, digest, key.secret_bytes(), ours));
     secp256k1_ecdsa_recoverable_signature sig;
-    ASSERT_TRUE(secp256k1_ecdsa_sign_recoverable(ctx, &sig, digest.data(), key.data(), FixedNonce,
-                                                 nonce.data()));
+    ASSERT_TRUE(secp256k1_ecdsa_sign_recoverable(ctx, &sig, digest.data(),
+                                                 key.secret_bytes().data(), FixedNonce, k.data()));
     std::array<uint8_t, 65> theirs{};
     int recid = 0;
     secp256k1_ecdsa_recoverable_signature_serialize_compact(ctx, theirs.data(), &recid, &sig);
     theirs[64] = static_cast<uint8_t>(27 + recid);
-    ASSERT_EQ(ours, theirs) << "input " << i;
-
-    // Did this case go through the low-s negation? (k·G's parity differs from v.)
-    high_s += (p.recovery_id != ours[64] - 27) ? 1 : 0;
-    v28 += ours[64] == 28 ? 1 : 0;
+    EXPECT_EQ(ours, theirs);
   }
-  // Both branches of each choice were exercised.
-  EXPECT_GT(high_s, 50);
-  EXPECT_LT(high_s, 250);
-  EXPECT_GT(v28, 50);
-  EXPECT_LT(v28, 250);
   secp256k1_context_destroy(ctx);
 }
 
 TEST(PresignTest, ADigestThatIsZeroModNIsRefusedSoTheSignerFallsBack) {
   secp256k1_context* ctx = secp256k1_context_create(SECP256K1_CONTEXT_NONE);
-  std::array<uint8_t, 64> random{};
-  random.fill(0x11);
-  Presignature p;
-  ASSERT_TRUE(make_presignature(ctx, std::span<uint8_t, 64>(random), p));
+  std::array<std::array<uint8_t, 32>, 1> nonce{};
+  nonce[0].fill(0x11);
+  std::array<uint8_t, 32> blind{};
+  blind.fill(0x12);
+  std::vector<Presignature> made;
+  ASSERT_EQ(make_presignatures(ctx, nonce, blind, made), 1u);
+  const Presignature& p = made[0];
   std::array<uint8_t, 65> out{};
   EXPECT_FALSE(sign_with_presignature(ctx, p, kOrder, Key(kKeyHex).secret_bytes(), out));
   EXPECT_FALSE(sign_with_presignature(ctx, p, Hash32{}, Key(kKeyHex).secret_bytes(), out));
