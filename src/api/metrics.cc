@@ -139,6 +139,37 @@ void Metrics::set_spool_depth(int64_t depth) {
   spool_depth_->Set(static_cast<double>(depth));
 }
 
+void Metrics::set_presign(size_t ready, uint64_t taken, uint64_t missed) {
+  std::lock_guard lock(late_mu_);
+  if (presign_ready_ == nullptr) {
+    presign_ready_ = &prometheus::BuildGauge()
+                          .Name("metronome_presign_ready")
+                          .Help("Presignatures made ahead and not used yet ([service] presign).")
+                          .Register(*registry_)
+                          .Add({});
+    presign_taken_ = &prometheus::BuildCounter()
+                          .Name("metronome_presign_taken_total")
+                          .Help("Signatures made with a presignature.")
+                          .Register(*registry_)
+                          .Add({});
+    presign_missed_ = &prometheus::BuildCounter()
+                           .Name("metronome_presign_missed_total")
+                           .Help(
+                               "Signatures that found no presignature ready and were signed "
+                               "the usual way (RFC 6979, ~20 us more each).")
+                           .Register(*registry_)
+                           .Add({});
+  }
+  presign_ready_->Set(static_cast<double>(ready));
+  // Counters only go up: add what is new since the last reading.
+  auto advance = [](prometheus::Counter& c, uint64_t total) {
+    const double now = static_cast<double>(total);
+    if (now > c.Value()) c.Increment(now - c.Value());
+  };
+  advance(*presign_taken_, taken);
+  advance(*presign_missed_, missed);
+}
+
 void Metrics::on_lease_renewal(bool failed, size_t leases_held, Nanos clock_skew) {
   std::lock_guard lock(late_mu_);
   if (leases_held_ == nullptr) {

@@ -113,6 +113,10 @@ class Metrics {
   // call. `failed`: the renewal failed (counted).
   void on_lease_renewal(bool failed, size_t leases_held, Nanos clock_skew);
   void on_clock_step();
+  // The presignature pool ([service] presign), read every few seconds; the metrics exist from
+  // the first call. `taken` and `missed` are the pool's running totals (PresignPool::taken(),
+  // missed()): a missed signature found the pool empty and was signed the usual way.
+  void set_presign(size_t ready, uint64_t taken, uint64_t missed);
   // The gauges of every live evm sink; the families exist from the first call with a sink. The
   // gauges of a feed missing from `sinks` (its sink removed by a reload) are removed, as is a
   // gauge whose value is absent.
@@ -147,6 +151,9 @@ class Metrics {
   prometheus::Gauge* leases_held_ = nullptr;                   // guarded by late_mu_
   prometheus::Gauge* clock_skew_ = nullptr;                    // guarded by late_mu_
   prometheus::Counter* renew_failures_ = nullptr;              // guarded by late_mu_
+  prometheus::Gauge* presign_ready_ = nullptr;                 // guarded by late_mu_
+  prometheus::Counter* presign_taken_ = nullptr;               // guarded by late_mu_
+  prometheus::Counter* presign_missed_ = nullptr;              // guarded by late_mu_
   struct EvmGauges {
     prometheus::Gauge* staleness = nullptr;  // null while absent
     prometheus::Gauge* pending_age = nullptr;

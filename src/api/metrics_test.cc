@@ -63,6 +63,21 @@ TEST(Metrics, SpoolDepthGaugeAppearsWithItsFirstValue) {
   EXPECT_EQ(parse_samples(m.serialize())["metronome_spool_depth"], 0);
 }
 
+TEST(Metrics, PresignMetricsAppearWithTheFirstReading) {
+  Metrics m("1");
+  EXPECT_EQ(parse_samples(m.serialize()).count("metronome_presign_ready"), 0u);  // presign = 0
+  m.set_presign(5000, 120, 3);
+  auto samples = parse_samples(m.serialize());
+  EXPECT_EQ(samples["metronome_presign_ready"], 5000);
+  EXPECT_EQ(samples["metronome_presign_taken_total"], 120);
+  EXPECT_EQ(samples["metronome_presign_missed_total"], 3);
+  m.set_presign(4000, 1120, 3);
+  samples = parse_samples(m.serialize());
+  EXPECT_EQ(samples["metronome_presign_ready"], 4000);
+  EXPECT_EQ(samples["metronome_presign_taken_total"], 1120);
+  EXPECT_EQ(samples["metronome_presign_missed_total"], 3);
+}
+
 TEST(Metrics, LeaseMetricsAppearWithTheFirstRenewal) {
   Metrics m("1");
   EXPECT_EQ(parse_samples(m.serialize()).count("metronome_leases_held"), 0u);  // no replicas

@@ -235,6 +235,14 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
       with_alarm_events(make_alarm_actions(config.alarms, clock), *parts->events));
   // The evm sinks: their alarms, and their gauges refreshed at each evaluation (every 5 s) from
   // the same cached statuses.
+  if (parts->presign) {
+    // The pool's gauges, refreshed at each evaluation (every 5 s); no alarm of its own.
+    parts->alarms->add_check(
+        [metrics = parts->metrics.get(), pool = parts->presign]() -> std::vector<AlarmDecision> {
+          metrics->set_presign(pool->ready(), pool->taken(), pool->missed());
+          return {};
+        });
+  }
   parts->alarms->add_check([&clock, metrics = parts->metrics.get()] {
     std::vector<EvmSinkGauges> gauges;
     for (const EvmSinkReading& r : evm_sink_readings(clock)) {
@@ -432,6 +440,12 @@ Status Daemon::run(std::stop_token stop) {
   p.api->stop();
   (void)p.alarms->evaluate_once();
   p.alarms.reset();
+  if (p.presign) {
+    spdlog::info(
+        "presignatures: {} signatures used one, {} found none ready and were signed the "
+        "usual way",
+        p.presign->taken(), p.presign->missed());
+  }
   spdlog::info("stopped");
   return Status::Ok();
 }

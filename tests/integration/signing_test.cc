@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <cstdlib>
+#include <regex>
 #include <set>
 
 #include "support/harness.h"
@@ -14,10 +15,12 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string config(const std::string& window = "1s") {
+std::string config(const std::string& window = "1s", const std::string& service = "") {
   return R"(
 [service]
 listen = "127.0.0.1:0"
+)" + service +
+         R"(
 [store]
 path = "var/metronome.db"
 [secrets.oracle_key]
@@ -46,13 +49,14 @@ std::string source_dir() {
   return d ? d : ".";
 }
 
-// Runs the daemon for `ms` and returns what it published (newest first).
-nlohmann::json publish_for(const TempDir& dir, int ms) {
+// Runs the daemon for `ms` and returns what it published (newest first); its log in `log`.
+nlohmann::json publish_for(const TempDir& dir, int ms, std::string* log = nullptr) {
   Daemon d(dir.path(), {"--config", "metronome.toml"});
   d.start();
   EXPECT_TRUE(d.wait_for_log("metronome running", 10s)) << d.log();
   sleep_ms(ms);
   EXPECT_EQ(d.stop(), 0) << d.log();
+  if (log != nullptr) *log = d.log();
   auto r = run({"--config", "metronome.toml", "values", "--limit", "1000", "--format", "json"},
                dir.path());
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -62,12 +66,8 @@ nlohmann::json publish_for(const TempDir& dir, int ms) {
 constexpr const char* kKey = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
 constexpr const char* kAddress = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23";
 
-TEST(Signing, PublishedRecordsVerifyWithMetronomeAndWithEthers) {
-  TempDir dir("signed");
-  dir.write("metronome.toml", config());
-  write_key(dir, kKey);
-  auto values = publish_for(dir, 1200);
-  ASSERT_GE(values.size(), 8u);
+// Both checks an outside client makes: `metronome verify`, and ethers recovering kAddress.
+void expect_verified_by_metronome_and_ethers(const TempDir& dir, const nlohmann::json& values) {
   for (const auto& v : values) {
     EXPECT_EQ(v["signer"], kAddress);
     EXPECT_EQ(v["signature"].get<std::string>().size(), 132u);
@@ -95,6 +95,37 @@ TEST(Signing, PublishedRecordsVerifyWithMetronomeAndWithEthers) {
     ++ok;
   }
   EXPECT_EQ(ok, static_cast<int>(values.size()));
+}
+
+TEST(Signing, PublishedRecordsVerifyWithMetronomeAndWithEthers) {
+  TempDir dir("signed");
+  dir.write("metronome.toml", config());
+  write_key(dir, kKey);
+  auto values = publish_for(dir, 1200);
+  ASSERT_GE(values.size(), 8u);
+  expect_verified_by_metronome_and_ethers(dir, values);
+}
+
+// [service] presign: the signatures come from presignatures (random nonces, sign/presign.h) and
+// verify exactly as RFC 6979's do.
+TEST(Signing, PresignedRecordsVerifyWithMetronomeAndWithEthers) {
+  TempDir dir("presigned");
+  dir.write("metronome.toml", config("1s", "presign = 64\n"));
+  write_key(dir, kKey);
+  std::string log;
+  auto values = publish_for(dir, 1200, &log);
+  ASSERT_GE(values.size(), 8u);
+  EXPECT_NE(log.find("signing with presignatures: 64 kept ready"), std::string::npos) << log;
+  // The pool fills within milliseconds of the start, long before most of these slots.
+  std::smatch used;
+  ASSERT_TRUE(
+      std::regex_search(log, used, std::regex(R"(presignatures: (\d+) signatures used one)")))
+      << log;
+  EXPECT_GE(std::stoi(used[1]), 4) << log;
+  std::set<std::string> r_values;
+  for (const auto& v : values) r_values.insert(v["signature"].get<std::string>().substr(0, 66));
+  EXPECT_EQ(r_values.size(), values.size()) << "every signature has its own nonce";
+  expect_verified_by_metronome_and_ethers(dir, values);
 }
 
 TEST(Signing, VerifyRejectsEveryKindOfTampering) {
