@@ -773,6 +773,23 @@ struct SqliteStore::Impl {
 
   // Indexes the tail when it is large enough (or `force`). Returns its own write's status.
   Status index_tail(bool force);
+  // index_tail(false), with a warning when it fails: the values stay readable (from the tail)
+  // and the next call tries again.
+  void index_tail_or_warn() {
+    if (Status st = index_tail(false); !st.ok()) {
+      spdlog::warn("store {}: could not index the newest values: {}", values->path().string(), st);
+    }
+  }
+
+  // REQUIRES: inside values->run() or write(). The last value_log row in value_feed_index.
+  int64_t index_watermark() {
+    auto s = values->statement(kIndexWatermark);
+    return s->executeStep() ? s->getColumn(0).getInt64() : 0;
+  }
+  // REQUIRES: inside values->run() or write(). Feeds with at least one value.
+  int64_t count_feeds() {
+    return values->db().execAndGet("SELECT count(*) FROM feed_latest").getInt64();
+  }
 
   // REQUIRES: inside values->run(). Runs `s` (already bound) and loads each execution's slots,
   // all within one read transaction so that the result is one consistent snapshot.
@@ -814,15 +831,11 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteStoreOptions&
                                                         kDlqMigrations, options));
   Connection& c = *impl->values;
   Status counted = c.run([&]() -> Status {
-    int64_t watermark = 0;
-    {
-      auto s = c.statement(kIndexWatermark);
-      if (s->executeStep()) watermark = s->getColumn(0).getInt64();
-    }
+    const int64_t watermark = impl->index_watermark();
     auto s = c.statement(kLastValueId);
     s->executeStep();
     impl->tail_rows = s->getColumn(0).getInt64() - watermark;
-    impl->feed_count = c.db().execAndGet("SELECT count(*) FROM feed_latest").getInt64();
+    impl->feed_count = impl->count_feeds();
     return Status::Ok();
   });
   METRONOME_RETURN_IF_ERROR(counted);
@@ -1000,19 +1013,12 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
     // A backstop for writers that never call run_deferred_work(): the tail stays bounded.
     overdue = impl_->tail_rows >= 4 * impl_->index_threshold();
   }
-  if (overdue) {
-    if (Status st = impl_->index_tail(false); !st.ok()) {
-      spdlog::warn("store {}: could not index the newest values: {}", c.path().string(), st);
-    }
-  }
+  if (overdue) impl_->index_tail_or_warn();
   return inserted;
 }
 
 void SqliteStore::run_deferred_work() {
-  if (Status st = impl_->index_tail(false); !st.ok()) {
-    spdlog::warn("store {}: could not index the newest values: {}", impl_->values->path().string(),
-                 st);
-  }
+  impl_->index_tail_or_warn();
 }
 
 Status SqliteStore::index_values() {
@@ -1031,11 +1037,7 @@ Status SqliteStore::Impl::index_tail(bool force) {
   int64_t indexed = 0;
   int64_t feeds = 0;
   Status st = c.write([&]() -> Status {
-    int64_t from = 0;
-    {
-      auto s = c.statement(kIndexWatermark);
-      if (s->executeStep()) from = s->getColumn(0).getInt64();
-    }
+    const int64_t from = index_watermark();
     int64_t to = 0;
     {
       auto s = c.statement(kLastValueId);
@@ -1053,7 +1055,7 @@ Status SqliteStore::Impl::index_tail(bool force) {
       s->bind(1, to);
       s->exec();
     }
-    feeds = c.db().execAndGet("SELECT count(*) FROM feed_latest").getInt64();
+    feeds = count_feeds();
     indexed = to - from;
     return Status::Ok();
   });
@@ -1085,11 +1087,7 @@ Result<std::vector<ValueRecord>> SqliteStore::list_values(const ValueQuery& quer
       return out;
     }
     SQLite::Transaction txn(c.db());  // the watermark and both parts: one snapshot
-    int64_t watermark = 0;
-    {
-      auto s = c.statement(kIndexWatermark);
-      if (s->executeStep()) watermark = s->getColumn(0).getInt64();
-    }
+    const int64_t watermark = impl_->index_watermark();
     {
       auto s = c.statement(kListValuesOfFeedIndexed);
       s->bind(1, query.feed->str());
