@@ -335,7 +335,7 @@ class Loader {
       }
       s.realtime = n->as_boolean()->get();
     }
-    // 72 bytes each: the upper bound is 72 MB.
+    // 68 bytes each, up to 1.5 × N alive at once: the upper bound is about 100 MB.
     int64_t presign = static_cast<int64_t>(s.presign);
     METRONOME_RETURN_IF_ERROR(get_int(*t, p, "presign", 0, 1'000'000, presign));
     s.presign = static_cast<size_t>(presign);

@@ -17,7 +17,6 @@
 #include "secret/secret_registry.h"
 #include "sign/eip712.h"
 #include "sign/keccak.h"
-#include "sign/presign.h"
 #include "sign/signer.h"
 
 namespace metronome {

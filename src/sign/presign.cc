@@ -2,13 +2,13 @@
 
 #include <cryptopp/integer.h>
 #include <cryptopp/misc.h>
-#include <fmt/format.h>
 #include <pthread.h>
 #include <sched.h>
-#include <secp256k1_recovery.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 
 #include "sign/os_random.h"
 
@@ -46,6 +46,10 @@ bool is_zero(const std::array<uint8_t, 32>& a) {
 
 }  // namespace
 
+Presignature::~Presignature() {
+  wipe(*this);
+}
+
 void wipe(Presignature& p) {
   wipe_bytes(p.r);
   wipe_bytes(p.k_inverse);
@@ -55,7 +59,17 @@ void wipe(Presignature& p) {
 size_t make_presignatures(const secp256k1_context* ctx, std::span<std::array<uint8_t, 32>> nonces,
                           std::array<uint8_t, 32>& blind, std::vector<Presignature>& out) {
   using Scalar = std::array<uint8_t, 32>;
+  if (nonces.size() > kPresignBatch) {
+    std::fprintf(stderr, "make_presignatures: %zu nonces, at most %zu\n", nonces.size(),
+                 kPresignBatch);
+    std::abort();
+  }
   const size_t first = out.size();
+  if (secp256k1_ec_seckey_verify(ctx, blind.data()) != 1) {
+    for (Scalar& k : nonces) wipe_bytes(k);
+    wipe_bytes(blind);
+    return 0;
+  }
   // R = k·G; r = R.x, which must be below n (else r would be R.x − n and the recovery id 2 or
   // 3: probability 2⁻¹²⁸, dropped instead). The kept nonces move to the front of `nonces`.
   size_t kept = 0;
@@ -81,12 +95,14 @@ size_t make_presignatures(const secp256k1_context* ctx, std::span<std::array<uin
   // Montgomery's trick: prefix[i] = k₀·…·kᵢ; one inverse of b·prefix[last]; then walking back,
   // kᵢ⁻¹ = (k₀·…·kᵢ)⁻¹ · prefix[i−1] and (k₀·…·kᵢ₋₁)⁻¹ = (k₀·…·kᵢ)⁻¹ · kᵢ.
   // A product of valid scalars modulo the prime n is never 0, so no tweak below can fail.
-  bool ok = secp256k1_ec_seckey_verify(ctx, blind.data()) == 1;
-  std::vector<Scalar> prefix(kept);
+  bool ok = true;
+  std::array<Scalar, kPresignBatch> prefix{};
   Scalar inverse{};
   for (size_t i = 0; ok && i < kept; ++i) {
     prefix[i] = nonces[i];
-    if (i > 0) ok = secp256k1_ec_seckey_tweak_mul(ctx, prefix[i].data(), prefix[i - 1].data());
+    if (i > 0) {
+      ok = secp256k1_ec_seckey_tweak_mul(ctx, prefix[i].data(), prefix[i - 1].data()) == 1;
+    }
   }
   if (ok && kept > 0) {
     Scalar blinded = prefix[kept - 1];
@@ -112,8 +128,7 @@ size_t make_presignatures(const secp256k1_context* ctx, std::span<std::array<uin
   wipe_bytes(inverse);
   wipe_bytes(blind);
   if (!ok) {
-    // Only a broken invariant gets here; nothing half-made is kept.
-    for (size_t i = first; i < out.size(); ++i) wipe(out[i]);
+    // Only a broken invariant gets here; nothing half-made is kept (each wipes itself).
     out.resize(first);
     return 0;
   }
@@ -163,7 +178,7 @@ Result<std::unique_ptr<PresignPool>> PresignPool::Create(Options options) {
   }
   std::unique_ptr<PresignPool> pool(new PresignPool(options, ctx));
   if (options.background) {
-    pool->thread_ = std::jthread([p = pool.get()](std::stop_token stop) { p->run(stop); });
+    pool->thread_ = std::thread([p = pool.get()] { p->run(); });
   }
   return pool;
 }
@@ -175,11 +190,9 @@ PresignPool::~PresignPool() {
   // A maker waiting for the slot to empty wakes on any change of next_.
   wipe_and_delete(next_.exchange(nullptr));
   next_.notify_all();
-  if (thread_.joinable()) {
-    thread_.request_stop();
-    thread_.join();
-  }
+  if (thread_.joinable()) thread_.join();
   wipe_and_delete(next_.exchange(nullptr));
+  wipe_and_delete(spare_.exchange(nullptr));
   std::lock_guard lock(mu_);
   for (auto& p : current_) wipe(p);
   secp256k1_context_destroy(ctx_);
@@ -210,7 +223,9 @@ bool PresignPool::take(Presignature& out) {
   }
   if (retired != nullptr) {
     next_.notify_one();  // the maker may hand over the next half
-    delete retired;
+    // Its buffer goes back to the maker (freeing ~1 MB here would cost a munmap at the slot).
+    // The maker takes the spare before each half, so it is almost always free.
+    wipe_and_delete(spare_.exchange(retired, std::memory_order_acq_rel));
   }
   taken_.fetch_add(1, std::memory_order_relaxed);
   return true;
@@ -218,21 +233,34 @@ bool PresignPool::take(Presignature& out) {
 
 Status PresignPool::make_half() {
   const size_t want = std::max<size_t>(1, (options_.capacity + 1) / 2);
-  auto half = std::make_unique<Half>();
+  std::unique_ptr<Half> half(spare_.exchange(nullptr, std::memory_order_acq_rel));
+  if (!half) half = std::make_unique<Half>();
+  half->clear();
   half->reserve(want);
-  // One getrandom(2) and one modular inversion per batch of up to 64.
-  constexpr size_t kBatch = 64;
-  std::array<uint8_t, 32 * (kBatch + 1)> random{};
-  std::array<std::array<uint8_t, 32>, kBatch> nonces{};
+  // One getrandom(2) and one modular inversion per batch of up to kPresignBatch.
+  std::array<uint8_t, 32 * (kPresignBatch + 1)> random{};
+  std::array<std::array<uint8_t, 32>, kPresignBatch> nonces{};
   std::array<uint8_t, 32> blind{};
+  struct WipeOnExit {
+    std::span<uint8_t> bytes;
+    ~WipeOnExit() { CryptoPP::SecureWipeArray(bytes.data(), bytes.size()); }
+  } wipe_random{random};
+  int empty_batches = 0;
   while (half->size() < want) {
     if (stopping_.load(std::memory_order_relaxed)) return Status::Cancelled("pool stopping");
-    const size_t n = std::min(kBatch, want - half->size());
+    const size_t n = std::min(kPresignBatch, want - half->size());
     METRONOME_RETURN_IF_ERROR(fill_os_random(std::span<uint8_t>(random.data(), 32 * (n + 1))));
     for (size_t i = 0; i < n; ++i) std::copy_n(random.begin() + 32 * i, 32, nonces[i].begin());
     std::copy_n(random.begin() + 32 * n, 32, blind.begin());
     wipe_bytes(random);
-    make_presignatures(ctx_, std::span<std::array<uint8_t, 32>>(nonces.data(), n), blind, *half);
+    const size_t made = make_presignatures(
+        ctx_, std::span<std::array<uint8_t, 32>>(nonces.data(), n), blind, *half);
+    // A whole batch dropped: an invalid blinding (probability 2⁻¹²⁸), once; twice in a row,
+    // libsecp256k1 refuses valid scalars.
+    empty_batches = made == 0 ? empty_batches + 1 : 0;
+    if (empty_batches >= 2) {
+      return Status::Internal("libsecp256k1 refused every nonce of two batches");
+    }
   }
   Half* expected = nullptr;
   Half* raw = half.release();
@@ -247,7 +275,7 @@ Status PresignPool::make_half() {
   return Status::Ok();
 }
 
-void PresignPool::run(std::stop_token stop) {
+void PresignPool::run() {
   // SCHED_IDLE: the slots' own work always comes first. Allowed to any user.
   sched_param param{};
   param.sched_priority = 0;
@@ -255,11 +283,11 @@ void PresignPool::run(std::stop_token stop) {
     spdlog::warn("presignature pool: SCHED_IDLE refused; the maker runs at normal priority");
   }
   pthread_setname_np(pthread_self(), "metronome-nonce");
-  while (!stop.stop_requested() && !stopping_.load()) {
+  while (!stopping_.load()) {
     Status st = make_half();
     if (!st.ok() && st.code() != Status::Code::kCancelled) {
-      // Only getrandom(2) can fail here, and then not again until a reboot: the signers sign
-      // the usual way (RFC 6979) from now on.
+      // getrandom(2) failed, or libsecp256k1 broke an invariant: the signers sign the usual
+      // way (RFC 6979) from now on.
       spdlog::error("presignature pool stopped: {}; signing without presignatures", st.ToString());
       return;
     }
@@ -269,7 +297,7 @@ void PresignPool::run(std::stop_token stop) {
 size_t PresignPool::ready() const {
   std::lock_guard lock(mu_);
   Half* next = next_.load(std::memory_order_acquire);
-  // A handed-over half is freed only by a taker, under mu_: safe to read here.
+  // A handed-over half is unlinked from next_ only by a taker, under mu_: safe to read here.
   return current_.size() + (next != nullptr ? next->size() : 0);
 }
 

@@ -263,7 +263,19 @@ TEST(PresignTest, BackgroundMakerRefillsAndConcurrentTakersNeverShareANonce) {
   EXPECT_EQ(duplicates.load(), 0);
   EXPECT_EQ(rs.size(), 400u);
   EXPECT_EQ(pool->taken(), 400u);
-  // The pool is destroyed below while its maker waits to hand over the next half.
+  // The pool is destroyed below, usually while its maker waits to hand over the next half.
+}
+
+TEST(PresignTest, AnInvalidBlindingMakesNothing) {
+  secp256k1_context* ctx = secp256k1_context_create(SECP256K1_CONTEXT_NONE);
+  std::vector<std::array<uint8_t, 32>> nonces(3);
+  for (auto& k : nonces) k.fill(0x55);
+  std::array<uint8_t, 32> blind{};  // zero: not a scalar
+  std::vector<Presignature> made;
+  EXPECT_EQ(make_presignatures(ctx, nonces, blind, made), 0u);
+  EXPECT_TRUE(made.empty());
+  for (const auto& k : nonces) EXPECT_EQ(k, (std::array<uint8_t, 32>{})) << "wiped all the same";
+  secp256k1_context_destroy(ctx);
 }
 
 TEST(PresignTest, CapacityZeroIsRefused) {
