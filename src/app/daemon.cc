@@ -233,8 +233,6 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
   parts->alarms = std::make_unique<AlarmManager>(
       *parts->store, clock, config.alarms,
       with_alarm_events(make_alarm_actions(config.alarms, clock), *parts->events));
-  // The evm sinks: their alarms, and their gauges refreshed at each evaluation (every 5 s) from
-  // the same cached statuses.
   if (parts->presign) {
     // The pool's gauges, refreshed at each evaluation (every 5 s); no alarm of its own.
     parts->alarms->add_check(
@@ -243,6 +241,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
           return {};
         });
   }
+  // The evm sinks: their alarms, and their gauges refreshed at each evaluation (every 5 s) from
+  // the same cached statuses.
   parts->alarms->add_check([&clock, metrics = parts->metrics.get()] {
     std::vector<EvmSinkGauges> gauges;
     for (const EvmSinkReading& r : evm_sink_readings(clock)) {
