@@ -42,6 +42,38 @@ SlotCommit published(const std::string& feed, SlotTime slot) {
   return c;
 }
 
+// Answers of n commits, the first of which is held on the batcher's thread until the others
+// are queued (release()): those then form the next batch together.
+struct HeldFirst {
+  explicit HeldFirst(size_t n) : all_answered(static_cast<std::ptrdiff_t>(n)), answers(n) {}
+
+  // The first commit's callback: records, then waits on the batcher's thread for release().
+  CommitBatcher::Done hold() {
+    return [this](std::optional<Result<bool>> a) {
+      {
+        std::lock_guard lock(mu);
+        answers[0] = std::move(a);
+      }
+      first_answered.count_down();
+      others_queued.wait();
+      all_answered.count_down();
+    };
+  }
+  // Commit i's callback: records its answer.
+  CommitBatcher::Done record(size_t i) {
+    return [this, i](std::optional<Result<bool>> a) {
+      std::lock_guard lock(mu);
+      answers[i] = std::move(a);
+      all_answered.count_down();
+    };
+  }
+  void release() { others_queued.count_down(); }
+
+  std::latch first_answered{1}, others_queued{1}, all_answered;
+  std::mutex mu;
+  std::vector<std::optional<Result<bool>>> answers;  // guarded by mu
+};
+
 class CommitBatcherTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -64,35 +96,20 @@ class CommitBatcherTest : public ::testing::Test {
 TEST_F(CommitBatcherTest, CommitsQueuedDuringABatchAreTheNextBatchEachWithItsOwnAnswer) {
   // A value already stored for feed f7: its commit is answered "not inserted".
   ASSERT_TRUE(store_->commit_slots(std::vector{published("f7", kSlot)}).ok());
-  std::latch first_answered(1), others_queued(1), all_answered(51);
-  std::mutex mu;
-  std::vector<std::optional<Result<bool>>> answers(51);  // guarded by mu
+  HeldFirst held(51);
+  auto& answers = held.answers;
   {
     CommitBatcher batcher(*store_);
-    batcher.submit(published("first", kSlot), [&](std::optional<Result<bool>> a) {
-      {
-        std::lock_guard lock(mu);
-        answers[0] = std::move(a);
-      }
-      first_answered.count_down();
-      others_queued.wait();
-      all_answered.count_down();
-    });
-    first_answered.wait();
-    for (int i = 1; i <= 50; ++i) {
-      batcher.submit(published(fmt::format("f{}", i), kSlot),
-                     [&, i](std::optional<Result<bool>> a) {
-                       std::lock_guard lock(mu);
-                       answers[i] = std::move(a);
-                       all_answered.count_down();
-                     });
-    }
-    others_queued.count_down();
-    all_answered.wait();
+    batcher.submit(published("first", kSlot), held.hold());
+    held.first_answered.wait();
+    for (int i = 1; i <= 50; ++i)
+      batcher.submit(published(fmt::format("f{}", i), kSlot), held.record(i));
+    held.release();
+    held.all_answered.wait();
     EXPECT_EQ(batcher.batches(), 2u);
     EXPECT_EQ(batcher.commits(), 51u);
   }
-  std::lock_guard lock(mu);
+  std::lock_guard lock(held.mu);
   for (int i = 0; i <= 50; ++i) {
     ASSERT_TRUE(answers[i].has_value()) << i;
     ASSERT_TRUE(answers[i]->ok()) << i << ": " << answers[i]->status().ToString();
@@ -104,32 +121,18 @@ TEST_F(CommitBatcherTest, CommitsQueuedDuringABatchAreTheNextBatchEachWithItsOwn
 }
 
 TEST_F(CommitBatcherTest, AFailedBatchOfSeveralHandsEachCommitBackAndABatchOfOneGetsItsError) {
-  std::latch first_answered(1), others_queued(1), all_answered(4);
-  std::mutex mu;
-  std::vector<std::optional<Result<bool>>> answers(4);  // guarded by mu
+  HeldFirst held(4);
+  auto& answers = held.answers;
   CommitBatcher batcher(*store_);
-  batcher.submit(published("first", kSlot), [&](std::optional<Result<bool>> a) {
-    {
-      std::lock_guard lock(mu);
-      answers[0] = std::move(a);
-    }
-    first_answered.count_down();
-    others_queued.wait();
-    all_answered.count_down();
-  });
-  first_answered.wait();
+  batcher.submit(published("first", kSlot), held.hold());
+  held.first_answered.wait();
   store_->fail_next_commits(1, Status::IOError("disk I/O error (injected)"));
-  for (int i = 1; i <= 3; ++i) {
-    batcher.submit(published(fmt::format("f{}", i), kSlot), [&, i](std::optional<Result<bool>> a) {
-      std::lock_guard lock(mu);
-      answers[i] = std::move(a);
-      all_answered.count_down();
-    });
-  }
-  others_queued.count_down();
-  all_answered.wait();
+  for (int i = 1; i <= 3; ++i)
+    batcher.submit(published(fmt::format("f{}", i), kSlot), held.record(i));
+  held.release();
+  held.all_answered.wait();
   {
-    std::lock_guard lock(mu);
+    std::lock_guard lock(held.mu);
     ASSERT_TRUE(answers[0].has_value() && answers[0]->ok());
     for (int i = 1; i <= 3; ++i) EXPECT_FALSE(answers[i].has_value()) << "commit " << i;
   }
