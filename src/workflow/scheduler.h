@@ -130,10 +130,14 @@ class Scheduler {
   struct ExecState;
   struct Entry {
     WallTime due;
+    uint32_t order;  // FeedState::order: entries due together are handed over in feed order
     uint64_t seq;
     std::shared_ptr<ExecState> exec;
     size_t index;  // into exec->run
-    bool operator>(const Entry& o) const { return due != o.due ? due > o.due : seq > o.seq; }
+    bool operator>(const Entry& o) const {
+      if (due != o.due) return due > o.due;
+      return order != o.order ? order > o.order : seq > o.seq;
+    }
   };
 
   Status recover_feed(FeedState& feed, WallTime now, const std::vector<Execution>& unfinished);
