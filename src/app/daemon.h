@@ -38,9 +38,9 @@ class Daemon {
 };
 
 // Caps glibc's malloc arenas at 2 for the process. A boundary of many feeds allocates each
-// record on one of many worker threads and frees it on the commit batcher's thread; with an arena
-// per thread (glibc's default allows 8 per core) the freed memory stayed spread over them: the
-// 10,000-feed benchmark's peak RSS went from 156 to 127 MB with the cap, and its CPU did not
+// record on one of many worker threads and frees it on the commit batcher's answering thread; with
+// an arena per thread (glibc's default allows 8 per core) the freed memory stayed spread over them:
+// the 10,000-feed benchmark's peak RSS went from 156 to 127 MB with the cap, and its CPU did not
 // rise. Called by `metronome run` before any thread starts (and by bench/scale, which runs the
 // same slot path).
 void limit_malloc_arenas();

@@ -10,6 +10,10 @@ namespace metronome {
 
 CommitBatcher::CommitBatcher(Store& store, size_t max_batch)
     : store_(store), max_batch_(std::max<size_t>(1, max_batch)) {
+  answer_thread_ = std::jthread([this](std::stop_token stop) {
+    pthread_setname_np(pthread_self(), "metronome-done");
+    answer(stop);
+  });
   thread_ = std::jthread([this](std::stop_token stop) {
     pthread_setname_np(pthread_self(), "metronome-write");
     run(stop);
@@ -17,9 +21,13 @@ CommitBatcher::CommitBatcher(Store& store, size_t max_batch)
 }
 
 CommitBatcher::~CommitBatcher() {
+  // The writer drains the queue first; its last answers are then drained by the other thread.
   thread_.request_stop();
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  answer_thread_.request_stop();
+  answer_cv_.notify_all();
+  if (answer_thread_.joinable()) answer_thread_.join();
 }
 
 void CommitBatcher::submit(SlotCommit commit, Done done) {
@@ -32,6 +40,11 @@ void CommitBatcher::submit(SlotCommit commit, Done done) {
 }
 
 void CommitBatcher::run_on_thread(std::function<void()> setup) {
+  {
+    std::lock_guard lock(answer_mu_);
+    answer_setup_ = setup;
+  }
+  answer_cv_.notify_one();
   {
     std::lock_guard lock(mu_);
     setup_ = std::move(setup);
@@ -60,10 +73,8 @@ uint64_t CommitBatcher::commits() const {
 }
 
 void CommitBatcher::run(std::stop_token stop) {
-  std::vector<Item> batch;
-  std::vector<SlotCommit> commits;
   for (;;) {
-    batch.clear();
+    std::vector<Item> batch;
     std::function<void()> setup;
     {
       std::unique_lock lock(mu_);
@@ -87,7 +98,7 @@ void CommitBatcher::run(std::stop_token stop) {
       ++batches_;
       commits_ += n;
     }
-    commits.clear();
+    std::vector<SlotCommit> commits;
     commits.reserve(batch.size());
     for (Item& item : batch) commits.push_back(std::move(item.commit));
     auto written = store_.commit_slots(commits);
@@ -99,6 +110,42 @@ void CommitBatcher::run(std::stop_token stop) {
       spdlog::warn("a batch of {} slot commits failed ({}); each is committed again on its own",
                    batch.size(), written.status());
     }
+    {
+      std::lock_guard lock(answer_mu_);
+      answered_.push_back(Answered{std::move(batch), std::move(commits), std::move(written)});
+    }
+    answer_cv_.notify_one();
+    bool idle;
+    {
+      std::lock_guard lock(mu_);
+      idle = queue_.empty();
+    }
+    // Nothing waits now: the store may do the work it deferred (SQLite: its per-feed index).
+    if (idle) store_.run_deferred_work();
+  }
+}
+
+void CommitBatcher::answer(std::stop_token stop) {
+  for (;;) {
+    std::optional<Answered> next;
+    std::function<void()> setup;
+    {
+      std::unique_lock lock(answer_mu_);
+      // Stopped only after the writer (see the destructor): every written batch is answered.
+      answer_cv_.wait(lock, stop, [&] { return !answered_.empty() || answer_setup_; });
+      setup.swap(answer_setup_);
+      if (!answered_.empty()) {
+        next.emplace(std::move(answered_.front()));
+        answered_.pop_front();
+      }
+    }
+    if (setup) setup();
+    if (!next) {
+      if (stop.stop_requested()) return;
+      continue;
+    }
+    std::vector<Item>& batch = next->items;
+    const auto& written = next->written;
     for (size_t i = 0; i < batch.size(); ++i) {
       if (written.ok()) {
         batch[i].done(Result<bool>(static_cast<bool>((*written)[i])));
@@ -108,13 +155,6 @@ void CommitBatcher::run(std::stop_token stop) {
         batch[i].done(Result<bool>(written.status()));
       }
     }
-    bool idle;
-    {
-      std::lock_guard lock(mu_);
-      idle = queue_.empty();
-    }
-    // Nothing waits now: the store may do the work it deferred (SQLite: its per-feed index).
-    if (idle) store_.run_deferred_work();
   }
 }
 

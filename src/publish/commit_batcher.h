@@ -13,7 +13,12 @@
 // commit fails, each commit is answered "not written" (nullopt) and its caller commits it
 // again on its own, with its own retries and errors, so one bad commit never fails the others.
 //
-// Thread-safety: submit() may be called from any thread. `done` runs on the batcher's thread
+// The answers run on a second thread ("metronome-done"), a batch at a time in the order the
+// batches were written, while the writer goes on with the next batch. Run on the writer's
+// thread, a 10,000-feed boundary's 10,000 callbacks and record frees left the store idle for
+// 12-20 ms after each batch of 4,096 (docs/performance.md, "Session 9").
+//
+// Thread-safety: submit() may be called from any thread. `done` runs on the answering thread
 // and must not block: it hands the continuation to a worker.
 // Shutdown: the destructor writes what is queued, runs its callbacks, then joins.
 #pragma once
@@ -45,8 +50,9 @@ class CommitBatcher {
   CommitBatcher& operator=(const CommitBatcher&) = delete;
 
   void submit(SlotCommit commit, Done done);
-  // Runs `setup` on the batcher's thread before its next batch (e.g. to give it the realtime
-  // priority of the workers whose commits it now makes).
+  // Runs `setup` on the batcher's two threads (the writer's before its next batch, the
+  // answering thread's before its next answers), e.g. to give them the realtime priority of the
+  // workers whose commits they now make.
   void run_on_thread(std::function<void()> setup);
 
   // Batches written and commits in them since construction (for tests and benchmarks).
@@ -62,7 +68,14 @@ class CommitBatcher {
     SlotCommit commit;
     Done done;
   };
+  // A written batch on its way to its callbacks (and to being freed, off the writer's thread).
+  struct Answered {
+    std::vector<Item> items;
+    std::vector<SlotCommit> commits;  // the items' commits, as written
+    Result<std::vector<bool>> written;
+  };
   void run(std::stop_token stop);
+  void answer(std::stop_token stop);
 
   Store& store_;
   const size_t max_batch_;
@@ -73,7 +86,13 @@ class CommitBatcher {
   std::function<void()> setup_;                    // guarded by mu_: run_on_thread()
   uint64_t batches_ = 0;                           // guarded by mu_
   uint64_t commits_ = 0;                           // guarded by mu_
-  std::jthread thread_;  // last: started after, and joined before, the members above go
+  std::mutex answer_mu_;
+  std::condition_variable_any answer_cv_;  // wakes the answering thread
+  std::deque<Answered> answered_;          // guarded by answer_mu_
+  std::function<void()> answer_setup_;     // guarded by answer_mu_: run_on_thread()
+  // Last: started after, and joined (the writer first) before, the members above go.
+  std::jthread answer_thread_;
+  std::jthread thread_;
 };
 
 }  // namespace metronome

@@ -1,7 +1,8 @@
 // CommitBatcher tests: commits queued while a batch is written form the next batch, each
 // answered with its own result; a failed batch of several hands each commit back to be made
 // alone, a failed batch of one gets its error; nothing queued is lost at destruction; the store
-// is offered its deferred work when the queue is empty. A real SQLite store behind FaultyStore.
+// is offered its deferred work when the queue is empty; setup runs on both of its threads. A real
+// SQLite store behind FaultyStore.
 #include "publish/commit_batcher.h"
 
 #include <gtest/gtest.h>
@@ -42,24 +43,10 @@ SlotCommit published(const std::string& feed, SlotTime slot) {
   return c;
 }
 
-// Answers of n commits, the first of which is held on the batcher's thread until the others
-// are queued (release()): those then form the next batch together.
-struct HeldFirst {
-  explicit HeldFirst(size_t n) : all_answered(static_cast<std::ptrdiff_t>(n)), answers(n) {}
+// The answers of n commits, each recorded by its callback.
+struct Answers {
+  explicit Answers(size_t n) : all_answered(static_cast<std::ptrdiff_t>(n)), answers(n) {}
 
-  // The first commit's callback: records, then waits on the batcher's thread for release().
-  CommitBatcher::Done hold() {
-    return [this](std::optional<Result<bool>> a) {
-      {
-        std::lock_guard lock(mu);
-        answers[0] = std::move(a);
-      }
-      first_answered.count_down();
-      others_queued.wait();
-      all_answered.count_down();
-    };
-  }
-  // Commit i's callback: records its answer.
   CommitBatcher::Done record(size_t i) {
     return [this, i](std::optional<Result<bool>> a) {
       std::lock_guard lock(mu);
@@ -67,9 +54,8 @@ struct HeldFirst {
       all_answered.count_down();
     };
   }
-  void release() { others_queued.count_down(); }
 
-  std::latch first_answered{1}, others_queued{1}, all_answered;
+  std::latch all_answered;
   std::mutex mu;
   std::vector<std::optional<Result<bool>>> answers;  // guarded by mu
 };
@@ -91,65 +77,61 @@ class CommitBatcherTest : public ::testing::Test {
   std::unique_ptr<testing::FaultyStore> store_;
 };
 
-// The first commit's answer is held on the batcher's thread until 50 more are queued: they are
+// The first commit is held in the store (a stalled disk) until 50 more are queued: they are
 // then written as one batch, and each learns whether its own value was inserted.
 TEST_F(CommitBatcherTest, CommitsQueuedDuringABatchAreTheNextBatchEachWithItsOwnAnswer) {
   // A value already stored for feed f7: its commit is answered "not inserted".
   ASSERT_TRUE(store_->commit_slots(std::vector{published("f7", kSlot)}).ok());
-  HeldFirst held(51);
-  auto& answers = held.answers;
+  Answers a(51);
   {
     CommitBatcher batcher(*store_);
-    batcher.submit(published("first", kSlot), held.hold());
-    held.first_answered.wait();
+    store_->hold_commits();
+    batcher.submit(published("first", kSlot), a.record(0));
+    ASSERT_TRUE(store_->wait_for_held_commits(1, 10s));
     for (int i = 1; i <= 50; ++i)
-      batcher.submit(published(fmt::format("f{}", i), kSlot), held.record(i));
-    held.release();
-    held.all_answered.wait();
+      batcher.submit(published(fmt::format("f{}", i), kSlot), a.record(i));
+    ASSERT_TRUE(batcher.wait_for_queued(50, 10s));
+    store_->release_commits();
+    a.all_answered.wait();
     EXPECT_EQ(batcher.batches(), 2u);
     EXPECT_EQ(batcher.commits(), 51u);
   }
-  std::lock_guard lock(held.mu);
+  std::lock_guard lock(a.mu);
   for (int i = 0; i <= 50; ++i) {
-    ASSERT_TRUE(answers[i].has_value()) << i;
-    ASSERT_TRUE(answers[i]->ok()) << i << ": " << answers[i]->status().ToString();
-    EXPECT_EQ(**answers[i], i != 7) << "commit " << i;
+    ASSERT_TRUE(a.answers[i].has_value()) << i;
+    ASSERT_TRUE(a.answers[i]->ok()) << i << ": " << a.answers[i]->status().ToString();
+    EXPECT_EQ(**a.answers[i], i != 7) << "commit " << i;
   }
   auto stored = sqlite_->list_values({.limit = 100});
   ASSERT_TRUE(stored.ok());
   EXPECT_EQ(stored->size(), 51u);
 }
 
+// A batch of one that fails gets the store's error; each commit of a failed batch of several
+// is handed back (nullopt) to be committed again on its own.
 TEST_F(CommitBatcherTest, AFailedBatchOfSeveralHandsEachCommitBackAndABatchOfOneGetsItsError) {
-  HeldFirst held(4);
-  auto& answers = held.answers;
+  Answers a(4);
   CommitBatcher batcher(*store_);
-  batcher.submit(published("first", kSlot), held.hold());
-  held.first_answered.wait();
-  store_->fail_next_commits(1, Status::IOError("disk I/O error (injected)"));
-  for (int i = 1; i <= 3; ++i)
-    batcher.submit(published(fmt::format("f{}", i), kSlot), held.record(i));
-  held.release();
-  held.all_answered.wait();
-  {
-    std::lock_guard lock(held.mu);
-    ASSERT_TRUE(answers[0].has_value() && answers[0]->ok());
-    for (int i = 1; i <= 3; ++i) EXPECT_FALSE(answers[i].has_value()) << "commit " << i;
+  store_->hold_commits();
+  batcher.submit(published("alone", kSlot), a.record(0));
+  ASSERT_TRUE(store_->wait_for_held_commits(1, 10s));
+  for (int i = 1; i <= 3; ++i) batcher.submit(published(fmt::format("f{}", i), kSlot), a.record(i));
+  ASSERT_TRUE(batcher.wait_for_queued(3, 10s));
+  store_->fail_next_commits(2, Status::IOError("disk I/O error (injected)"));
+  store_->release_commits();
+  a.all_answered.wait();
+  EXPECT_EQ(batcher.batches(), 2u);
+  std::lock_guard lock(a.mu);
+  ASSERT_TRUE(a.answers[0].has_value());
+  ASSERT_FALSE(a.answers[0]->ok());
+  EXPECT_EQ(a.answers[0]->status().code(), Status::Code::kIOError);
+  EXPECT_NE(a.answers[0]->status().message().find("injected"), std::string::npos);
+  for (int i = 1; i <= 3; ++i) EXPECT_FALSE(a.answers[i].has_value()) << "commit " << i;
+  for (const char* feed : {"alone", "f1"}) {
+    auto none = sqlite_->get_value(FeedId(feed), kSlot);
+    ASSERT_TRUE(none.ok());
+    EXPECT_FALSE(none->has_value()) << feed;
   }
-  auto none = sqlite_->get_value(FeedId("f1"), kSlot);
-  ASSERT_TRUE(none.ok());
-  EXPECT_FALSE(none->has_value());
-
-  // Alone in its batch: the store's own error.
-  store_->fail_next_commits(1, Status::IOError("disk I/O error (injected)"));
-  std::promise<std::optional<Result<bool>>> alone;
-  batcher.submit(published("alone", kSlot),
-                 [&](std::optional<Result<bool>> a) { alone.set_value(std::move(a)); });
-  auto answer = alone.get_future().get();
-  ASSERT_TRUE(answer.has_value());
-  ASSERT_FALSE(answer->ok());
-  EXPECT_EQ(answer->status().code(), Status::Code::kIOError);
-  EXPECT_NE(answer->status().message().find("injected"), std::string::npos);
 }
 
 TEST_F(CommitBatcherTest, DestructionWritesAndAnswersWhatIsQueued) {
@@ -173,39 +155,53 @@ TEST_F(CommitBatcherTest, TheStoreGetsItsDeferredWorkWhenNothingIsQueued) {
   std::promise<void> done;
   batcher.submit(published("f", kSlot), [&](std::optional<Result<bool>>) { done.set_value(); });
   done.get_future().get();
-  // The offer comes right after the batch's answers, on the batcher's thread.
+  // The offer comes right after the batch is written, on the writer's thread.
   for (int i = 0; i < 500 && store_->counts().deferred_work_calls == 0; ++i) {
     std::this_thread::sleep_for(1ms);
   }
   EXPECT_EQ(store_->counts().deferred_work_calls, 1);
 }
 
-// run_on_thread(): what the scheduler uses to give the commit thread the workers' realtime
-// priority. It runs on the batcher's own thread, before the batch that follows it.
-TEST_F(CommitBatcherTest, SetupRunsOnTheBatchersThreadBeforeItsNextBatch) {
+// run_on_thread(): what the scheduler uses to give the commit threads the workers' realtime
+// priority. It runs once on each of the batcher's two threads (the writer, the answers), before
+// the batch that follows it.
+TEST_F(CommitBatcherTest, SetupRunsOnBothOfTheBatchersThreadsBeforeTheirNextBatch) {
   CommitBatcher batcher(*store_);
   std::mutex mu;
-  std::vector<std::string> order;  // guarded by mu
-  std::thread::id setup_thread, done_thread;
+  std::vector<std::string> order;         // guarded by mu
+  std::vector<std::thread::id> setup_on;  // guarded by mu
+  std::thread::id done_on;                // guarded by mu
   std::promise<void> done;
+  store_->hold_commits();  // the commit waits in the store until both setups have run
   batcher.run_on_thread([&] {
     std::lock_guard lock(mu);
     order.push_back("setup");
-    setup_thread = std::this_thread::get_id();
+    setup_on.push_back(std::this_thread::get_id());
   });
   batcher.submit(published("f", kSlot), [&](std::optional<Result<bool>>) {
     {
       std::lock_guard lock(mu);
       order.push_back("commit");
-      done_thread = std::this_thread::get_id();
+      done_on = std::this_thread::get_id();
     }
     done.set_value();
   });
+  ASSERT_TRUE(store_->wait_for_held_commits(1, 10s));
+  for (int i = 0; i < 1000; ++i) {
+    {
+      std::lock_guard lock(mu);
+      if (setup_on.size() == 2) break;
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  store_->release_commits();
   done.get_future().get();
   std::lock_guard lock(mu);
-  EXPECT_EQ(order, (std::vector<std::string>{"setup", "commit"}));
-  EXPECT_EQ(setup_thread, done_thread);
-  EXPECT_NE(setup_thread, std::this_thread::get_id());
+  EXPECT_EQ(order, (std::vector<std::string>{"setup", "setup", "commit"}));
+  ASSERT_EQ(setup_on.size(), 2u);
+  EXPECT_NE(setup_on[0], setup_on[1]);
+  EXPECT_TRUE(done_on == setup_on[0] || done_on == setup_on[1]);
+  for (auto id : setup_on) EXPECT_NE(id, std::this_thread::get_id());
 }
 
 }  // namespace

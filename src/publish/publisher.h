@@ -108,7 +108,7 @@ class Publisher {
   void record_outcome(const FeedId& feed, const ExecutionId& execution, const SlotRecord& slot,
                       std::optional<SlotFence> fence = std::nullopt);
 
-  // Runs `setup` on the commit batcher's thread before its next batch.
+  // Runs `setup` on the commit batcher's two threads (writer, answers).
   void run_on_commit_thread(std::function<void()> setup) {
     batcher_->run_on_thread(std::move(setup));
   }
@@ -125,8 +125,8 @@ class Publisher {
 
   // Called after each slot outcome, with the stored record when published (e.g. to evaluate
   // alarms, update metrics and the API's snapshots). It runs on the worker, or, for a slot of
-  // publish_slot_async() written at once, on the commit batcher's thread: it must not block.
-  // REQUIRES: set before slots run.
+  // publish_slot_async() written at once, on the commit batcher's answering thread: it must not
+  // block. REQUIRES: set before slots run.
   using OutcomeCallback =
       std::function<void(const FeedId&, const SlotRecord&, const ValueRecord* record)>;
   void set_on_outcome(OutcomeCallback callback) { on_outcome_ = std::move(callback); }

@@ -148,7 +148,7 @@ TEST_F(PublisherTest, AsyncPublishRetriesAFailedFirstCommitOnTheExecutorAndStore
   EXPECT_EQ(*dlq_->depth(), 0);
 }
 
-// Written at once: `done` runs on the batcher's thread, no worker is needed.
+// Written at once: `done` runs on the batcher's answering thread, no worker is needed.
 TEST_F(PublisherTest, AsyncPublishWrittenAtOnceNeedsNoWorker) {
   clock_.set(job().fired_at);
   std::atomic<int> executed{0};

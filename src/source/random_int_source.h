@@ -16,6 +16,7 @@ class RandomIntSource final : public Source {
   RandomIntSource(int64_t min, int64_t max);
   Result<SourceValue> observe(const ObserveContext& ctx) override;
   std::string describe() const override;
+  bool may_block() const override { return false; }
 
  private:
   std::mutex mu_;

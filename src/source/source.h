@@ -36,6 +36,11 @@ class Source {
   virtual Result<SourceValue> observe(const ObserveContext& ctx) = 0;
   // "random_int 0..1000"
   virtual std::string describe() const = 0;
+  // False when observe() only computes (no I/O, no waiting): the scheduler then runs several
+  // feeds' slots due at the same time one after another on one worker, instead of handing each
+  // to a worker of its own (a wake-up and a switch per slot). A source that may wait (the
+  // network, a file, a child process) answers true, so that it never delays another feed.
+  virtual bool may_block() const { return true; }
 };
 
 }  // namespace metronome

@@ -60,6 +60,9 @@ constexpr const char* kNotHeld =
     "no replica published it: the feed's lease was changing hands (takeover after a crash, a "
     "stall or a lost lease)";
 constexpr size_t kCommitChunk = 1000;
+// Slots of sources that never block (Source::may_block) that one worker task runs in a row:
+// at a 10,000-feed boundary, 157 hand-offs instead of 10,000.
+constexpr size_t kSlotsPerTask = 64;
 // A feed's slots waiting for the store at once; beyond it the next slot is skipped (a store that
 // stays stalled must not pile up observed values and workers without bound).
 constexpr int kMaxCommitsPerFeed = 4;
@@ -598,6 +601,16 @@ void Scheduler::dispatch_due(WallTime now) {
   }
   // Planning is queued after the boundary's slots: a value never waits behind bookkeeping.
   std::vector<std::pair<FeedState*, SlotTime>> plans;
+  // Slots whose source never blocks, run kSlotsPerTask at a time by one worker (in feed order).
+  std::vector<std::pair<std::shared_ptr<ExecState>, size_t>> chunk;
+  auto submit_chunk = [&] {
+    if (chunk.empty()) return;
+    pool_->submit([this, slots = std::move(chunk), boundary] {
+      for (const auto& [exec, index] : slots) run_slot(exec, index, boundary);
+    });
+    chunk.clear();
+    chunk.reserve(kSlotsPerTask);
+  };
   for (auto& e : due) {
     auto exec = e.exec;
     FeedState& feed = *exec->feed;
@@ -651,10 +664,14 @@ void Scheduler::dispatch_due(WallTime now) {
         finish_slot(*exec, r, true);
         tally(boundary, r);
       });
+    } else if (!exec->rt->source->may_block()) {
+      chunk.emplace_back(std::move(exec), e.index);
+      if (chunk.size() == kSlotsPerTask) submit_chunk();
     } else {
       pool_->submit([this, exec, index = e.index, boundary] { run_slot(exec, index, boundary); });
     }
   }
+  submit_chunk();
   for (auto [feed, end] : plans) {
     pool_->submit([this, feed, end] { plan_next(*feed, end); });
   }
@@ -705,8 +722,8 @@ void Scheduler::run_slot(std::shared_ptr<ExecState> exec, size_t index,
   publisher_.publish_slot_async(
       *exec->rt, std::move(job), std::stop_token(), executor_,
       [this, exec, slot, fence = *lease, mark_running, committing, boundary](SlotResult result) {
-        // Usually on the commit batcher's thread, which must not wait for the store: the rest
-        // of a slot that writes or reads the store goes to a worker.
+        // Usually on the commit batcher's answering thread, which must not wait for the store: the
+        // rest of a slot that writes or reads the store goes to a worker.
         auto rest = [this, exec, slot, fence, mark_running, committing, boundary,
                      result = std::move(result)] {
           after_publish(*exec, slot, fence, mark_running, *committing, boundary, result);
@@ -993,8 +1010,8 @@ void Scheduler::stop() {
   heap_cv_.notify_all();
   if (timer_.joinable()) timer_.join();
   // Shutdown order: the timer (no new slot), then the workers finish what is queued (records
-  // handed to the commit batcher meanwhile come back to no worker: the batcher's thread runs
-  // the rest of their slot), then every slot handed to the batcher has finished.
+  // handed to the commit batcher meanwhile come back to no worker: the batcher's answering thread
+  // runs the rest of their slot), then every slot handed to the batcher has finished.
   pool_->stop();
   {
     std::unique_lock lock(slots_mu_);

@@ -162,7 +162,7 @@ class Scheduler {
                      bool mark_running, bool committing, const std::shared_ptr<Boundary>& boundary,
                      const SlotResult& result);
   // Whether after_publish() may read or write the store (then it runs on a worker, not on the
-  // commit batcher's thread).
+  // commit batcher's answering thread).
   bool after_publish_needs_store(ExecState& exec, const std::optional<SlotFence>& fence,
                                  bool mark_running, const SlotResult& result);
   // Counts a slot's outcome into its boundary's summary; the last one logs it.

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
@@ -74,6 +75,25 @@ class GatedSource final : public Source {
   std::condition_variable cv_;
   bool open_ = true;
   int calls_ = 0;
+};
+
+// A source that never blocks (as random_int) and notes which feed observed, in order.
+class NotingSource final : public Source {
+ public:
+  NotingSource(std::string feed, std::mutex& mu, std::vector<std::string>& seen)
+      : feed_(std::move(feed)), mu_(mu), seen_(seen) {}
+  Result<SourceValue> observe(const ObserveContext&) override {
+    std::lock_guard lock(mu_);
+    seen_.push_back(feed_);
+    return SourceValue{"1"};
+  }
+  std::string describe() const override { return "noting"; }
+  bool may_block() const override { return false; }
+
+ private:
+  const std::string feed_;
+  std::mutex& mu_;
+  std::vector<std::string>& seen_;  // guarded by mu_
 };
 
 class SchedulerTest : public ::testing::Test {
@@ -419,6 +439,54 @@ TEST_F(SchedulerTest, ManyFeedsAtOneBoundaryArePublishedTogether) {
         << rt->id.str();
   }
   scheduler_.reset();  // before the runtimes it points to
+}
+
+// Feeds due together are handed over in feed-id order, whatever the config's order, and
+// sources that never block run several to a worker; a source that may block is never one of
+// them: with two workers, one waiting on a blocked source, the other 150 feeds are published.
+TEST_F(SchedulerTest, NonBlockingSourcesShareWorkersInFeedOrderAndNeverWaitForABlockedOne) {
+  std::mutex mu;
+  std::vector<std::string> seen;  // guarded by mu
+  std::vector<std::unique_ptr<FeedRuntime>> feeds;
+  std::vector<const FeedRuntime*> ptrs;
+  auto gated = std::make_unique<GatedSource>();
+  GatedSource& gate = *gated;
+  for (int i = 149; i >= -1; --i) {  // config order: descending, the gated feed last
+    auto rt = std::make_unique<FeedRuntime>();
+    rt->id = FeedId(i < 0 ? std::string("a_gated") : fmt::format("b_{:03}", i));
+    rt->schedule = Schedule::every(2000ms);
+    rt->window = 60000ms;
+    if (i < 0) {
+      rt->source = std::move(gated);
+    } else {
+      rt->source = std::make_unique<NotingSource>(rt->id.str(), mu, seen);
+    }
+    ptrs.push_back(rt.get());
+    feeds.push_back(std::move(rt));
+  }
+  SchedulerOptions options;
+  options.workers = 2;
+  scheduler_ = std::make_unique<Scheduler>(clock_, *store_, *dlq_, *publisher_, ptrs, options);
+  ASSERT_TRUE(scheduler_->start().ok());
+  gate.close();
+  ASSERT_TRUE(clock_.wait_for_sleepers(1));
+  clock_.set(at("2026-11-27T21:15:38Z"));
+  gate.wait_for_calls(1);
+  const bool all_published = scheduler_->wait_for_outcomes(150, 5s);
+  const bool gated_waits =
+      !store_->get_value(FeedId("a_gated"), slot("2026-11-27T21:15:38Z"))->has_value();
+  gate.open();  // before any assertion, so that a failure does not leave a worker blocked
+  ASSERT_TRUE(all_published) << "only " << scheduler_->outcomes_handled()
+                             << " outcomes while one feed's source was blocked";
+  EXPECT_TRUE(gated_waits);
+  {
+    std::lock_guard lock(mu);
+    ASSERT_EQ(seen.size(), 150u);
+    EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+  }
+  ASSERT_TRUE(scheduler_->wait_for_outcomes(151, 10s));
+  EXPECT_TRUE(store_->get_value(FeedId("a_gated"), slot("2026-11-27T21:15:38Z"))->has_value());
+  scheduler_.reset();
 }
 
 TEST_F(SchedulerTest, ARemovedFeedsWindowPlannedAheadDoesNotRun) {
