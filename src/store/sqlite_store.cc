@@ -2,6 +2,7 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <fmt/format.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
 
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -711,13 +713,16 @@ Result<std::unique_ptr<Connection>> open_connection(const std::filesystem::path&
     }
     // FULL: a commit is durable (the WAL is synced) when it returns.
     db->exec("PRAGMA synchronous = FULL");
-    // Checkpoint every 16,384 WAL pages (64 MiB at 4 KiB) instead of SQLite's 1,000: at a
-    // 10,000-feed boundary the committing writer ran a checkpoint (copy into the file + fsync)
-    // after every few groups, re-copying the same hot index pages each time; bench/scale spent
-    // ~10% less CPU with the larger interval. journal_size_limit truncates the WAL file back to
-    // that size after a checkpoint, so a burst does not leave a large file behind.
-    db->exec("PRAGMA wal_autocheckpoint = 16384");
-    db->exec("PRAGMA journal_size_limit = 67108864");
+    // Checkpoint every options.wal_checkpoint_pages WAL pages (default 16,384: 64 MiB at 4 KiB)
+    // instead of SQLite's 1,000: at a 10,000-feed boundary the committing writer ran a checkpoint
+    // (copy into the file + fsync) after every few groups, re-copying the same hot index pages
+    // each time; bench/scale spent ~10% less CPU with the larger interval. The values file's
+    // checkpoints run on a thread of their own (Checkpointer, which replaces this setting).
+    // journal_size_limit truncates the WAL file back to that size after a checkpoint, so a burst
+    // does not leave a large file behind.
+    db->exec(fmt::format("PRAGMA wal_autocheckpoint = {}", options.wal_checkpoint_pages));
+    db->exec(fmt::format("PRAGMA journal_size_limit = {}",
+                         int64_t{options.wal_checkpoint_pages} * 4096));
 
     for (const Migration& m : migrations) {
       if (m.version <= version) continue;
@@ -739,11 +744,114 @@ Result<std::unique_ptr<Connection>> open_connection(const std::filesystem::path&
   }
 }
 
+// Checkpoints a database's WAL from a connection and a thread of its own ("metronome-ckpt"),
+// so that the writer never copies the WAL into the database file itself.
+//
+// Why: SQLite's automatic checkpoint runs inside the commit that crosses its threshold. At
+// 10,000 feeds that was one commit every ~30 s taking 40-90 ms instead of ~5, and the boundary
+// behind it had the run's worst publish latencies (docs/performance.md, "Session 9"). A PASSIVE
+// checkpoint from another connection takes no write lock: it copies what no reader still needs
+// while the writer goes on appending, and the writer restarts the WAL at its next commit once
+// everything was copied. The writer's WAL hook (called after each commit with the WAL's size)
+// only wakes this thread. If the thread falls four thresholds behind (readers holding old
+// snapshots, a slow disk), the writer checkpoints itself, as SQLite would have: the WAL stays
+// bounded.
+class Checkpointer {
+ public:
+  // Registers the WAL hook on `writer` (which replaces SQLite's automatic checkpoint) and opens
+  // its own connection to `path`. REQUIRES: `writer` outlives this, and is not used meanwhile.
+  static Result<std::unique_ptr<Checkpointer>> start(const std::filesystem::path& path,
+                                                     SQLite::Database& writer, int pages,
+                                                     std::chrono::milliseconds busy_timeout) {
+    try {
+      auto own = std::make_unique<SQLite::Database>(path.string(), SQLite::OPEN_READWRITE,
+                                                    static_cast<int>(busy_timeout.count()));
+      // The checkpoint syncs the database file before the WAL may be restarted.
+      own->exec("PRAGMA synchronous = FULL");
+      std::unique_ptr<Checkpointer> c(new Checkpointer(path, writer, std::move(own), pages));
+      sqlite3_wal_hook(writer.getHandle(), &Checkpointer::on_commit, c.get());
+      c->thread_ = std::jthread([self = c.get()](std::stop_token stop) { self->run(stop); });
+      return c;
+    } catch (const std::exception& e) {
+      return Status::IOError(fmt::format("store {}: cannot open a connection for checkpoints: {}",
+                                         path.string(), e.what()));
+    }
+  }
+
+  ~Checkpointer() {
+    sqlite3_wal_hook(writer_.getHandle(), nullptr, nullptr);
+    thread_.request_stop();
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // Checkpoints completed by the thread (for tests).
+  int64_t done() const {
+    std::lock_guard lock(mu_);
+    return done_;
+  }
+
+ private:
+  Checkpointer(std::filesystem::path path, SQLite::Database& writer,
+               std::unique_ptr<SQLite::Database> own, int pages)
+      : path_(std::move(path)), writer_(writer), own_(std::move(own)), pages_(pages) {}
+
+  // SQLite's WAL hook: on the writer's thread, after each commit, with the WAL's size in pages.
+  static int on_commit(void* arg, sqlite3* db, const char* name, int wal_pages) {
+    auto* self = static_cast<Checkpointer*>(arg);
+    if (wal_pages >= 4 * self->pages_) {
+      (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    } else if (wal_pages >= self->pages_) {
+      {
+        std::lock_guard lock(self->mu_);
+        self->wanted_ = true;
+      }
+      self->cv_.notify_one();
+    }
+    return SQLITE_OK;
+  }
+
+  void run(std::stop_token stop) {
+    pthread_setname_np(pthread_self(), "metronome-ckpt");
+    for (;;) {
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, stop, [&] { return wanted_; });
+        if (stop.stop_requested()) return;
+        wanted_ = false;
+      }
+      int wal_pages = 0;
+      int copied = 0;
+      const int rc = sqlite3_wal_checkpoint_v2(own_->getHandle(), nullptr,
+                                               SQLITE_CHECKPOINT_PASSIVE, &wal_pages, &copied);
+      if (rc == SQLITE_OK) {
+        std::lock_guard lock(mu_);
+        ++done_;
+      } else if (rc != SQLITE_BUSY) {  // busy: another checkpoint runs; the next commit asks again
+        spdlog::warn("store {}: WAL checkpoint failed: {}", path_.string(),
+                     sqlite3_errmsg(own_->getHandle()));
+      }
+    }
+  }
+
+  const std::filesystem::path path_;
+  SQLite::Database& writer_;
+  std::unique_ptr<SQLite::Database> own_;
+  const int pages_;
+  mutable std::mutex mu_;
+  std::condition_variable_any cv_;
+  bool wanted_ = false;  // guarded by mu_
+  int64_t done_ = 0;     // guarded by mu_
+  std::jthread thread_;  // last: joined before the members above go
+};
+
 }  // namespace
 
 struct SqliteStore::Impl {
   std::unique_ptr<Connection> values;  // values, executions, slot outcomes
   std::unique_ptr<Connection> dlq;     // dlq, alarms
+  // Declared after `values`: unhooked and stopped before that connection closes.
+  std::unique_ptr<Checkpointer> checkpointer;
 
   // REQUIRES: inside values->run(). Fills in the outcomes of e's planned slots.
   void load_slots(Execution& e) {
@@ -829,6 +937,12 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteStoreOptions&
       open_connection(options.path, "values", kValuesApplicationId, kValuesMigrations, options));
   METRONOME_ASSIGN_OR_RETURN(impl->dlq, open_connection(options.dlq_path, "DLQ", kDlqApplicationId,
                                                         kDlqMigrations, options));
+  SQLite::Database& writer = impl->values->db();
+  if (!options.read_only && sqlite3_db_readonly(writer.getHandle(), "main") == 0) {
+    METRONOME_ASSIGN_OR_RETURN(
+        impl->checkpointer, Checkpointer::start(options.path, writer, options.wal_checkpoint_pages,
+                                                options.busy_timeout));
+  }
   Connection& c = *impl->values;
   Status counted = c.run([&]() -> Status {
     const int64_t watermark = impl->index_watermark();
@@ -1023,6 +1137,10 @@ void SqliteStore::run_deferred_work() {
 
 Status SqliteStore::index_values() {
   return impl_->index_tail(true);
+}
+
+int64_t SqliteStore::wal_checkpoints() const {
+  return impl_->checkpointer ? impl_->checkpointer->done() : 0;
 }
 
 Status SqliteStore::Impl::index_tail(bool force) {

@@ -23,6 +23,9 @@ struct SqliteStoreOptions {
   std::filesystem::path dlq_path;  // DLQ + alarms database
   bool read_only = false;          // for CLI reading commands: never creates or migrates
   std::chrono::milliseconds busy_timeout{5000};
+  // The WAL is checkpointed into the database file once it holds this many pages; the values
+  // file's on a thread of its own, never in a commit (sqlite_store.cc, Checkpointer).
+  int wal_checkpoint_pages = 16384;
 };
 
 class SqliteStore final : public Store {
@@ -64,6 +67,8 @@ class SqliteStore final : public Store {
 
   // Indexes every value not yet in the per-feed index now (tests; `metronome` never needs it).
   Status index_values();
+  // Checkpoints of the values file's WAL made by its checkpoint thread (tests).
+  int64_t wal_checkpoints() const;
 
   // Online backup of both files (values, DLQ) into new files, each one consistent snapshot,
   // while the daemon keeps writing. AlreadyExists if an output file exists.

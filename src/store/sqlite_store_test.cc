@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <thread>
 
 #include "testing/faulty_store.h"
 #include "testing/store_conformance.h"
@@ -257,6 +258,43 @@ TEST_F(SqliteStoreTest, AFeedsValuesAreListedTheSameBeforeAndAfterTheyAreIndexed
     EXPECT_EQ(to_unix_ms((*latest)->slot), 10000);
     ASSERT_TRUE(store->index_values().ok());
   }
+}
+
+// The values file's WAL is copied into the database by the checkpoint thread, not by a commit,
+// and does not grow past its threshold: 100 commits write ~190 times the threshold.
+TEST_F(SqliteStoreTest, TheWalIsCheckpointedByItsOwnThreadAndStaysBounded) {
+  options_.wal_checkpoint_pages = 32;  // 128 KiB; a commit below is ~60 pages
+  auto store = open(options_);
+  ASSERT_NE(store, nullptr);
+  const auto wal = std::filesystem::path(options_.path.string() + "-wal");
+  const auto db_size_before = std::filesystem::file_size(options_.path);
+  const std::string big(2000, 'x');
+  uintmax_t wal_max = 0;
+  for (int i = 0; i < 100; ++i) {
+    std::vector<SlotCommit> commits;
+    for (int f = 0; f < 50; ++f) {
+      ValueRecord r = record_at(slot_from_unix_ms(2000 * (i + 1)), std::to_string(i));
+      r.feed = FeedId(fmt::format("feed_{:02}", f));
+      r.execution = make_execution_id(r.feed, r.slot);
+      r.signature = big;
+      commits.push_back(publish(r).front());
+    }
+    const int64_t before = store->wal_checkpoints();
+    ASSERT_TRUE(store->commit_slots(commits).ok());
+    wal_max = std::max(wal_max, std::filesystem::file_size(wal));
+    // Each commit is past the threshold: the thread checkpoints after it, as it would in the
+    // idle time between boundaries.
+    for (int t = 0; t < 5000 && store->wal_checkpoints() == before; ++t) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ASSERT_GT(store->wal_checkpoints(), before) << "no checkpoint after commit " << i;
+  }
+  // 100 commits of ~100 KiB: without checkpoints the WAL would hold all of them (~10 MiB).
+  EXPECT_LT(wal_max, uintmax_t{1} << 20);
+  EXPECT_GT(std::filesystem::file_size(options_.path), db_size_before + (uintmax_t{1} << 20));
+  auto listed = store->list_values({.feed = FeedId("feed_07"), .limit = 1000});
+  ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+  EXPECT_EQ(listed->size(), 100u);
 }
 
 TEST_F(SqliteStoreTest, RefusesAFileFromANewerBuild) {
