@@ -319,6 +319,9 @@ class TimingStore final : public Store {
                              std::optional<WallTime> finished_at) override {
     return inner_.set_execution_state(id, state, finished_at);
   }
+  std::vector<Status> set_execution_states(std::span<const ExecutionStateChange> changes) override {
+    return inner_.set_execution_states(changes);
+  }
   Result<std::vector<bool>> commit_slots(std::span<const SlotCommit> commits) override {
     auto r = inner_.commit_slots(commits);
     calls_.fetch_add(1, std::memory_order_relaxed);

@@ -1037,18 +1037,33 @@ Result<std::vector<Execution>> SqliteStore::unfinished_executions() {
 
 Status SqliteStore::set_execution_state(const ExecutionId& id, ExecutionState state,
                                         std::optional<WallTime> finished_at) {
+  const ExecutionStateChange change{id, state, finished_at};
+  return set_execution_states(std::span(&change, 1)).front();
+}
+
+std::vector<Status> SqliteStore::set_execution_states(
+    std::span<const ExecutionStateChange> changes) {
   Connection& c = *impl_->values;
-  return c.write([&]() -> Status {
-    auto s = c.statement(kSetExecutionState);
-    s->bind(1, std::string(to_string(state)));
-    bind_optional(*s, 2, finished_at ? std::optional<int64_t>(to_ns(*finished_at)) : std::nullopt);
-    s->bind(3, id.str());
-    if (s->exec() == 0) {
-      return Status::NotFound(
-          fmt::format("store {}: no execution {}", c.path().string(), id.str()));
+  std::vector<Status> out;
+  Status written = c.write([&]() -> Status {
+    out.clear();
+    out.reserve(changes.size());
+    for (const ExecutionStateChange& change : changes) {
+      auto s = c.statement(kSetExecutionState);
+      s->bind(1, std::string(to_string(change.state)));
+      bind_optional(
+          *s, 2,
+          change.finished_at ? std::optional<int64_t>(to_ns(*change.finished_at)) : std::nullopt);
+      s->bind(3, change.id.str());
+      out.push_back(s->exec() == 0
+                        ? Status::NotFound(fmt::format("store {}: no execution {}",
+                                                       c.path().string(), change.id.str()))
+                        : Status::Ok());
     }
     return Status::Ok();
   });
+  if (!written.ok()) out.assign(changes.size(), written);
+  return out;
 }
 
 // ---- slots and values ----

@@ -44,6 +44,7 @@ class SqliteStore final : public Store {
   Result<std::vector<Execution>> unfinished_executions() override;
   Status set_execution_state(const ExecutionId& id, ExecutionState state,
                              std::optional<WallTime> finished_at) override;
+  std::vector<Status> set_execution_states(std::span<const ExecutionStateChange> changes) override;
 
   Result<std::vector<bool>> commit_slots(std::span<const SlotCommit> commits) override;
   Result<std::vector<ValueRecord>> list_values(const ValueQuery& query) override;

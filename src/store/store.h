@@ -45,6 +45,13 @@ struct SlotCommit {
   std::optional<SlotFence> fence{};
 };
 
+// One execution's new state (set_execution_states()).
+struct ExecutionStateChange {
+  ExecutionId id;
+  ExecutionState state;
+  std::optional<WallTime> finished_at;
+};
+
 struct ValueQuery {
   std::optional<FeedId> feed{};
   std::optional<SlotTime> since{};   // slot >= since
@@ -73,6 +80,17 @@ class Store {
   virtual Result<std::vector<Execution>> unfinished_executions() = 0;
   virtual Status set_execution_state(const ExecutionId& id, ExecutionState state,
                                      std::optional<WallTime> finished_at) = 0;
+  // Several set_execution_state() calls, in order; one status per change. A backend may make
+  // them one durable transaction (SQLite does: 10,000 executions that start or end at the same
+  // boundary are one write, not 10,000). This default makes them one by one.
+  virtual std::vector<Status> set_execution_states(std::span<const ExecutionStateChange> changes) {
+    std::vector<Status> out;
+    out.reserve(changes.size());
+    for (const ExecutionStateChange& c : changes) {
+      out.push_back(set_execution_state(c.id, c.state, c.finished_at));
+    }
+    return out;
+  }
 
   // ---- slots and values ----
   // Records each slot's outcome and inserts its value if (feed, slot) is absent, all in one

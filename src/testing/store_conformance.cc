@@ -259,6 +259,36 @@ TEST_P(StoreConformanceTest, SetExecutionStateRecordsFinishTime) {
   EXPECT_EQ(missing.code(), Status::Code::kNotFound) << missing.ToString();
 }
 
+// Many state changes at once: each answered on its own, in order; an unknown execution is
+// NotFound without failing the others; a later change of the same execution wins.
+TEST_P(StoreConformanceTest, SetExecutionStatesAnswersEachChangeInOrder) {
+  Execution a = make_execution("feed_a", kWindow);
+  Execution b = make_execution("feed_b", kWindow);
+  CONFORMANCE_ASSERT_OK(store().create_execution(a));
+  CONFORMANCE_ASSERT_OK(store().create_execution(b));
+  const WallTime finished = kT0 + Seconds(60) + Nanos(3);
+  const std::vector<ExecutionStateChange> changes{
+      {a.id, ExecutionState::kRunning, std::nullopt},
+      {ExecutionId("nope@2026-01-01T00:00:00Z"), ExecutionState::kRunning, std::nullopt},
+      {b.id, ExecutionState::kRunning, std::nullopt},
+      {a.id, ExecutionState::kSucceeded, finished},
+  };
+  std::vector<Status> answers = store().set_execution_states(changes);
+  ASSERT_EQ(answers.size(), 4u);
+  EXPECT_TRUE(answers[0].ok()) << answers[0].ToString();
+  EXPECT_EQ(answers[1].code(), Status::Code::kNotFound) << answers[1].ToString();
+  EXPECT_TRUE(answers[2].ok()) << answers[2].ToString();
+  EXPECT_TRUE(answers[3].ok()) << answers[3].ToString();
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got_a, store().get_execution(a.id));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got_b, store().get_execution(b.id));
+  ASSERT_TRUE(got_a.has_value() && got_b.has_value());
+  EXPECT_EQ(got_a->state, ExecutionState::kSucceeded);
+  EXPECT_EQ(got_a->finished_at, finished);
+  EXPECT_EQ(got_b->state, ExecutionState::kRunning);
+  EXPECT_FALSE(got_b->finished_at.has_value());
+  EXPECT_TRUE(store().set_execution_states({}).empty());
+}
+
 TEST_P(StoreConformanceTest, ListExecutionsNewestFirstFilteredAndPaged) {
   for (int i = 0; i < 5; ++i) {
     CONFORMANCE_ASSERT_OK(

@@ -635,7 +635,7 @@ void Scheduler::dispatch_due(WallTime now) {
                               "suspended process)",
                               format_iso_us(now)));
         publisher_.record_outcome(exec->rt->id, exec->execution.id, r, *lease);
-        finish_slot(*exec, r, true);
+        finish_slot(*exec, r);
         tally(boundary, r);
       });
     } else if (try_begin_slot(feed.in_flight, feed.committing) != nullptr) {
@@ -661,7 +661,7 @@ void Scheduler::dispatch_due(WallTime now) {
         spdlog::log(summarize_boundaries_ ? spdlog::level::debug : spdlog::level::warn,
                     "skipped feed={} slot={}: {}", exec->rt->id, format_iso_ms(slot), r.error);
         publisher_.record_outcome(exec->rt->id, exec->execution.id, r, *lease);
-        finish_slot(*exec, r, true);
+        finish_slot(*exec, r);
         tally(boundary, r);
       });
     } else if (!exec->rt->source->may_block()) {
@@ -730,17 +730,19 @@ void Scheduler::run_slot(std::shared_ptr<ExecState> exec, size_t index,
           std::lock_guard lock(slots_mu_);
           if (--slots_in_flight_ == 0) slots_cv_.notify_all();
         };
-        if (!after_publish_needs_store(*exec, fence, mark_running, result) || !executor_(rest)) {
+        if (!after_publish_needs_store(*exec, fence, result) || !executor_(rest)) {
           rest();
         }
       });
 }
 
 bool Scheduler::after_publish_needs_store(ExecState& exec, const std::optional<SlotFence>& fence,
-                                          bool mark_running, const SlotResult& result) {
-  if (mark_running || result.lease_lost) return true;
+                                          const SlotResult& result) {
+  if (result.lease_lost) return true;
   if (fence && exec.feed->owned_epoch.load() != fence->epoch) return true;  // catch_up()
-  // The execution's last outcome records its final state (finish_slot()).
+  // State changes are queued (queue_state_changes()), except that replicas decide an
+  // execution's final state from the store at its last outcome (finish_slot()).
+  if (!options_.ownership) return false;
   std::lock_guard lock(exec.mu);
   return exec.remaining <= 1;
 }
@@ -758,7 +760,7 @@ void Scheduler::after_publish(ExecState& exec, SlotTime slot, const std::optiona
     // Nothing recorded: the feed's new holder records this slot.
     feed.owned_epoch.store(0);
     SlotRecord elsewhere{.slot = slot};
-    finish_slot(exec, elsewhere, false);
+    finish_slot(exec, elsewhere);
     if (boundary) ++boundary->elsewhere;
     tally(boundary, elsewhere);
     return;
@@ -768,16 +770,12 @@ void Scheduler::after_publish(ExecState& exec, SlotTime slot, const std::optiona
     catch_up(*exec.rt, slot, *fence);
   }
   // After the slot's own commit, not before it: bookkeeping never delays a value.
+  std::vector<StateChange> changes;
   if (mark_running) {
-    Status st =
-        store_.set_execution_state(exec.execution.id, ExecutionState::kRunning, std::nullopt);
-    if (!st.ok()) {
-      spdlog::warn("execution {}: could not mark running: {}", exec.execution.id, st);
-      std::lock_guard lock(exec.mu);
-      exec.running_recorded = false;  // try again at the next slot
-    }
+    changes.push_back(StateChange{.exec = exec.shared_from_this(),
+                                  .change = {exec.execution.id, ExecutionState::kRunning, {}}});
   }
-  finish_slot(exec, result.slot, result.outcome_persisted);
+  finish_slot(exec, result.slot, std::move(changes));
   tally(boundary, result.slot);
 }
 
@@ -820,7 +818,8 @@ void Scheduler::tally(const std::shared_ptr<Boundary>& boundary, const SlotRecor
               b.max_lateness_us.load(), done_us);
 }
 
-void Scheduler::finish_slot(ExecState& exec, const SlotRecord& outcome, bool) {
+void Scheduler::finish_slot(ExecState& exec, const SlotRecord& outcome,
+                            std::vector<StateChange> changes) {
   std::optional<ExecutionState> final;
   ExecutionId id;
   {
@@ -847,13 +846,64 @@ void Scheduler::finish_slot(ExecState& exec, const SlotRecord& outcome, bool) {
       live_.erase(id);
     }
   } else if (final) {
-    Status st = store_.set_execution_state(id, *final, clock_.now());
-    if (!st.ok()) spdlog::warn("execution {}: could not record final state: {}", id, st);
-    spdlog::debug("execution {} {}", id, to_string(*final));
+    changes.push_back(
+        StateChange{.exec = exec.shared_from_this(), .change = {id, *final, clock_.now()}});
     std::lock_guard lock(mu_);
     live_.erase(id);
   }
-  count_outcome();
+  if (changes.empty()) {
+    count_outcome();
+    return;
+  }
+  changes.back().counts_outcome = true;
+  queue_state_changes(std::move(changes));
+}
+
+void Scheduler::queue_state_changes(std::vector<StateChange> changes) {
+  bool start;
+  {
+    std::lock_guard lock(states_mu_);
+    states_.insert(states_.end(), std::make_move_iterator(changes.begin()),
+                   std::make_move_iterator(changes.end()));
+    start = !states_writing_;
+    states_writing_ = true;
+  }
+  if (start && !pool_->submit([this] { write_state_changes(); })) write_state_changes();
+}
+
+void Scheduler::write_state_changes() {
+  for (;;) {
+    std::vector<StateChange> batch;
+    {
+      std::lock_guard lock(states_mu_);
+      if (states_.empty()) {
+        states_writing_ = false;
+        return;
+      }
+      batch.swap(states_);
+    }
+    std::vector<ExecutionStateChange> changes;
+    changes.reserve(batch.size());
+    for (const StateChange& c : batch) changes.push_back(c.change);
+    std::vector<Status> written = store_.set_execution_states(changes);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const ExecutionStateChange& c = batch[i].change;
+      if (i < written.size() && written[i].ok()) {
+        spdlog::debug("execution {} {}", c.id, to_string(c.state));
+      } else if (c.state == ExecutionState::kRunning) {
+        spdlog::warn("execution {}: could not mark running: {}", c.id,
+                     i < written.size() ? written[i] : Status::Internal("no answer"));
+        std::lock_guard lock(batch[i].exec->mu);
+        batch[i].exec->running_recorded = false;  // try again at the next slot
+      } else {
+        spdlog::warn("execution {}: could not record final state: {}", c.id,
+                     i < written.size() ? written[i] : Status::Internal("no answer"));
+      }
+    }
+    for (const StateChange& c : batch) {
+      if (c.counts_outcome) count_outcome();
+    }
+  }
 }
 
 std::optional<std::optional<SlotFence>> Scheduler::claim(
@@ -863,7 +913,7 @@ std::optional<std::optional<SlotFence>> Scheduler::claim(
   if (lease) return lease;
   exec.feed->owned_epoch.store(0);
   SlotRecord elsewhere{.slot = slot};
-  finish_slot(exec, elsewhere, false);
+  finish_slot(exec, elsewhere);
   if (boundary) ++boundary->elsewhere;
   tally(boundary, elsewhere);
   return std::nullopt;
