@@ -8,8 +8,10 @@
 
 namespace metronome {
 
-CommitBatcher::CommitBatcher(Store& store, size_t max_batch)
-    : store_(store), max_batch_(std::max<size_t>(1, max_batch)) {
+CommitBatcher::CommitBatcher(Store& store, size_t max_batch, size_t max_queued)
+    : store_(store),
+      max_batch_(std::max<size_t>(1, max_batch)),
+      max_queued_(std::max<size_t>(1, max_queued)) {
   answer_thread_ = std::jthread([this](std::stop_token stop) {
     pthread_setname_np(pthread_self(), "metronome-done");
     answer(stop);
@@ -32,7 +34,8 @@ CommitBatcher::~CommitBatcher() {
 
 void CommitBatcher::submit(SlotCommit commit, Done done) {
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    space_cv_.wait(lock, [&] { return queue_.size() < max_queued_; });
     queue_.push_back(Item{std::move(commit), std::move(done)});
   }
   cv_.notify_one();
@@ -98,6 +101,7 @@ void CommitBatcher::run(std::stop_token stop) {
       ++batches_;
       commits_ += n;
     }
+    space_cv_.notify_all();
     std::vector<SlotCommit> commits;
     commits.reserve(batch.size());
     for (Item& item : batch) commits.push_back(std::move(item.commit));

@@ -43,12 +43,18 @@ class CommitBatcher {
   using Done = std::function<void(std::optional<Result<bool>> inserted)>;
 
   // `max_batch`: at most this many commits per transaction (a bound on the latency of the
-  // commits queued behind a batch).
-  explicit CommitBatcher(Store& store, size_t max_batch = 4096);
+  // commits queued behind a batch). `max_queued`: at most this many commits wait for a batch;
+  // submit() blocks until there is room. That is the back-pressure of a store slower than the
+  // slots: workers stop observing instead of piling up signed records (at 10,000 feeds, a
+  // boundary's records all queued at once took the peak RSS past 150 MB; at 100,000 feeds an
+  // unbounded queue held gigabytes).
+  explicit CommitBatcher(Store& store, size_t max_batch = 2048, size_t max_queued = 2048);
   ~CommitBatcher();
   CommitBatcher(const CommitBatcher&) = delete;
   CommitBatcher& operator=(const CommitBatcher&) = delete;
 
+  // Blocks while max_queued commits wait (never on the batcher's own threads: nothing there
+  // submits).
   void submit(SlotCommit commit, Done done);
   // Runs `setup` on the batcher's two threads (the writer's before its next batch, the
   // answering thread's before its next answers), e.g. to give them the realtime priority of the
@@ -79,8 +85,10 @@ class CommitBatcher {
 
   Store& store_;
   const size_t max_batch_;
+  const size_t max_queued_;
   mutable std::mutex mu_;
   std::condition_variable_any cv_;                 // wakes the batcher's thread
+  std::condition_variable space_cv_;               // wakes a submit() waiting for room
   mutable std::condition_variable_any queued_cv_;  // wakes wait_for_queued()
   std::deque<Item> queue_;                         // guarded by mu_
   std::function<void()> setup_;                    // guarded by mu_: run_on_thread()

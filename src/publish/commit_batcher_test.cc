@@ -134,6 +134,36 @@ TEST_F(CommitBatcherTest, AFailedBatchOfSeveralHandsEachCommitBackAndABatchOfOne
   }
 }
 
+// Back-pressure: with the store stalled and max_queued commits waiting, submit() waits for
+// room instead of queueing without bound; it returns once the store takes a batch.
+TEST_F(CommitBatcherTest, SubmitWaitsWhileTheQueueIsFull) {
+  Answers a(6);
+  CommitBatcher batcher(*store_, /*max_batch=*/4, /*max_queued=*/4);
+  store_->hold_commits();
+  batcher.submit(published("first", kSlot), a.record(0));
+  ASSERT_TRUE(store_->wait_for_held_commits(1, 10s));
+  for (int i = 1; i <= 4; ++i) {
+    batcher.submit(published(fmt::format("f{}", i), kSlot), a.record(i));
+  }
+  std::atomic<bool> returned{false};
+  std::thread late([&] {
+    batcher.submit(published("late", kSlot), a.record(5));
+    returned = true;
+  });
+  std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(returned.load()) << "submit() returned with the queue full";
+  EXPECT_EQ(batcher.queued(), 4u);
+  store_->release_commits();
+  late.join();
+  a.all_answered.wait();
+  EXPECT_TRUE(returned.load());
+  std::lock_guard lock(a.mu);
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(a.answers[i].has_value() && a.answers[i]->ok()) << i;
+    EXPECT_TRUE(**a.answers[i]) << i;
+  }
+}
+
 TEST_F(CommitBatcherTest, DestructionWritesAndAnswersWhatIsQueued) {
   std::atomic<int> answered{0};
   {
