@@ -306,6 +306,9 @@ class TimingStore final : public Store {
   uint64_t commit_calls() const { return calls_.load(); }
 
   Status create_execution(const Execution& e) override { return inner_.create_execution(e); }
+  std::vector<Status> create_executions(std::span<const Execution> executions) override {
+    return inner_.create_executions(executions);
+  }
   Result<std::optional<Execution>> get_execution(const ExecutionId& id) override {
     return inner_.get_execution(id);
   }

@@ -962,36 +962,57 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteStoreOptions&
 // ---- executions ----
 
 Status SqliteStore::create_execution(const Execution& execution) {
-  if (execution.id.empty() || execution.feed.empty()) {
-    return Status::InvalidArgument("create_execution: an execution needs an id and a feed");
-  }
-  Connection& c = *impl_->values;
-  return c.write([&]() -> Status {
-    int inserted;
-    {
-      auto s = c.statement(kInsertExecution);
-      s->bind(1, execution.id.str());
-      s->bind(2, execution.feed.str());
-      s->bind(3, to_unix_ms(execution.window_start));
-      s->bind(4, to_unix_ms(execution.window_end));
-      s->bind(5, std::string(to_string(execution.state)));
-      s->bind(6, to_ns(execution.created_at));
-      bind_optional(*s, 7,
-                    execution.finished_at ? std::optional<int64_t>(to_ns(*execution.finished_at))
-                                          : std::nullopt);
-      s->bind(8, plan_json(execution));
-      inserted = s->exec();
+  return create_executions(std::span(&execution, 1)).front();
+}
+
+std::vector<Status> SqliteStore::create_executions(std::span<const Execution> executions) {
+  std::vector<Status> out(executions.size(), Status::Ok());
+  bool any = false;
+  for (size_t i = 0; i < executions.size(); ++i) {
+    if (executions[i].id.empty() || executions[i].feed.empty()) {
+      out[i] = Status::InvalidArgument("create_execution: an execution needs an id and a feed");
+    } else {
+      any = true;
     }
-    // An existing execution is left exactly as it is (its slots may have outcomes by now).
-    if (inserted == 0) return Status::Ok();
-    for (const SlotRecord& slot : execution.slots) {
-      if (slot.outcome == SlotOutcome::kPlanned) continue;  // the plan says it
-      auto s = c.statement(kInsertCreatedSlot);
-      Impl::bind_slot(*s, execution.id, execution.feed, slot);
-      s->exec();
+  }
+  if (!any) return out;
+  Connection& c = *impl_->values;
+  Status written = c.write([&]() -> Status {
+    for (size_t i = 0; i < executions.size(); ++i) {
+      if (!out[i].ok()) continue;
+      const Execution& execution = executions[i];
+      int inserted;
+      {
+        auto s = c.statement(kInsertExecution);
+        s->bind(1, execution.id.str());
+        s->bind(2, execution.feed.str());
+        s->bind(3, to_unix_ms(execution.window_start));
+        s->bind(4, to_unix_ms(execution.window_end));
+        s->bind(5, std::string(to_string(execution.state)));
+        s->bind(6, to_ns(execution.created_at));
+        bind_optional(*s, 7,
+                      execution.finished_at ? std::optional<int64_t>(to_ns(*execution.finished_at))
+                                            : std::nullopt);
+        s->bind(8, plan_json(execution));
+        inserted = s->exec();
+      }
+      // An existing execution is left exactly as it is (its slots may have outcomes by now).
+      if (inserted == 0) continue;
+      for (const SlotRecord& slot : execution.slots) {
+        if (slot.outcome == SlotOutcome::kPlanned) continue;  // the plan says it
+        auto s = c.statement(kInsertCreatedSlot);
+        Impl::bind_slot(*s, execution.id, execution.feed, slot);
+        s->exec();
+      }
     }
     return Status::Ok();
   });
+  if (!written.ok()) {
+    for (Status& st : out) {
+      if (st.ok()) st = written;
+    }
+  }
+  return out;
 }
 
 Result<std::optional<Execution>> SqliteStore::get_execution(const ExecutionId& id) {

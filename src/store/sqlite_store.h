@@ -39,6 +39,7 @@ class SqliteStore final : public Store {
   static constexpr int kSchemaVersion = 3;
 
   Status create_execution(const Execution& execution) override;
+  std::vector<Status> create_executions(std::span<const Execution> executions) override;
   Result<std::optional<Execution>> get_execution(const ExecutionId& id) override;
   Result<std::vector<Execution>> list_executions(const ExecutionQuery& query) override;
   Result<std::vector<Execution>> unfinished_executions() override;

@@ -73,6 +73,15 @@ class Store {
   // Persists an execution and its planned slots. Creating an execution that already exists is
   // not an error and changes nothing (a restart re-plans the same window).
   virtual Status create_execution(const Execution& execution) = 0;
+  // Several create_execution() calls; one status per execution, in order. A backend may make
+  // them one durable transaction (SQLite does; when that transaction fails, each execution gets
+  // its error). This default makes them one by one.
+  virtual std::vector<Status> create_executions(std::span<const Execution> executions) {
+    std::vector<Status> out;
+    out.reserve(executions.size());
+    for (const Execution& e : executions) out.push_back(create_execution(e));
+    return out;
+  }
   virtual Result<std::optional<Execution>> get_execution(const ExecutionId& id) = 0;
   // Newest window first, each with its slots.
   virtual Result<std::vector<Execution>> list_executions(const ExecutionQuery& query) = 0;

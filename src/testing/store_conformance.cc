@@ -259,6 +259,34 @@ TEST_P(StoreConformanceTest, SetExecutionStateRecordsFinishTime) {
   EXPECT_EQ(missing.code(), Status::Code::kNotFound) << missing.ToString();
 }
 
+// Many executions at once: each answered on its own; one without an id is refused without
+// failing the others; one that exists already is left as it was.
+TEST_P(StoreConformanceTest, CreateExecutionsAnswersEachExecution) {
+  Execution existing = make_execution("feed_a", kWindow);
+  CONFORMANCE_ASSERT_OK(store().create_execution(existing));
+  CONFORMANCE_ASSERT_OK(
+      store().set_execution_state(existing.id, ExecutionState::kRunning, std::nullopt));
+  Execution nameless = make_execution("feed_b", kWindow);
+  nameless.id = ExecutionId("");
+  const std::vector<Execution> batch{make_execution("feed_c", kWindow), nameless, existing,
+                                     make_execution("feed_d", kWindow, 3)};
+  std::vector<Status> answers = store().create_executions(batch);
+  ASSERT_EQ(answers.size(), 4u);
+  EXPECT_TRUE(answers[0].ok()) << answers[0].ToString();
+  EXPECT_EQ(answers[1].code(), Status::Code::kInvalidArgument) << answers[1].ToString();
+  EXPECT_TRUE(answers[2].ok()) << answers[2].ToString();
+  EXPECT_TRUE(answers[3].ok()) << answers[3].ToString();
+  for (size_t i : {size_t{0}, size_t{3}}) {
+    CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got, store().get_execution(batch[i].id));
+    ASSERT_TRUE(got.has_value()) << batch[i].id.str();
+    EXPECT_EQ(*got, batch[i]);
+  }
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto kept, store().get_execution(existing.id));
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ(kept->state, ExecutionState::kRunning);
+  EXPECT_TRUE(store().create_executions({}).empty());
+}
+
 // Many state changes at once: each answered on its own, in order; an unknown execution is
 // NotFound without failing the others; a later change of the same execution wins.
 TEST_P(StoreConformanceTest, SetExecutionStatesAnswersEachChangeInOrder) {

@@ -412,18 +412,35 @@ std::shared_ptr<Scheduler::ExecState> Scheduler::make_exec(FeedState& feed,
 }
 
 void Scheduler::persist_new_execution(ExecState& exec) {
-  Execution snapshot;
-  {
-    std::lock_guard lock(exec.mu);
-    if (exec.persisted) return;
-    snapshot = exec.execution;
+  const std::shared_ptr<ExecState> one = exec.shared_from_this();
+  persist_new_executions(std::span(&one, 1));
+}
+
+void Scheduler::persist_new_executions(std::span<const std::shared_ptr<ExecState>> execs) {
+  std::vector<Execution> snapshots;
+  std::vector<ExecState*> which;
+  snapshots.reserve(execs.size());
+  which.reserve(execs.size());
+  for (const auto& exec : execs) {
+    std::lock_guard lock(exec->mu);
+    if (exec->persisted) continue;
+    snapshots.push_back(exec->execution);
+    which.push_back(exec.get());
   }
-  Status st = store_.create_execution(snapshot);
-  if (st.ok()) {
-    std::lock_guard lock(exec.mu);
-    exec.persisted = true;
-    return;
+  if (snapshots.empty()) return;
+  std::vector<Status> written = store_.create_executions(snapshots);
+  for (size_t i = 0; i < which.size(); ++i) {
+    Status st = i < written.size() ? written[i] : Status::Internal("no answer from the store");
+    if (st.ok()) {
+      std::lock_guard lock(which[i]->mu);
+      which[i]->persisted = true;
+    } else {
+      report_plan_failure(*which[i], snapshots[i], st);
+    }
   }
+}
+
+void Scheduler::report_plan_failure(ExecState& exec, const Execution& snapshot, const Status& st) {
   {
     std::lock_guard lock(exec.mu);
     if (exec.plan_failure_reported) return;  // later slots retry quietly
@@ -489,30 +506,40 @@ void Scheduler::retry_unpersisted() {
 }
 
 void Scheduler::plan_next(FeedState& feed, SlotTime previous_end) {
-  if (feed.removed.load()) {
-    spdlog::info("feed={} was removed from the config; no further window", feed.rt.load()->id);
-    return;
+  const std::pair<FeedState*, SlotTime> one{&feed, previous_end};
+  plan_next(std::span(&one, 1));
+}
+
+void Scheduler::plan_next(std::span<const std::pair<FeedState*, SlotTime>> feeds) {
+  std::vector<std::shared_ptr<ExecState>> planned;
+  planned.reserve(feeds.size());
+  for (const auto& [feed, previous_end] : feeds) {
+    if (feed->removed.load()) {
+      spdlog::info("feed={} was removed from the config; no further window", feed->rt.load()->id);
+      continue;
+    }
+    const FeedRuntime& rt = *feed->rt.load();
+    auto plan = next_window(rt.schedule, rt.window, previous_end);
+    if (!plan) {
+      spdlog::warn("feed={}: schedule {} has no further slot; the feed stops", rt.id,
+                   rt.schedule.describe());
+      continue;
+    }
+    // A fresh plan runs every slot; if planning was late, the timer decides late vs missed.
+    planned.push_back(make_exec(
+        *feed, execution_from_plan(rt.id, *plan, clock_.now(), SlotTime::min()), std::nullopt));
   }
-  const FeedRuntime& rt = *feed.rt.load();
-  auto plan = next_window(rt.schedule, rt.window, previous_end);
-  if (!plan) {
-    spdlog::warn("feed={}: schedule {} has no further slot; the feed stops", rt.id,
-                 rt.schedule.describe());
-    return;
-  }
-  const WallTime now = clock_.now();
-  // A fresh plan runs every slot; if planning was late, the timer decides late vs missed.
-  auto exec =
-      make_exec(feed, execution_from_plan(rt.id, *plan, now, SlotTime::min()), std::nullopt);
-  persist_new_execution(*exec);
+  if (planned.empty()) return;
+  // One store write for all the windows planned at this boundary.
+  persist_new_executions(planned);
   {
     std::lock_guard lock(mu_);
-    live_[exec->execution.id] = exec;
+    for (const auto& exec : planned) live_[exec->execution.id] = exec;
   }
-  push_next_entry(exec, 0);
+  for (const auto& exec : planned) push_next_entry(exec, 0);
   {
     std::lock_guard lock(outcomes_mu_);
-    ++windows_planned_;
+    windows_planned_ += planned.size();
   }
   outcomes_cv_.notify_all();
 }
@@ -672,8 +699,8 @@ void Scheduler::dispatch_due(WallTime now) {
     }
   }
   submit_chunk();
-  for (auto [feed, end] : plans) {
-    pool_->submit([this, feed, end] { plan_next(*feed, end); });
+  if (!plans.empty()) {
+    pool_->submit([this, plans = std::move(plans)] { plan_next(plans); });
   }
 }
 

@@ -50,6 +50,7 @@
 #include <mutex>
 #include <optional>
 #include <queue>
+#include <span>
 #include <stop_token>
 #include <thread>
 #include <vector>
@@ -146,9 +147,16 @@ class Scheduler {
   std::shared_ptr<ExecState> make_exec(FeedState& feed, const Execution& execution,
                                        std::optional<WallTime> only_after);
   void persist_new_execution(ExecState& exec);
+  // The same for several executions, with one store write.
+  void persist_new_executions(std::span<const std::shared_ptr<ExecState>> execs);
+  // An execution that could not be persisted: logged, on the DLQ once, retried later.
+  void report_plan_failure(ExecState& exec, const Execution& snapshot, const Status& st);
   // Persists executions whose planning failed (the store was down), once it answers again.
   void retry_unpersisted();
   void plan_next(FeedState& feed, SlotTime previous_end);
+  // Plans the next window of each feed (after its previous window's end), persisting them all
+  // with one store write (at 10,000 feeds, ~333 windows at each boundary).
+  void plan_next(std::span<const std::pair<FeedState*, SlotTime>> feeds);
   // A removed feed: executions planned ahead (with many feeds) that have not started are
   // dropped and marked interrupted.
   void cancel_future_windows(FeedState& feed, WallTime now);
