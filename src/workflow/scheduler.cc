@@ -27,7 +27,7 @@ struct Scheduler::FeedState {
   // Where this feed's slots go among the slots due at the same time: feed ids in ascending
   // order (feeds added by reconfigure() after the others). The store's rows of one boundary are
   // keyed by feed, so a commit batch of consecutive feeds writes a few neighbouring index pages
-  // instead of one page per record (bench/scale, 10,000 feeds: p99 252 -> 222 ms, 24 -> 21 %
+  // instead of one page per record (bench/scale, 10,000 feeds: p99 ~252 -> ~231 ms, ~24 -> ~21 %
   // of a core; docs/performance.md, "Session 9").
   uint32_t order = 0;
 };
