@@ -759,7 +759,8 @@ Result<std::unique_ptr<Connection>> open_connection(const std::filesystem::path&
 class Checkpointer {
  public:
   // Registers the WAL hook on `writer` (which replaces SQLite's automatic checkpoint) and opens
-  // its own connection to `path`. REQUIRES: `writer` outlives this, and is not used meanwhile.
+  // its own connection to `path`. REQUIRES: `writer` outlives this, and no other thread uses it
+  // while start() runs.
   static Result<std::unique_ptr<Checkpointer>> start(const std::filesystem::path& path,
                                                      SQLite::Database& writer, int pages,
                                                      std::chrono::milliseconds busy_timeout) {
