@@ -277,6 +277,25 @@ void Publisher::record_outcome(const FeedId& feed, const ExecutionId& execution,
   if (on_outcome_) on_outcome_(feed, slot, nullptr);
 }
 
+void Publisher::record_outcome_async(const FeedId& feed, const ExecutionId& execution,
+                                     const SlotRecord& slot, std::optional<SlotFence> fence,
+                                     const Executor& executor, std::function<void()> done) {
+  SlotCommit commit{execution, feed, slot, std::nullopt, fence};
+  batcher_->submit(std::move(commit), [this, feed, execution, slot, fence, executor,
+                                       done = std::move(done)](std::optional<Result<bool>> a) {
+    if (a && a->ok()) {
+      if (on_outcome_) on_outcome_(feed, slot, nullptr);
+      done();
+      return;
+    }
+    std::function<void()> alone = [this, feed, execution, slot, fence, done] {
+      record_outcome(feed, execution, slot, fence);
+      done();
+    };
+    if (!executor || !executor(alone)) alone();
+  });
+}
+
 void Publisher::keep_pending(SlotCommit commit) {
   std::lock_guard lock(pending_mu_);
   // Bounded: a store that stays down for long loses the oldest outcomes from memory only; the

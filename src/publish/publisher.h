@@ -107,6 +107,14 @@ class Publisher {
   // With a fence, the outcome is recorded only under that lease.
   void record_outcome(const FeedId& feed, const ExecutionId& execution, const SlotRecord& slot,
                       std::optional<SlotFence> fence = std::nullopt);
+  // record_outcome() through the commit batcher: the outcome shares a batch's transaction with
+  // the values (at 100,000 feeds an overloaded daemon made every skip a write of its own), and
+  // waits for room in its queue like them. `done` runs once it is written, on the batcher's
+  // answering thread (it must not block); when its batch failed, after record_outcome() made it
+  // on its own on `executor` (or on the answering thread if the executor refuses).
+  void record_outcome_async(const FeedId& feed, const ExecutionId& execution,
+                            const SlotRecord& slot, std::optional<SlotFence> fence,
+                            const Executor& executor, std::function<void()> done);
 
   // Runs `setup` on the commit batcher's two threads (writer, answers).
   void run_on_commit_thread(std::function<void()> setup) {

@@ -166,6 +166,44 @@ TEST_F(PublisherTest, AsyncPublishWrittenAtOnceNeedsNoWorker) {
   EXPECT_EQ((*sqlite_->get_value(feed_.id, slot_))->value, r.record->value);
 }
 
+// An outcome without a value (skipped, missed) through the batcher: written with a batch, then
+// `done`; when its batch fails, it is made on its own on the executor, and kept for a later
+// retry if that fails too.
+TEST_F(PublisherTest, AsyncOutcomeIsWrittenByTheBatcherOrAloneWhenItsBatchFails) {
+  SlotRecord skipped;
+  skipped.slot = slot_;
+  skipped.outcome = SlotOutcome::kSkipped;
+  skipped.fired_at = WallTime(slot_);
+  skipped.error = "the previous slot of this feed was still running";
+  std::atomic<int> executed{0};
+  Publisher::Executor executor = [&](std::function<void()> task) {
+    ++executed;
+    task();
+    return true;
+  };
+  const ExecutionId execution = job().execution;
+  std::promise<void> first;
+  publisher_->record_outcome_async(feed_.id, execution, skipped, std::nullopt, executor,
+                                   [&] { first.set_value(); });
+  first.get_future().get();
+  EXPECT_EQ(executed.load(), 0);  // written by the batch: no worker needed
+  EXPECT_EQ(*sqlite_->count_outcomes(SlotOutcome::kSkipped, slot_), 1);
+
+  // Its batch fails, and so does the commit on its own: kept for later, `done` still runs.
+  store_->fail_next_commits(2, Status::IOError("disk I/O error"));
+  SlotRecord later = skipped;
+  later.slot = slot_ + Millis(2000);
+  std::promise<void> second;
+  publisher_->record_outcome_async(feed_.id, execution, later, std::nullopt, executor,
+                                   [&] { second.set_value(); });
+  second.get_future().get();
+  EXPECT_EQ(executed.load(), 1);
+  EXPECT_EQ(*sqlite_->count_outcomes(SlotOutcome::kSkipped, slot_), 1);
+  EXPECT_EQ(publisher_->pending_outcomes(), 1u);
+  EXPECT_EQ(publisher_->flush_pending(), 0u);
+  EXPECT_EQ(*sqlite_->count_outcomes(SlotOutcome::kSkipped, slot_), 2);
+}
+
 TEST_F(PublisherTest, AmbiguousFailureAfterTheCommitLandedKeepsTheFirstValueOnce) {
   store_->fail_next_commits_after_applying(1, Status::IOError("connection lost after commit"));
   SlotResult r = publish(job());

@@ -661,9 +661,7 @@ void Scheduler::dispatch_due(WallTime now) {
             slot, fmt::format("the timer woke at {}, after the slot's deadline (clock step or "
                               "suspended process)",
                               format_iso_us(now)));
-        publisher_.record_outcome(exec->rt->id, exec->execution.id, r, *lease);
-        finish_slot(*exec, r);
-        tally(boundary, r);
+        record_unpublished(exec, std::move(r), *lease, boundary);
       });
     } else if (try_begin_slot(feed.in_flight, feed.committing) != nullptr) {
       pool_->submit([this, exec, index = e.index, slot, boundary] {
@@ -687,9 +685,7 @@ void Scheduler::dispatch_due(WallTime now) {
         r.error = busy;
         spdlog::log(summarize_boundaries_ ? spdlog::level::debug : spdlog::level::warn,
                     "skipped feed={} slot={}: {}", exec->rt->id, format_iso_ms(slot), r.error);
-        publisher_.record_outcome(exec->rt->id, exec->execution.id, r, *lease);
-        finish_slot(*exec, r);
-        tally(boundary, r);
+        record_unpublished(exec, std::move(r), *lease, boundary);
       });
     } else if (!exec->rt->source->may_block()) {
       chunk.emplace_back(std::move(exec), e.index);
@@ -761,6 +757,30 @@ void Scheduler::run_slot(std::shared_ptr<ExecState> exec, size_t index,
           rest();
         }
       });
+}
+
+void Scheduler::record_unpublished(const std::shared_ptr<ExecState>& exec, SlotRecord outcome,
+                                   const std::optional<SlotFence>& lease,
+                                   const std::shared_ptr<Boundary>& boundary) {
+  if (options_.ownership) {
+    // Replicas: the execution's last outcome reads the store (finish_slot()), so not on the
+    // batcher's answering thread.
+    publisher_.record_outcome(exec->rt->id, exec->execution.id, outcome, lease);
+    finish_slot(*exec, outcome);
+    tally(boundary, outcome);
+    return;
+  }
+  {
+    std::lock_guard lock(slots_mu_);
+    ++slots_in_flight_;
+  }
+  publisher_.record_outcome_async(exec->rt->id, exec->execution.id, outcome, lease, executor_,
+                                  [this, exec, outcome, boundary] {
+                                    finish_slot(*exec, outcome);
+                                    tally(boundary, outcome);
+                                    std::lock_guard lock(slots_mu_);
+                                    if (--slots_in_flight_ == 0) slots_cv_.notify_all();
+                                  });
 }
 
 bool Scheduler::after_publish_needs_store(ExecState& exec, const std::optional<SlotFence>& fence,

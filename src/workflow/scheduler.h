@@ -173,6 +173,11 @@ class Scheduler {
   // commit batcher's answering thread).
   bool after_publish_needs_store(ExecState& exec, const std::optional<SlotFence>& fence,
                                  const SlotResult& result);
+  // Records a slot that was not published (skipped, missed) and finishes it: through the commit
+  // batcher, sharing a transaction with the values (replicas: at once, see the .cc).
+  void record_unpublished(const std::shared_ptr<ExecState>& exec, SlotRecord outcome,
+                          const std::optional<SlotFence>& lease,
+                          const std::shared_ptr<Boundary>& boundary);
   // Counts a slot's outcome into its boundary's summary; the last one logs it.
   void tally(const std::shared_ptr<Boundary>& boundary, const SlotRecord& outcome);
   // An execution's state to write (marked running, or its final state).
