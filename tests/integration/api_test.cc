@@ -306,6 +306,7 @@ TEST_F(ApiDaemonTest, SlotCountersGrowAndHistogramCountsEqualPublishedSlots) {
 TEST_F(ApiDaemonTest, ThirtyTwoClientsTimesFiveHundredWhileTheFeedRunsPublishEverySlotOnce) {
   // /latest answers 404 until the first slot is published; start the load after it.
   ASSERT_TRUE(daemon_->wait_for_log("published feed=fast", 10s)) << daemon_->log();
+  const auto first_published = std::chrono::steady_clock::now();
   const std::vector<std::string> targets = {"/v1/feeds/fast/latest",
                                             "/v1/feeds",
                                             "/v1/feeds/fast/values?limit=20",
@@ -340,7 +341,9 @@ TEST_F(ApiDaemonTest, ThirtyTwoClientsTimesFiveHundredWhileTheFeedRunsPublishEve
   for (auto& t : clients) t.join();
   EXPECT_EQ(ok.load(), 32 * 500);
   EXPECT_EQ(failed.load(), 0) << "first failure: " << first_failure;
-  sleep_ms(300);
+  // At least 1.3 s of 100 ms slots since the first (the requests alone can take under 1 s on a
+  // fast machine), so that at least 10 values are expected below.
+  std::this_thread::sleep_until(first_published + 1300ms);
   ASSERT_EQ(daemon_->stop(SIGTERM), 0) << daemon_->log();
 
   auto r = run({"--config", "metronome.toml", "values", "--limit", "100000", "--format", "json"},
