@@ -198,6 +198,8 @@ PRAGMA user_version = 1;
   EXPECT_EQ((*e)->slots[0].outcome, SlotOutcome::kPlanned);
   EXPECT_EQ((*e)->slots[1].outcome, SlotOutcome::kPublished);
   EXPECT_EQ((*e)->slots[1].lateness_us, 1000);
+  EXPECT_EQ((*e)->slots[1].fired_at, WallTime(Nanos(2001000000)));
+  EXPECT_EQ((*e)->slots[1].attempts, 1);
   EXPECT_EQ((*e)->slots[2].outcome, SlotOutcome::kFailed);
   EXPECT_EQ((*e)->slots[2].error, "timeout");
   EXPECT_EQ((*e)->slots[2].attempts, 3);
@@ -210,6 +212,13 @@ PRAGMA user_version = 1;
   EXPECT_EQ(count(SlotOutcome::kFailed), 1);
   EXPECT_EQ(count(SlotOutcome::kMissed), 1);  // the execution that was never created
   EXPECT_EQ(count(SlotOutcome::kPlanned), 1);
+  // Schema step 4: a published slot's outcome is its value row, not an outcome row.
+  store.reset();
+  SQLite::Database values(options_.path.string(), SQLite::OPEN_READONLY);
+  EXPECT_EQ(
+      values.execAndGet("SELECT count(*) FROM slot_outcomes WHERE outcome = 'published'").getInt(),
+      0);
+  EXPECT_EQ(values.execAndGet("SELECT count(*) FROM slot_outcomes").getInt(), 2);
 }
 
 // A feed's values are found whether or not the per-feed index has them yet (the index is

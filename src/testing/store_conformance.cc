@@ -496,6 +496,52 @@ TEST_P(StoreConformanceTest, FailedSlotCanLaterBePublished) {
   EXPECT_EQ(got->slots[3].error, "");
 }
 
+// Each (execution, slot) has one outcome, whatever the order of the commits that reach it:
+// a failure then its redrive, a late failure after the value landed, and a second execution
+// (e.g. a replica's) whose value was already written by the first.
+TEST_P(StoreConformanceTest, EachSlotHasOneOutcomeWhateverTheOrderOfItsCommits) {
+  Execution e = make_execution("random_int", kWindow);
+  CONFORMANCE_ASSERT_OK(store().create_execution(e));
+  SlotCommit redriven = published(make_record("random_int", slot_at(1), "8"));
+  redriven.slot.error = "redriven from DLQ message 1; first failure: timeout";
+  redriven.slot.attempts = 4;
+  for (const auto& batch : std::vector<std::vector<SlotCommit>>{
+           {not_published("random_int", slot_at(1), SlotOutcome::kFailed)},
+           {redriven},
+           {published(make_record("random_int", slot_at(2), "9"))},
+           {not_published("random_int", slot_at(2), SlotOutcome::kFailed)},
+           {not_published("random_int", slot_at(2), SlotOutcome::kSkipped)},
+       }) {
+    CONFORMANCE_ASSERT_OK(store().commit_slots(batch));
+  }
+  // Another execution of the same feed and slot: the value exists, so nothing is inserted,
+  // and that execution's slot is published too.
+  SlotCommit other = published(make_record("random_int", slot_at(2), "10"));
+  other.execution = other.record->execution = ExecutionId("random_int@other");
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto inserted, store().commit_slots(std::vector{other}));
+  EXPECT_EQ(inserted, std::vector<bool>{false});
+
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got, store().get_execution(e.id));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->slots[1], redriven.slot);
+  EXPECT_EQ(got->slots[2].outcome, SlotOutcome::kPublished);
+  EXPECT_EQ(got->slots[2].attempts, 1);
+  EXPECT_EQ(got->slots[2].error, "");
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto value, store().get_value(FeedId("random_int"), slot_at(2)));
+  ASSERT_TRUE(value.has_value());
+  EXPECT_EQ(value->value, "9");
+
+  auto count = [&](SlotOutcome o) { return store().count_outcomes(o, kWindow); };
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto pub, count(SlotOutcome::kPublished));
+  EXPECT_EQ(pub, 3);  // slots 1 and 2 of e, and slot 2 of the other execution
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto failed, count(SlotOutcome::kFailed));
+  EXPECT_EQ(failed, 0);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto skipped, count(SlotOutcome::kSkipped));
+  EXPECT_EQ(skipped, 0);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto planned, count(SlotOutcome::kPlanned));
+  EXPECT_EQ(planned, static_cast<int64_t>(e.slots.size()) - 2);
+}
+
 TEST_P(StoreConformanceTest, BatchCommitMixesOutcomes) {
   Execution e = make_execution("random_int", kWindow);
   CONFORMANCE_ASSERT_OK(store().create_execution(e));
