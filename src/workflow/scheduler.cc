@@ -166,10 +166,11 @@ Scheduler::~Scheduler() {
 
 Status Scheduler::start() {
   size_t workers = options_.workers;
+  const size_t cores = std::max<size_t>(2, std::thread::hardware_concurrency());
   if (workers == 0) {
-    const size_t cores = std::max<size_t>(2, std::thread::hardware_concurrency());
     workers = std::clamp(feeds_.size(), cores, std::max(cores, SchedulerOptions::kMaxWorkers));
   }
+  max_chunk_runners_ = std::min(workers, cores);
   pool_ = std::make_unique<WorkerPool>(workers, [realtime = options_.realtime] {
     pthread_setname_np(pthread_self(), "metronome-work");
     if (realtime) make_realtime(kWorkerPriority, "worker threads");
@@ -643,7 +644,7 @@ void Scheduler::dispatch_due(WallTime now) {
   std::vector<std::pair<std::shared_ptr<ExecState>, size_t>> chunk;
   auto submit_chunk = [&] {
     if (chunk.empty()) return;
-    pool_->submit([this, slots = std::move(chunk), boundary] {
+    this->submit_chunk([this, slots = std::move(chunk), boundary] {
       for (const auto& [exec, index] : slots) run_slot(exec, index, boundary);
     });
     chunk.clear();
@@ -720,6 +721,38 @@ void Scheduler::dispatch_due(WallTime now) {
       finished = boundary->remaining.load() == 0;
     }
     if (finished) submit_deferred_plans(*boundary);
+  }
+}
+
+// Why at most one runner per core: with a task per chunk, a 10,000-feed boundary woke up to 64
+// workers at once on 2 cores; they took turns with the commit threads, and a tenth of the CPU
+// went to waking and switching threads.
+void Scheduler::submit_chunk(std::function<void()> chunk) {
+  {
+    std::lock_guard lock(chunks_mu_);
+    chunks_.push_back(std::move(chunk));
+    if (chunk_runners_ >= max_chunk_runners_) return;
+    ++chunk_runners_;
+  }
+  if (!pool_->submit([this] { run_chunks(); })) {
+    std::lock_guard lock(chunks_mu_);  // stopping: what is queued is dropped, as a task would be
+    --chunk_runners_;
+  }
+}
+
+void Scheduler::run_chunks() {
+  for (;;) {
+    std::function<void()> chunk;
+    {
+      std::lock_guard lock(chunks_mu_);
+      if (chunks_.empty()) {
+        --chunk_runners_;
+        return;
+      }
+      chunk = std::move(chunks_.front());
+      chunks_.pop_front();
+    }
+    chunk();
   }
 }
 

@@ -44,6 +44,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -163,6 +164,10 @@ class Scheduler {
   void push_next_entry(const std::shared_ptr<ExecState>& exec, size_t index);
   void timer_loop(std::stop_token stop);
   void dispatch_due(WallTime now);
+  // Queues a chunk of slots whose sources never block; at most max_chunk_runners_ workers run
+  // chunks at once, each taking the next chunk (in order) until none is left.
+  void submit_chunk(std::function<void()> chunk);
+  void run_chunks();
   using Plans = std::vector<std::pair<FeedState*, SlotTime>>;
   struct Boundary;
   // Queues the planning of `boundary`'s deferred windows, once (see dispatch_due()).
@@ -237,7 +242,11 @@ class Scheduler {
   std::condition_variable outcomes_cv_;
 
   std::unique_ptr<WorkerPool> pool_;
-  Publisher::Executor executor_;  // runs a slot's continuation on pool_
+  std::mutex chunks_mu_;
+  std::deque<std::function<void()>> chunks_;  // guarded by chunks_mu_
+  size_t chunk_runners_ = 0;                  // guarded by chunks_mu_: workers running chunks
+  size_t max_chunk_runners_ = 1;              // the cores (set by start())
+  Publisher::Executor executor_;              // runs a slot's continuation on pool_
   // Slots handed to publish_slot_async() whose continuation has not finished (stop() waits).
   std::mutex slots_mu_;
   std::condition_variable slots_cv_;

@@ -528,6 +528,56 @@ TEST_F(SchedulerTest, WithManyFeedsPlanningWaitsForTheBoundarysSlotsOrTheNextBou
   scheduler_.reset();
 }
 
+// A source that never blocks for long (as random_int), but takes 200 us, noting how many of its
+// kind observe at once.
+class CountingSource final : public Source {
+ public:
+  CountingSource(std::atomic<int>& running, std::atomic<int>& most)
+      : running_(running), most_(most) {}
+  Result<SourceValue> observe(const ObserveContext&) override {
+    const int now = ++running_;
+    int seen = most_.load();
+    while (now > seen && !most_.compare_exchange_weak(seen, now)) {
+    }
+    std::this_thread::sleep_for(200us);
+    --running_;
+    return SourceValue{"1"};
+  }
+  std::string describe() const override { return "counting"; }
+  bool may_block() const override { return false; }
+
+ private:
+  std::atomic<int>& running_;
+  std::atomic<int>& most_;
+};
+
+// Chunks of such slots run on at most one worker per core, however many workers there are
+// (64 had woken at once on 2 cores and spent a tenth of the CPU switching threads).
+TEST_F(SchedulerTest, NonBlockingSlotsRunOnAtMostOneWorkerPerCore) {
+  std::atomic<int> running{0};
+  std::atomic<int> most{0};
+  std::vector<std::unique_ptr<FeedRuntime>> feeds;
+  std::vector<const FeedRuntime*> ptrs;
+  for (int i = 0; i < 640; ++i) {
+    auto rt = std::make_unique<FeedRuntime>();
+    rt->id = FeedId(fmt::format("feed_{:03}", i));
+    rt->schedule = Schedule::every(2000ms);
+    rt->window = 60000ms;
+    rt->source = std::make_unique<CountingSource>(running, most);
+    ptrs.push_back(rt.get());
+    feeds.push_back(std::move(rt));
+  }
+  SchedulerOptions options;
+  options.workers = 64;
+  scheduler_ = std::make_unique<Scheduler>(clock_, *store_, *dlq_, *publisher_, ptrs, options);
+  ASSERT_TRUE(scheduler_->start().ok());
+  advance_to(at("2026-11-27T21:15:38Z"), 640);
+  const int cores = static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  EXPECT_GE(most.load(), 1);
+  EXPECT_LE(most.load(), cores);
+  scheduler_.reset();
+}
+
 TEST_F(SchedulerTest, ARemovedFeedsWindowPlannedAheadDoesNotRun) {
   // 20 feeds: the next window is planned during the current one (spread by feed), so removing a
   // feed must also drop its next window, already planned.
