@@ -511,6 +511,9 @@ TEST_P(StoreConformanceTest, EachSlotHasOneOutcomeWhateverTheOrderOfItsCommits) 
            {published(make_record("random_int", slot_at(2), "9"))},
            {not_published("random_int", slot_at(2), SlotOutcome::kFailed)},
            {not_published("random_int", slot_at(2), SlotOutcome::kSkipped)},
+           // Both in one batch: the outcome row the batch wrote goes too.
+           {not_published("random_int", slot_at(4), SlotOutcome::kFailed),
+            published(make_record("random_int", slot_at(4), "11"))},
        }) {
     CONFORMANCE_ASSERT_OK(store().commit_slots(batch));
   }
@@ -533,13 +536,14 @@ TEST_P(StoreConformanceTest, EachSlotHasOneOutcomeWhateverTheOrderOfItsCommits) 
 
   auto count = [&](SlotOutcome o) { return store().count_outcomes(o, kWindow); };
   CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto pub, count(SlotOutcome::kPublished));
-  EXPECT_EQ(pub, 3);  // slots 1 and 2 of e, and slot 2 of the other execution
+  EXPECT_EQ(pub, 4);  // slots 1, 2 and 4 of e, and slot 2 of the other execution
   CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto failed, count(SlotOutcome::kFailed));
   EXPECT_EQ(failed, 0);
   CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto skipped, count(SlotOutcome::kSkipped));
   EXPECT_EQ(skipped, 0);
   CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto planned, count(SlotOutcome::kPlanned));
-  EXPECT_EQ(planned, static_cast<int64_t>(e.slots.size()) - 2);
+  EXPECT_EQ(planned, static_cast<int64_t>(e.slots.size()) - 3);
+  EXPECT_EQ(got->slots[4].outcome, SlotOutcome::kPublished);
 }
 
 TEST_P(StoreConformanceTest, BatchCommitMixesOutcomes) {
