@@ -181,17 +181,26 @@ void Publisher::publish_slot_async(const FeedRuntime& feed, SlotJob job, std::st
   if (job.observed) job.observed();
   SlotCommit commit = commit_of(feed, job, *a, 1);
   auto shared_job = std::make_shared<const SlotJob>(std::move(job));
-  batcher_->submit(std::move(commit), [this, &feed, a, shared_job, executor,
-                                       done = std::move(done)](std::optional<Result<bool>> first) {
-    const bool written = first && first->ok();
-    std::function<void()> rest = [this, &feed, a, shared_job, first = std::move(first), done] {
-      commit_record(feed, *shared_job, *a, first);
-      done(finish(feed, *shared_job, std::move(*a)));
-    };
-    // Written: what is left does not block (logs, callbacks), so it runs here rather than
-    // waking a worker per slot. Retries and the DLQ block: a worker's.
-    if (written || !executor || !executor(rest)) rest();
-  });
+  // The batcher calls this once: its captures are moved on, not copied (a std::function and two
+  // shared pointers per slot, freed on the batcher's answering thread).
+  batcher_->submit(std::move(commit),
+                   [this, &feed, a = std::move(a), shared_job = std::move(shared_job), executor,
+                    done = std::move(done)](std::optional<Result<bool>> first) mutable {
+                     const bool written = first && first->ok();
+                     auto rest = [this, &feed, a = std::move(a), shared_job = std::move(shared_job),
+                                  first = std::move(first), done = std::move(done)] {
+                       commit_record(feed, *shared_job, *a, first);
+                       done(finish(feed, *shared_job, std::move(*a)));
+                     };
+                     // Written: what is left does not block (logs, callbacks), so it runs here
+                     // rather than waking a worker per slot. Retries and the DLQ block: a worker's.
+                     if (written || !executor) {
+                       rest();
+                       return;
+                     }
+                     std::function<void()> task = std::move(rest);
+                     if (!executor(task)) task();
+                   });
 }
 
 SlotResult Publisher::finish(const FeedRuntime& feed, const SlotJob& job, Attempt&& a) {
