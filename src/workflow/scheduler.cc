@@ -140,11 +140,6 @@ struct Scheduler::Boundary {
   std::atomic<size_t> published{0}, failed{0}, skipped{0}, missed{0};
   std::atomic<size_t> elsewhere{0};  // replicas: slots held by another replica
   std::atomic<int64_t> max_lateness_us{0};
-  // Windows to plan once the boundary's outcomes are all recorded (or at the next dispatch),
-  // so that planning does not compete with the boundary's own slots for the CPU.
-  std::mutex plans_mu;
-  std::vector<std::pair<FeedState*, SlotTime>> deferred_plans;  // guarded by plans_mu
-  bool plans_submitted = false;                                 // guarded by plans_mu
 };
 
 Scheduler::Scheduler(Clock& clock, Store& store, DeadLetterQueue& dlq, Publisher& publisher,
@@ -632,14 +627,8 @@ void Scheduler::dispatch_due(WallTime now) {
     boundary->slot = WallTime(due.front().exec->run[due.front().index]);
     boundary->remaining = due.size();
   }
-  // The previous boundary's deferred planning, if its slots have not all finished yet.
-  if (auto previous = std::exchange(last_boundary_, boundary)) submit_deferred_plans(*previous);
   // Planning is queued after the boundary's slots: a value never waits behind bookkeeping.
-  // With many feeds (a Boundary), a window whose current slot is not its last is planned
-  // once the boundary's outcomes are all recorded: at 10,000 feeds it had taken ~8 % of the
-  // boundary's CPU while its values were still being signed and written.
-  Plans plans;
-  Plans deferred;
+  std::vector<std::pair<FeedState*, SlotTime>> plans;
   // Slots whose source never blocks, run kSlotsPerTask at a time by one worker (in feed order).
   std::vector<std::pair<std::shared_ptr<ExecState>, size_t>> chunk;
   auto submit_chunk = [&] {
@@ -662,10 +651,7 @@ void Scheduler::dispatch_due(WallTime now) {
       }
     }
     if (e.index + 1 < exec->run.size()) push_next_entry(exec, e.index + 1);
-    if (e.index == exec->plan_at) {
-      (boundary && e.index + 1 < exec->run.size() ? deferred : plans)
-          .emplace_back(&feed, exec->execution.window_end);
-    }
+    if (e.index == exec->plan_at) plans.emplace_back(&feed, exec->execution.window_end);
 
     const WallTime deadline = exec->rt->deadline_of(slot);
     if (now >= deadline) {
@@ -713,15 +699,6 @@ void Scheduler::dispatch_due(WallTime now) {
   if (!plans.empty()) {
     pool_->submit([this, plans = std::move(plans)] { plan_next(plans); });
   }
-  if (!deferred.empty()) {
-    bool finished;
-    {
-      std::lock_guard lock(boundary->plans_mu);
-      boundary->deferred_plans = std::move(deferred);
-      finished = boundary->remaining.load() == 0;
-    }
-    if (finished) submit_deferred_plans(*boundary);
-  }
 }
 
 // Why at most one runner per core: with a task per chunk, a 10,000-feed boundary woke up to 64
@@ -754,20 +731,6 @@ void Scheduler::run_chunks() {
     }
     chunk();
   }
-}
-
-void Scheduler::submit_deferred_plans(Boundary& boundary) {
-  Plans plans;
-  {
-    std::lock_guard lock(boundary.plans_mu);
-    if (boundary.plans_submitted) return;
-    plans = std::move(boundary.deferred_plans);
-    boundary.deferred_plans.clear();
-    // Only once the dispatch has handed its plans over (it checks `remaining` after that).
-    if (plans.empty()) return;
-    boundary.plans_submitted = true;
-  }
-  pool_->submit([this, plans = std::move(plans)] { plan_next(plans); });
 }
 
 void Scheduler::run_slot(std::shared_ptr<ExecState> exec, size_t index,
@@ -922,7 +885,6 @@ void Scheduler::tally(const std::shared_ptr<Boundary>& boundary, const SlotRecor
     }
   }
   if (b.remaining.fetch_sub(1) != 1) return;
-  submit_deferred_plans(b);
   const int64_t done_us = std::chrono::duration_cast<Micros>(clock_.now() - b.slot).count();
   const size_t total = b.published + b.failed + b.skipped + b.missed;
   auto level = b.published == total ? spdlog::level::info : spdlog::level::warn;

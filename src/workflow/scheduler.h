@@ -168,10 +168,7 @@ class Scheduler {
   // chunks at once, each taking the next chunk (in order) until none is left.
   void submit_chunk(std::function<void()> chunk);
   void run_chunks();
-  using Plans = std::vector<std::pair<FeedState*, SlotTime>>;
   struct Boundary;
-  // Queues the planning of `boundary`'s deferred windows, once (see dispatch_due()).
-  void submit_deferred_plans(Boundary& boundary);
   void run_slot(std::shared_ptr<ExecState> exec, size_t index, std::shared_ptr<Boundary> boundary);
   // The rest of run_slot() once the publisher has the slot's result (on a worker).
   void after_publish(ExecState& exec, SlotTime slot, const std::optional<SlotFence>& fence,
@@ -255,9 +252,6 @@ class Scheduler {
   bool started_ = false;
   bool stopped_ = false;
   bool summarize_boundaries_ = false;  // many feeds: one log line per boundary
-  // The last boundary dispatched (timer thread only): its deferred planning is queued at the
-  // next dispatch at the latest.
-  std::shared_ptr<Boundary> last_boundary_;
 };
 
 }  // namespace metronome
