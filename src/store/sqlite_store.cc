@@ -184,11 +184,16 @@ ALTER TABLE value_log ADD COLUMN lateness_us INTEGER;
 ALTER TABLE value_log ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
 -- The outcome's note, e.g. "redriven from DLQ message 7; ...".
 ALTER TABLE value_log ADD COLUMN slot_error TEXT NOT NULL DEFAULT '';
-UPDATE value_log SET fired_at_ns = o.fired_at_ns, lateness_us = o.lateness_us,
-                     attempts = o.attempts, slot_error = o.error
-  FROM slot_outcomes AS o
-  WHERE o.slot_ms = value_log.slot_ms AND o.execution = value_log.execution
-    AND o.outcome = 'published';
+-- Driven by value_log, one lookup in slot_outcomes_by_slot per value (UPDATE ... FROM let the
+-- planner scan every value of a slot for each outcome: minutes for 300,000 values).
+UPDATE value_log SET (fired_at_ns, lateness_us, attempts, slot_error) = (
+    SELECT o.fired_at_ns, o.lateness_us, o.attempts, o.error FROM slot_outcomes AS o
+    WHERE o.slot_ms = value_log.slot_ms AND o.execution = value_log.execution
+      AND o.outcome = 'published')
+  WHERE EXISTS (
+    SELECT 1 FROM slot_outcomes AS o
+    WHERE o.slot_ms = value_log.slot_ms AND o.execution = value_log.execution
+      AND o.outcome = 'published');
 DELETE FROM slot_outcomes WHERE EXISTS (
   SELECT 1 FROM value_log AS v WHERE v.slot_ms = slot_outcomes.slot_ms
     AND v.feed = slot_outcomes.feed AND v.execution = slot_outcomes.execution);
