@@ -234,7 +234,8 @@ PRAGMA application_id = 1297370692;
     // No table change: the version moves with the values file's.
     {3, R"sql(
 -- schema version 3
-)sql"},  // No table change: the version moves with the values file's.
+)sql"},
+    // No table change: the version moves with the values file's.
     {4, R"sql(
 -- schema version 4
 )sql"},
