@@ -630,11 +630,22 @@ void Scheduler::dispatch_due(WallTime now) {
   // Planning is queued after the boundary's slots: a value never waits behind bookkeeping.
   std::vector<std::pair<FeedState*, SlotTime>> plans;
   // Slots whose source never blocks, run kSlotsPerTask at a time by one worker (in feed order).
-  std::vector<std::pair<std::shared_ptr<ExecState>, size_t>> chunk;
+  struct ChunkSlot {
+    std::shared_ptr<ExecState> exec;
+    size_t index;
+    bool busy;  // the feed was busy at dispatch: run_or_skip() decides at the slot
+  };
+  std::vector<ChunkSlot> chunk;
   auto submit_chunk = [&] {
     if (chunk.empty()) return;
     this->submit_chunk([this, slots = std::move(chunk), boundary] {
-      for (const auto& [exec, index] : slots) run_slot(exec, index, boundary);
+      for (const auto& [exec, index, busy] : slots) {
+        if (busy) {
+          run_or_skip(exec, index, boundary);
+        } else {
+          run_slot(exec, index, boundary);
+        }
+      }
     });
     chunk.clear();
     chunk.reserve(kSlotsPerTask);
@@ -664,41 +675,52 @@ void Scheduler::dispatch_due(WallTime now) {
                               format_iso_us(now)));
         record_unpublished(exec, std::move(r), *lease, boundary);
       });
-    } else if (try_begin_slot(feed.in_flight, feed.committing) != nullptr) {
-      pool_->submit([this, exec, index = e.index, slot, boundary] {
-        // Handed off before the slot: decide at the slot, not before it. A previous slot that
-        // finished meanwhile lets this one run; a skip is recorded at (never before) its time.
-        while (clock_.now() < WallTime(slot)) {
-          (void)clock_.sleep_until(WallTime(slot), std::stop_token());
-        }
-        const char* busy = try_begin_slot(exec->feed->in_flight, exec->feed->committing);
-        if (busy == nullptr) {
-          run_slot(exec, index, boundary);
-          return;
-        }
-        auto lease = claim(*exec, slot, boundary);
-        if (!lease) return;
-        SlotRecord r;
-        r.slot = slot;
-        r.outcome = SlotOutcome::kSkipped;
-        r.fired_at = clock_.now();
-        r.lateness_us = std::chrono::duration_cast<Micros>(*r.fired_at - WallTime(slot)).count();
-        r.error = busy;
-        spdlog::log(summarize_boundaries_ ? spdlog::level::debug : spdlog::level::warn,
-                    "skipped feed={} slot={}: {}", exec->rt->id, format_iso_ms(slot), r.error);
-        record_unpublished(exec, std::move(r), *lease, boundary);
-      });
-    } else if (!exec->rt->source->may_block()) {
-      chunk.emplace_back(std::move(exec), e.index);
-      if (chunk.size() == kSlotsPerTask) submit_chunk();
     } else {
-      pool_->submit([this, exec, index = e.index, boundary] { run_slot(exec, index, boundary); });
+      // A busy feed's slot is decided at the slot (run_or_skip). A non-blocking feed's slot, busy
+      // or not, waits in its chunk in feed order, so skips do not outrun the chunk runners; but
+      // a busy slot that would hold its chunk past the others' observe lead waits on its own.
+      const bool busy = try_begin_slot(feed.in_flight, feed.committing) != nullptr;
+      if (!exec->rt->source->may_block() && !(busy && exec->rt->observe_lead > Nanos(0))) {
+        chunk.push_back({std::move(exec), e.index, busy});
+        if (chunk.size() == kSlotsPerTask) submit_chunk();
+      } else if (busy) {
+        pool_->submit(
+            [this, exec, index = e.index, boundary] { run_or_skip(exec, index, boundary); });
+      } else {
+        pool_->submit([this, exec, index = e.index, boundary] { run_slot(exec, index, boundary); });
+      }
     }
   }
   submit_chunk();
   if (!plans.empty()) {
     pool_->submit([this, plans = std::move(plans)] { plan_next(plans); });
   }
+}
+
+// A slot whose feed was busy when it was dispatched: decide at the slot, not before it. A previous
+// slot that finished meanwhile lets this one run; a skip is recorded at (never before) its time.
+void Scheduler::run_or_skip(std::shared_ptr<ExecState> exec, size_t index,
+                            std::shared_ptr<Boundary> boundary) {
+  const SlotTime slot = exec->run[index];
+  while (clock_.now() < WallTime(slot)) {
+    (void)clock_.sleep_until(WallTime(slot), std::stop_token());
+  }
+  const char* busy = try_begin_slot(exec->feed->in_flight, exec->feed->committing);
+  if (busy == nullptr) {
+    run_slot(std::move(exec), index, std::move(boundary));
+    return;
+  }
+  auto lease = claim(*exec, slot, boundary);
+  if (!lease) return;
+  SlotRecord r;
+  r.slot = slot;
+  r.outcome = SlotOutcome::kSkipped;
+  r.fired_at = clock_.now();
+  r.lateness_us = std::chrono::duration_cast<Micros>(*r.fired_at - WallTime(slot)).count();
+  r.error = busy;
+  spdlog::log(summarize_boundaries_ ? spdlog::level::debug : spdlog::level::warn,
+              "skipped feed={} slot={}: {}", exec->rt->id, format_iso_ms(slot), r.error);
+  record_unpublished(exec, std::move(r), *lease, boundary);
 }
 
 // Why at most one runner per core: with a task per chunk, a 10,000-feed boundary woke up to 64

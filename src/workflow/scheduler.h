@@ -170,6 +170,10 @@ class Scheduler {
   void run_chunks();
   struct Boundary;
   void run_slot(std::shared_ptr<ExecState> exec, size_t index, std::shared_ptr<Boundary> boundary);
+  // A slot whose feed was busy at dispatch: at the slot, runs it if the feed is free, else
+  // records it skipped.
+  void run_or_skip(std::shared_ptr<ExecState> exec, size_t index,
+                   std::shared_ptr<Boundary> boundary);
   // The rest of run_slot() once the publisher has the slot's result (on a worker).
   void after_publish(ExecState& exec, SlotTime slot, const std::optional<SlotFence>& fence,
                      bool mark_running, bool committing, const std::shared_ptr<Boundary>& boundary,
