@@ -7,6 +7,7 @@
 namespace metronome {
 
 std::string source_answers_to_json(const std::vector<SourceAnswer>& answers) {
+  if (answers.empty()) return "[]";  // a single source's record: no JSON document to build
   nlohmann::json j = nlohmann::json::array();
   for (const SourceAnswer& a : answers) j.push_back({{"source", a.source}, {"value", a.value}});
   return j.dump();

@@ -262,8 +262,11 @@ INSERT INTO value_log(feed, slot_ms, round, value, decimals, observed_at_ns, pub
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
 ON CONFLICT (slot_ms, feed) DO NOTHING)sql";
 
-constexpr const char* kUpdateFeedLatest = R"sql(
-INSERT INTO feed_latest(feed, slot_ms) VALUES (?1, ?2)
+// The rows a batch appended (id > ?1), once per batch rather than a statement per record: at
+// 10,000 feeds a statement per record took ~13 % of a batch's time (bench/group_commit).
+constexpr const char* kUpdateFeedLatestFrom = R"sql(
+INSERT INTO feed_latest(feed, slot_ms)
+SELECT feed, slot_ms FROM value_log WHERE id > ?1 ORDER BY feed
 ON CONFLICT (feed) DO UPDATE SET slot_ms = excluded.slot_ms
 WHERE excluded.slot_ms > feed_latest.slot_ms)sql";
 
@@ -1195,6 +1198,13 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
       s->bind(2, last_ms);
       outcome_rows = s->executeStep();
     }
+    int64_t last_id = 0;  // value_log's rows after it are this batch's
+    {
+      auto s = c.statement(kLastValueId);
+      s->executeStep();
+      last_id = s->getColumn(0).getInt64();
+    }
+    bool any_inserted = false;
     for (const SlotCommit& commit : commits) {
       bool this_inserted = false;
       if (commit.record) {
@@ -1222,10 +1232,7 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
         this_inserted = s->exec() == 1;
       }
       if (this_inserted) {
-        auto s = c.statement(kUpdateFeedLatest);
-        s->bind(1, commit.feed.str());
-        s->bind(2, to_unix_ms(commit.slot.slot));
-        s->exec();
+        any_inserted = true;
         if (outcome_rows) {
           auto d = c.statement(kDeleteOutcome);
           d->bind(1, to_unix_ms(commit.slot.slot));
@@ -1238,6 +1245,11 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
         if (s->exec() > 0) outcome_rows = true;
       }
       inserted.push_back(this_inserted);
+    }
+    if (any_inserted) {
+      auto s = c.statement(kUpdateFeedLatestFrom);
+      s->bind(1, last_id);
+      s->exec();
     }
     return Status::Ok();
   });

@@ -672,6 +672,22 @@ TEST_P(StoreConformanceTest, GetAndLatestValue) {
   EXPECT_FALSE(missing.has_value());
   CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto other, store().get_value(FeedId("b"), slot_at(1)));
   EXPECT_FALSE(other.has_value());
+
+  // A later batch: an older slot and a value kept once (not inserted) leave "latest" as it was;
+  // a newer slot moves it, each feed on its own.
+  ValueRecord again_b = make_record("b", slot_at(9), "4");
+  ValueRecord newest_a = make_record("a", slot_at(8), "5");
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(
+      auto inserted, store().commit_slots(std::vector{published(make_record("a", slot_at(3), "6")),
+                                                      published(again_b)}));
+  EXPECT_EQ(inserted, (std::vector<bool>{true, false}));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(latest, store().latest_value(FeedId("a")));
+  EXPECT_EQ(latest, new_a);
+  CONFORMANCE_ASSERT_OK(store().commit_slots(std::vector{published(newest_a)}));
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(latest, store().latest_value(FeedId("a")));
+  EXPECT_EQ(latest, newest_a);
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto latest_b, store().latest_value(FeedId("b")));
+  EXPECT_EQ(latest_b, newer_b);
 }
 
 TEST_P(StoreConformanceTest, ValueKeepsTheSourcesThatAnswered) {
