@@ -36,7 +36,8 @@ void CommitBatcher::submit(SlotCommit commit, Done done) {
   {
     std::unique_lock lock(mu_);
     space_cv_.wait(lock, [&] { return queue_.size() < max_queued_; });
-    queue_.push_back(Item{std::move(commit), std::move(done)});
+    queue_.commits.push_back(std::move(commit));
+    queue_.done.push_back(std::move(done));
   }
   cv_.notify_one();
   queued_cv_.notify_all();
@@ -77,35 +78,44 @@ uint64_t CommitBatcher::commits() const {
 
 void CommitBatcher::run(std::stop_token stop) {
   for (;;) {
-    std::vector<Item> batch;
+    Batch batch;
     std::function<void()> setup;
     {
       std::unique_lock lock(mu_);
       // Stopping still drains: a commit handed over before shutdown is written and answered.
-      cv_.wait(lock, stop, [&] { return !queue_.empty() || setup_; });
+      cv_.wait(lock, stop, [&] { return !queue_.commits.empty() || setup_; });
       setup.swap(setup_);
     }
     if (setup) setup();
     {
       std::unique_lock lock(mu_);
-      if (queue_.empty()) {
+      if (queue_.commits.empty()) {
         if (stop.stop_requested()) return;
         continue;
       }
+      Batch next;
+      if (!spare_.empty()) {
+        next = std::move(spare_.back());
+        spare_.pop_back();
+      }
       const size_t n = std::min(queue_.size(), max_batch_);
-      batch.reserve(n);
-      for (size_t i = 0; i < n; ++i) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
+      if (n == queue_.size()) {
+        std::swap(batch, queue_);
+        std::swap(queue_, next);
+      } else {  // only when max_queued > max_batch: the oldest max_batch commits
+        batch = std::move(next);
+        batch.commits.assign(std::make_move_iterator(queue_.commits.begin()),
+                             std::make_move_iterator(queue_.commits.begin() + n));
+        batch.done.assign(std::make_move_iterator(queue_.done.begin()),
+                          std::make_move_iterator(queue_.done.begin() + n));
+        queue_.commits.erase(queue_.commits.begin(), queue_.commits.begin() + n);
+        queue_.done.erase(queue_.done.begin(), queue_.done.begin() + n);
       }
       ++batches_;
       commits_ += n;
     }
     space_cv_.notify_all();
-    std::vector<SlotCommit> commits;
-    commits.reserve(batch.size());
-    for (Item& item : batch) commits.push_back(std::move(item.commit));
-    auto written = store_.commit_slots(commits);
+    auto written = store_.commit_slots(batch.commits);
     if (written.ok() && written->size() != batch.size()) {
       written = Status::Internal(
           fmt::format("commit_slots answered {} of {} commits", written->size(), batch.size()));
@@ -116,13 +126,13 @@ void CommitBatcher::run(std::stop_token stop) {
     }
     {
       std::lock_guard lock(answer_mu_);
-      answered_.push_back(Answered{std::move(batch), std::move(commits), std::move(written)});
+      answered_.push_back(Answered{std::move(batch), std::move(written)});
     }
     answer_cv_.notify_one();
     bool idle;
     {
       std::lock_guard lock(mu_);
-      idle = queue_.empty();
+      idle = queue_.commits.empty();
     }
     // Nothing waits now: the store may do the work it deferred (SQLite: its per-feed index).
     if (idle) store_.run_deferred_work();
@@ -148,17 +158,22 @@ void CommitBatcher::answer(std::stop_token stop) {
       if (stop.stop_requested()) return;
       continue;
     }
-    std::vector<Item>& batch = next->items;
+    Batch& batch = next->batch;
     const auto& written = next->written;
     for (size_t i = 0; i < batch.size(); ++i) {
       if (written.ok()) {
-        batch[i].done(Result<bool>(static_cast<bool>((*written)[i])));
+        batch.done[i](Result<bool>(static_cast<bool>((*written)[i])));
       } else if (batch.size() > 1) {
-        batch[i].done(std::nullopt);
+        batch.done[i](std::nullopt);
       } else {
-        batch[i].done(Result<bool>(written.status()));
+        batch.done[i](Result<bool>(written.status()));
       }
     }
+    // Freed here, not on the writer's thread; the capacity is kept for a later queue.
+    batch.commits.clear();
+    batch.done.clear();
+    std::lock_guard lock(mu_);
+    if (spare_.size() < 2) spare_.push_back(std::move(batch));
   }
 }
 

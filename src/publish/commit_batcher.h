@@ -70,14 +70,17 @@ class CommitBatcher {
   bool wait_for_queued(size_t n, std::chrono::milliseconds timeout) const;
 
  private:
-  struct Item {
-    SlotCommit commit;
-    Done done;
+  // Queued commits and their callbacks, side by side: a batch is the whole queue, taken by a
+  // swap (the writer moves no commit) and written as it is (commits is contiguous). Once
+  // answered, a batch's emptied vectors come back as the next queue, with their capacity.
+  struct Batch {
+    std::vector<SlotCommit> commits;
+    std::vector<Done> done;
+    size_t size() const { return commits.size(); }
   };
   // A written batch on its way to its callbacks (and to being freed, off the writer's thread).
   struct Answered {
-    std::vector<Item> items;
-    std::vector<SlotCommit> commits;  // the items' commits, as written
+    Batch batch;
     Result<std::vector<bool>> written;
   };
   void run(std::stop_token stop);
@@ -90,7 +93,8 @@ class CommitBatcher {
   std::condition_variable_any cv_;                 // wakes the batcher's thread
   std::condition_variable space_cv_;               // wakes a submit() waiting for room
   mutable std::condition_variable_any queued_cv_;  // wakes wait_for_queued()
-  std::deque<Item> queue_;                         // guarded by mu_
+  Batch queue_;                                    // guarded by mu_
+  std::vector<Batch> spare_;                       // guarded by mu_: answered, emptied batches
   std::function<void()> setup_;                    // guarded by mu_: run_on_thread()
   uint64_t batches_ = 0;                           // guarded by mu_
   uint64_t commits_ = 0;                           // guarded by mu_

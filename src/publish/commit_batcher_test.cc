@@ -134,6 +134,32 @@ TEST_F(CommitBatcherTest, AFailedBatchOfSeveralHandsEachCommitBackAndABatchOfOne
   }
 }
 
+// More queued than a batch holds: the oldest max_batch go first, in order, and each commit
+// still gets its own answer.
+TEST_F(CommitBatcherTest, AQueueLongerThanABatchIsWrittenOldestFirstInBatchesOfMaxBatch) {
+  ASSERT_TRUE(store_->commit_slots(std::vector{published("f3", kSlot)}).ok());
+  Answers a(6);
+  {
+    CommitBatcher batcher(*store_, /*max_batch=*/2, /*max_queued=*/5);
+    store_->hold_commits();
+    batcher.submit(published("first", kSlot), a.record(0));
+    ASSERT_TRUE(store_->wait_for_held_commits(1, 10s));
+    for (int i = 1; i <= 5; ++i) {
+      batcher.submit(published(fmt::format("f{}", i), kSlot), a.record(i));
+    }
+    ASSERT_TRUE(batcher.wait_for_queued(5, 10s));
+    store_->release_commits();
+    a.all_answered.wait();
+    EXPECT_EQ(batcher.batches(), 4u);  // 1, then 2 + 2 + 1
+    EXPECT_EQ(batcher.commits(), 6u);
+  }
+  std::lock_guard lock(a.mu);
+  for (int i = 0; i <= 5; ++i) {
+    ASSERT_TRUE(a.answers[i].has_value() && a.answers[i]->ok()) << i;
+    EXPECT_EQ(**a.answers[i], i != 3) << "commit " << i;
+  }
+}
+
 // Back-pressure: with the store stalled and max_queued commits waiting, submit() waits for
 // room instead of queueing without bound; it returns once the store takes a batch.
 TEST_F(CommitBatcherTest, SubmitWaitsWhileTheQueueIsFull) {

@@ -204,7 +204,7 @@ void Publisher::publish_slot_async(const FeedRuntime& feed, SlotJob job, std::st
 }
 
 SlotResult Publisher::finish(const FeedRuntime& feed, const SlotJob& job, Attempt&& a) {
-  SlotResult& result = a.result;
+  SlotResult& result = a.result;  // moved out at the end: a copy would copy the signed record
   const std::optional<WallTime>& first_failure = a.first_failure;
   const std::string& stage = a.stage;
   const Status& failure = a.failure;
@@ -220,23 +220,26 @@ SlotResult Publisher::finish(const FeedRuntime& feed, const SlotJob& job, Attemp
           "feed={} slot={}: lease lost (epoch {}) before the commit; not published, the feed's "
           "new holder records the slot",
           feed.id, format_iso_ms(job.slot), job.fence->epoch);
-      return result;
+      return std::move(result);
     }
   }
 
   if (failure.ok()) {
+    const auto level = log_each_slot_ ? spdlog::level::info : spdlog::level::debug;
     if (result.inserted) {
-      spdlog::log(log_each_slot_ ? spdlog::level::info : spdlog::level::debug,
-                  "published feed={} slot={} round={} value={} lateness_us={}", feed.id,
-                  format_iso_ms(job.slot), result.record->round, result.record->value,
-                  *result.slot.lateness_us);
+      // Checked first: the slot's time would be formatted even for a line that is not logged.
+      if (spdlog::should_log(level)) {
+        spdlog::log(level, "published feed={} slot={} round={} value={} lateness_us={}", feed.id,
+                    format_iso_ms(job.slot), result.record->round, result.record->value,
+                    *result.slot.lateness_us);
+      }
     } else {
       spdlog::warn("feed={} slot={} already had a value; kept it (exactly once)", feed.id,
                    format_iso_ms(job.slot));
     }
     flush_pending();
     if (on_outcome_) on_outcome_(feed.id, result.slot, &*result.record);
-    return result;
+    return std::move(result);
   }
 
   // Failed: record the outcome, and put what we have on the dead-letter queue.
@@ -271,7 +274,7 @@ SlotResult Publisher::finish(const FeedRuntime& feed, const SlotJob& job, Attemp
                      result.record ? result.record->value : std::string("(none observed)"));
   }
   if (on_outcome_) on_outcome_(feed.id, result.slot, nullptr);
-  return result;
+  return std::move(result);
 }
 
 void Publisher::record_outcome(const FeedId& feed, const ExecutionId& execution,

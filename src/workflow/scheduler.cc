@@ -718,8 +718,10 @@ void Scheduler::run_or_skip(std::shared_ptr<ExecState> exec, size_t index,
   r.fired_at = clock_.now();
   r.lateness_us = std::chrono::duration_cast<Micros>(*r.fired_at - WallTime(slot)).count();
   r.error = busy;
-  spdlog::log(summarize_boundaries_ ? spdlog::level::debug : spdlog::level::warn,
-              "skipped feed={} slot={}: {}", exec->rt->id, format_iso_ms(slot), r.error);
+  const auto level = summarize_boundaries_ ? spdlog::level::debug : spdlog::level::warn;
+  if (spdlog::should_log(level)) {
+    spdlog::log(level, "skipped feed={} slot={}: {}", exec->rt->id, format_iso_ms(slot), r.error);
+  }
   record_unpublished(exec, std::move(r), *lease, boundary);
 }
 
