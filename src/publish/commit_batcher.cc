@@ -162,11 +162,11 @@ void CommitBatcher::answer(std::stop_token stop) {
     const auto& written = next->written;
     for (size_t i = 0; i < batch.size(); ++i) {
       if (written.ok()) {
-        batch.done[i](Result<bool>(static_cast<bool>((*written)[i])));
+        batch.done[i](Result<bool>(static_cast<bool>((*written)[i])), batch.commits[i]);
       } else if (batch.size() > 1) {
-        batch.done[i](std::nullopt);
+        batch.done[i](std::nullopt, batch.commits[i]);
       } else {
-        batch.done[i](Result<bool>(written.status()));
+        batch.done[i](Result<bool>(written.status()), batch.commits[i]);
       }
     }
     // Freed here, not on the writer's thread; the capacity is kept for a later queue.

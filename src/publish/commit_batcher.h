@@ -39,8 +39,9 @@ namespace metronome {
 class CommitBatcher {
  public:
   // Answer for one commit: whether its value was inserted (Store::commit_slots), or the error
-  // of its batch of one, or nullopt when its batch of several failed (see above).
-  using Done = std::function<void(std::optional<Result<bool>> inserted)>;
+  // of its batch of one, or nullopt when its batch of several failed (see above). `commit` is the
+  // commit submitted, handed back: the callback may move from it (it is freed afterwards).
+  using Done = std::function<void(std::optional<Result<bool>> inserted, SlotCommit& commit)>;
 
   // `max_batch`: at most this many commits per transaction (a bound on the latency of the
   // commits queued behind a batch). `max_queued`: at most this many commits wait for a batch;

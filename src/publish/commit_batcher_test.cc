@@ -43,14 +43,16 @@ SlotCommit published(const std::string& feed, SlotTime slot) {
   return c;
 }
 
-// The answers of n commits, each recorded by its callback.
+// The answers of n commits, each recorded by its callback with the feed of the commit it was
+// handed back.
 struct Answers {
-  explicit Answers(size_t n) : all_answered(static_cast<std::ptrdiff_t>(n)), answers(n) {}
+  explicit Answers(size_t n) : all_answered(static_cast<std::ptrdiff_t>(n)), answers(n), feeds(n) {}
 
   CommitBatcher::Done record(size_t i) {
-    return [this, i](std::optional<Result<bool>> a) {
+    return [this, i](std::optional<Result<bool>> a, SlotCommit& commit) {
       std::lock_guard lock(mu);
       answers[i] = std::move(a);
+      feeds[i] = commit.feed.str();
       all_answered.count_down();
     };
   }
@@ -58,6 +60,7 @@ struct Answers {
   std::latch all_answered;
   std::mutex mu;
   std::vector<std::optional<Result<bool>>> answers;  // guarded by mu
+  std::vector<std::string> feeds;                    // guarded by mu
 };
 
 class CommitBatcherTest : public ::testing::Test {
@@ -101,6 +104,7 @@ TEST_F(CommitBatcherTest, CommitsQueuedDuringABatchAreTheNextBatchEachWithItsOwn
     ASSERT_TRUE(a.answers[i].has_value()) << i;
     ASSERT_TRUE(a.answers[i]->ok()) << i << ": " << a.answers[i]->status().ToString();
     EXPECT_EQ(**a.answers[i], i != 7) << "commit " << i;
+    EXPECT_EQ(a.feeds[i], i == 0 ? "first" : fmt::format("f{}", i)) << "its own commit back";
   }
   auto stored = sqlite_->list_values({.limit = 100});
   ASSERT_TRUE(stored.ok());
@@ -157,6 +161,7 @@ TEST_F(CommitBatcherTest, AQueueLongerThanABatchIsWrittenOldestFirstInBatchesOfM
   for (int i = 0; i <= 5; ++i) {
     ASSERT_TRUE(a.answers[i].has_value() && a.answers[i]->ok()) << i;
     EXPECT_EQ(**a.answers[i], i != 3) << "commit " << i;
+    EXPECT_EQ(a.feeds[i], i == 0 ? "first" : fmt::format("f{}", i)) << "its own commit back";
   }
 }
 
@@ -195,9 +200,10 @@ TEST_F(CommitBatcherTest, DestructionWritesAndAnswersWhatIsQueued) {
   {
     CommitBatcher batcher(*store_);
     for (int i = 0; i < 200; ++i) {
-      batcher.submit(published(fmt::format("f{}", i), kSlot), [&](std::optional<Result<bool>> a) {
-        if (a && a->ok() && **a) ++answered;
-      });
+      batcher.submit(published(fmt::format("f{}", i), kSlot),
+                     [&](std::optional<Result<bool>> a, SlotCommit&) {
+                       if (a && a->ok() && **a) ++answered;
+                     });
     }
   }
   EXPECT_EQ(answered.load(), 200);
@@ -209,7 +215,8 @@ TEST_F(CommitBatcherTest, DestructionWritesAndAnswersWhatIsQueued) {
 TEST_F(CommitBatcherTest, TheStoreGetsItsDeferredWorkWhenNothingIsQueued) {
   CommitBatcher batcher(*store_);
   std::promise<void> done;
-  batcher.submit(published("f", kSlot), [&](std::optional<Result<bool>>) { done.set_value(); });
+  batcher.submit(published("f", kSlot),
+                 [&](std::optional<Result<bool>>, SlotCommit&) { done.set_value(); });
   done.get_future().get();
   // The offer comes right after the batch is written, on the writer's thread.
   for (int i = 0; i < 500 && store_->counts().deferred_work_calls == 0; ++i) {
@@ -234,7 +241,7 @@ TEST_F(CommitBatcherTest, SetupRunsOnBothOfTheBatchersThreadsBeforeTheirNextBatc
     order.push_back("setup");
     setup_on.push_back(std::this_thread::get_id());
   });
-  batcher.submit(published("f", kSlot), [&](std::optional<Result<bool>>) {
+  batcher.submit(published("f", kSlot), [&](std::optional<Result<bool>>, SlotCommit&) {
     {
       std::lock_guard lock(mu);
       order.push_back("commit");

@@ -20,6 +20,7 @@ FeedSigner::FeedSigner(FeedId feed, SecretName secret, const SecretRegistry& sec
       secret_(std::move(secret)),
       secrets_(secrets),
       domain_(chain_id),
+      feed_id_hash_(keccak256(feed_.str())),
       presign_(std::move(presign)) {}
 
 Result<std::unique_ptr<FeedSigner>> FeedSigner::create(const FeedId& feed, const SecretName& secret,

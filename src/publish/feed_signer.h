@@ -33,6 +33,8 @@ class FeedSigner {
   std::shared_ptr<const Signer> for_next_window();
   std::shared_ptr<const Signer> current() const;
   const ObservationDomain& domain() const { return domain_; }
+  // keccak256 of the feed id: the feed_id word of each of its observations (sign_record).
+  const Hash32& feed_id_hash() const { return feed_id_hash_; }
 
  private:
   FeedSigner(FeedId feed, SecretName secret, const SecretRegistry& secrets, uint64_t chain_id,
@@ -42,6 +44,7 @@ class FeedSigner {
   SecretName secret_;
   const SecretRegistry& secrets_;
   const ObservationDomain domain_;
+  const Hash32 feed_id_hash_;
   const std::shared_ptr<PresignPool> presign_;
   mutable std::mutex mu_;
   std::shared_ptr<const Signer> signer_;  // guarded by mu_

@@ -92,8 +92,9 @@ Publisher::Attempt Publisher::observe_and_sign(const FeedRuntime& feed, const Sl
     record.decimals = feed.decimals;
     record.observed_at = clock_.now();
     record.execution = job.execution;
-    Status signed_ok =
-        job.signer ? job.signer->sign_record(record, feed.signer->domain()) : Status::Ok();
+    Status signed_ok = job.signer ? job.signer->sign_record(record, feed.signer->domain(),
+                                                            &feed.signer->feed_id_hash())
+                                  : Status::Ok();
     if (signed_ok.ok()) {
       result.record = std::move(record);
     } else {
@@ -120,7 +121,7 @@ SlotCommit Publisher::commit_of(const FeedRuntime& feed, const SlotJob& job, Att
   a.result.record->published_at = clock_.now();
   a.result.slot.outcome = SlotOutcome::kPublished;
   a.result.slot.attempts = a.attempts + commit_attempts - 1;
-  return SlotCommit{job.execution, feed.id, a.result.slot, a.result.record, job.fence};
+  return SlotCommit{job.execution, feed.id, a.result.slot, std::move(a.result.record), job.fence};
 }
 
 void Publisher::commit_record(const FeedRuntime& feed, const SlotJob& job, Attempt& a,
@@ -137,6 +138,7 @@ void Publisher::commit_record(const FeedRuntime& feed, const SlotJob& job, Attem
     } else {
       SlotCommit commit = commit_of(feed, job, a, commit_attempts);
       auto r = store_.commit_slots(std::span<const SlotCommit>(&commit, 1));
+      a.result.record = std::move(commit.record);
       committed = r.ok() ? Result<bool>((*r)[0]) : Result<bool>(r.status());
     }
     if (on_store_write_) on_store_write_(committed.ok() ? Status::Ok() : committed.status());
@@ -182,10 +184,13 @@ void Publisher::publish_slot_async(const FeedRuntime& feed, SlotJob job, std::st
   SlotCommit commit = commit_of(feed, job, *a, 1);
   auto shared_job = std::make_shared<const SlotJob>(std::move(job));
   // The batcher calls this once: its captures are moved on, not copied (a std::function and two
-  // shared pointers per slot, freed on the batcher's answering thread).
+  // shared pointers per slot, freed on the batcher's answering thread). The record comes back
+  // with the commit.
   batcher_->submit(std::move(commit),
                    [this, &feed, a = std::move(a), shared_job = std::move(shared_job), executor,
-                    done = std::move(done)](std::optional<Result<bool>> first) mutable {
+                    done = std::move(done)](std::optional<Result<bool>> first,
+                                            SlotCommit& written_commit) mutable {
+                     a->result.record = std::move(written_commit.record);
                      const bool written = first && first->ok();
                      auto rest = [this, &feed, a = std::move(a), shared_job = std::move(shared_job),
                                   first = std::move(first), done = std::move(done)] {
@@ -292,16 +297,17 @@ void Publisher::record_outcome(const FeedId& feed, const ExecutionId& execution,
 void Publisher::record_outcome_async(const FeedId& feed, const ExecutionId& execution,
                                      const SlotRecord& slot, std::optional<SlotFence> fence,
                                      const Executor& executor, std::function<void()> done) {
-  SlotCommit commit{execution, feed, slot, std::nullopt, fence};
-  batcher_->submit(std::move(commit), [this, feed, execution, slot, fence, executor,
-                                       done = std::move(done)](std::optional<Result<bool>> a) {
+  SlotCommit commit{execution, feed, slot, std::nullopt, std::move(fence)};
+  // The callback reads the commit it is handed back: nothing of it is copied into the capture.
+  batcher_->submit(std::move(commit), [this, executor, done = std::move(done)](
+                                          std::optional<Result<bool>> a, SlotCommit& c) mutable {
     if (a && a->ok()) {
-      if (on_outcome_) on_outcome_(feed, slot, nullptr);
+      if (on_outcome_) on_outcome_(c.feed, c.slot, nullptr);
       done();
       return;
     }
-    std::function<void()> alone = [this, feed, execution, slot, fence, done] {
-      record_outcome(feed, execution, slot, fence);
+    std::function<void()> alone = [this, c = std::move(c), done = std::move(done)] {
+      record_outcome(c.feed, c.execution, c.slot, c.fence);
       done();
     };
     if (!executor || !executor(alone)) alone();

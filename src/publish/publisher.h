@@ -155,7 +155,8 @@ class Publisher {
   // Observes (with retries), checks the sanity bounds, signs, and waits for the slot when
   // observed ahead of it. a.result.record is set when there is something to commit.
   Attempt observe_and_sign(const FeedRuntime& feed, const SlotJob& job, std::stop_token stop);
-  // The commit of a.result.record for its attempt number `commit_attempts` (from 1).
+  // The commit of a.result.record for its attempt number `commit_attempts` (from 1). The record
+  // moves into the commit (it is not copied); the caller moves it back once the commit is done.
   SlotCommit commit_of(const FeedRuntime& feed, const SlotJob& job, Attempt& a,
                        int commit_attempts);
   // Commits with retries inside the deadline. `first`: the answer of a first attempt already

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cstring>
 
 namespace metronome {
@@ -135,7 +136,7 @@ const Hash32& observation_type_hash() {
 ObservationDomain::ObservationDomain(uint64_t chain_id)
     : chain_id_(chain_id), separator_(compute_domain_separator(chain_id)) {}
 
-Result<Observation> observation_from_record(const ValueRecord& record) {
+Result<Observation> observation_from_record(const ValueRecord& record, const Hash32* feed_id_hash) {
   if (record.round < 0) {
     return Status::InvalidArgument(fmt::format("round {} is negative", record.round));
   }
@@ -144,7 +145,10 @@ Result<Observation> observation_from_record(const ValueRecord& record) {
     return Status::InvalidArgument(fmt::format("slot {} ms is before 1970", slot_ms));
   }
   Observation o;
-  o.feed_id = keccak256(std::string_view(record.feed.str()));
+  assert(feed_id_hash == nullptr ||
+         *feed_id_hash == keccak256(std::string_view(record.feed.str())));
+  o.feed_id =
+      feed_id_hash != nullptr ? *feed_id_hash : keccak256(std::string_view(record.feed.str()));
   o.round = static_cast<uint64_t>(record.round);
   o.timestamp_ms = static_cast<uint64_t>(slot_ms);
   METRONOME_ASSIGN_OR_RETURN(o.value, scale_to_int256(record.value, record.decimals));

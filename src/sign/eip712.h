@@ -76,8 +76,10 @@ struct Observation {
 
 // The Observation a record stands for: feed, round, slot, value and decimals of the record.
 // kInvalidArgument naming the field when round or slot is negative, or the value does not scale
-// (see scale_to_int256).
-Result<Observation> observation_from_record(const ValueRecord& record);
+// (see scale_to_int256). `feed_id_hash`: keccak256 of record.feed when the caller keeps it
+// (a feed's FeedSigner does), so that it is not hashed again for every record; null computes it.
+Result<Observation> observation_from_record(const ValueRecord& record,
+                                            const Hash32* feed_id_hash = nullptr);
 
 // hashStruct(observation) = keccak256(typeHash ‖ feedId ‖ round ‖ timestampMs ‖ value).
 Hash32 observation_struct_hash(const Observation& observation);

@@ -85,8 +85,8 @@ Signature Signer::sign_digest(const Hash32& digest) const {
 }
 
 Status Signer::sign_observation(const ValueRecord& record, const ObservationDomain& domain,
-                                SignedObservation& out) const {
-  Result<Observation> observation = observation_from_record(record);
+                                SignedObservation& out, const Hash32* feed_id_hash) const {
+  Result<Observation> observation = observation_from_record(record, feed_id_hash);
   if (!observation) {
     return observation.status().With(
         fmt::format("sign {} round {}", record.feed.str(), record.round));
@@ -98,9 +98,10 @@ Status Signer::sign_observation(const ValueRecord& record, const ObservationDoma
   return Status::Ok();
 }
 
-Status Signer::sign_record(ValueRecord& record, const ObservationDomain& domain) const {
+Status Signer::sign_record(ValueRecord& record, const ObservationDomain& domain,
+                           const Hash32* feed_id_hash) const {
   SignedObservation signed_observation;
-  METRONOME_RETURN_IF_ERROR(sign_observation(record, domain, signed_observation));
+  METRONOME_RETURN_IF_ERROR(sign_observation(record, domain, signed_observation, feed_id_hash));
   record.signer.assign(address_text_.data(), address_text_.size());
   record.signature.assign(signed_observation.signature_hex.data(),
                           signed_observation.signature_hex.size());

@@ -70,12 +70,14 @@ class Signer {
   // Computes the record's digest in `domain` and signs it into `out`. Reads feed, round, slot,
   // value and decimals (the record must carry its feed's decimals). kInvalidArgument (naming the
   // field) when the record has no EIP-712 form: negative round or slot, value not scalable.
+  // `feed_id_hash`: as for observation_from_record (keccak256 of record.feed, or null).
   Status sign_observation(const ValueRecord& record, const ObservationDomain& domain,
-                          SignedObservation& out) const;
+                          SignedObservation& out, const Hash32* feed_id_hash = nullptr) const;
 
   // sign_observation, then sets record.signer, record.signature and record.digest. On error the
   // record is unchanged.
-  Status sign_record(ValueRecord& record, const ObservationDomain& domain) const;
+  Status sign_record(ValueRecord& record, const ObservationDomain& domain,
+                     const Hash32* feed_id_hash = nullptr) const;
 
  private:
   struct ContextDeleter {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "sign/hex.h"
+#include "sign/keccak.h"
 
 namespace metronome {
 
@@ -85,6 +86,18 @@ TEST_F(SignerTest, SignaturesAreDeterministicAndLowS) {
     Result<Signature> sig = parse_signature(r.signature);  // refuses high-s and bad v
     ASSERT_TRUE(sig.ok()) << sig.status().ToString();
   }
+}
+
+// A feed's id hashed once (FeedSigner keeps it) signs exactly what hashing it per record signs.
+TEST_F(SignerTest, AFeedIdHashedOnceSignsTheSameBytes) {
+  ValueRecord plain = Record();
+  ValueRecord cached = Record();
+  const Hash32 feed_id_hash = keccak256(std::string_view(cached.feed.str()));
+  ASSERT_TRUE(signer_.sign_record(plain, domain_).ok());
+  ASSERT_TRUE(signer_.sign_record(cached, domain_, &feed_id_hash).ok());
+  EXPECT_EQ(cached.digest, plain.digest);
+  EXPECT_EQ(cached.signature, plain.signature);
+  EXPECT_TRUE(verify_record(cached, domain_, signer_.address()).ok());
 }
 
 TEST_F(SignerTest, SignErrorsNameTheFieldAndLeaveTheRecordUnchanged) {
