@@ -9,11 +9,14 @@
 // S counts from the end of Scheduler::start(); start_s says how long start() took.
 //
 //   scale [--feeds K=1000] [--seconds S=60] [--interval-ms I=2000] [--workers W=0]
-//         [--presign N=0] [--log-level warn] [--drain] [--keep]
+//         [--presign N=0] [--realtime] [--log-level warn] [--drain] [--keep]
 //
 // --presign N: as `[service] presign = N` (sign/presign.h): N presignatures kept ready by an
 // idle-priority thread. The JSON then says how many signatures used one ("taken") and how many
 // found the pool empty and signed the usual way ("missed").
+//
+// --realtime: as `[service] realtime = true` (SCHED_FIFO for the timer, workers and commit
+// threads; needs CAP_SYS_NICE, else one warning and normal priority).
 //
 // By default the process exits right after printing, without Scheduler::stop(): with a backlog,
 // stop() would publish every queued slot first (late), which can take minutes. --drain stops
@@ -43,6 +46,7 @@ int run(int argc, char** argv) {
   const int64_t presign = flags.get_int("presign", 0);
   const std::string log_level = flags.get_string("log-level", "warn");
   const bool drain = flags.get_bool("drain");
+  const bool realtime = flags.get_bool("realtime");
   const bool keep = flags.get_bool("keep");
   flags.finish();
   if (feeds < 1 || seconds < 1 || interval_ms < 1 || workers < 0 || presign < 0) {
@@ -97,6 +101,7 @@ int run(int argc, char** argv) {
 
   SchedulerOptions options;
   options.workers = static_cast<size_t>(workers);
+  options.realtime = realtime;
   Scheduler scheduler(clock, store, dlq, publisher, feed_ptrs, options);
   const auto usage0 = cpu_usage();
   const WallTime start_wall = clock.now();
@@ -168,7 +173,7 @@ int run(int argc, char** argv) {
   }
 
   fmt::print(
-      R"({{"bench":"scale","feeds":{},"seconds":{},"interval_ms":{},"workers":{},)"
+      R"({{"bench":"scale","feeds":{},"seconds":{},"interval_ms":{},"workers":{},"realtime":{},)"
       R"("machine":{},"loadavg_at_end":"{}","start_s":{:.2f},"wall_s":{:.2f},)"
       R"("boundaries":{},"slots_due":{},"outcomes":{{{}}},"slots_with_outcome":{},)"
       R"("backlog":{},"outcomes_handled":{},"commit_calls":{},)"
@@ -183,7 +188,7 @@ int run(int argc, char** argv) {
                                         std::max<size_t>(2, std::thread::hardware_concurrency()),
                                         SchedulerOptions::kMaxWorkers)
                    : static_cast<size_t>(workers),
-      machine, loadavg(), micros(t_started - t0) / 1e6, wall_s, boundaries, due, outcome_json,
+      realtime, machine, loadavg(), micros(t_started - t0) / 1e6, wall_s, boundaries, due, outcome_json,
       with_outcome, due - with_outcome, handled, store.commit_calls(), to_json(lat), cpu_total,
       usage1.user_s - usage0.user_s, usage1.sys_s - usage0.sys_s, cpu_run, 100 * cpu_total / wall_s,
       100 * cpu_run / run_s, usage1.max_rss_kb, rss_before_start_kb, bookkeeping_bytes / 1024,

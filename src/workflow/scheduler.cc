@@ -134,9 +134,11 @@ constexpr int kWorkerPriority = 40;
 
 // The slots the timer handed over at one wake-up (a boundary): counted as they finish, and
 // summarised in one log line when the last one does (only with many feeds).
+// Its counters start a cache line of their own: the shared_ptr's counts before them are touched
+// by the workers, the counters by the thread that answers commits.
 struct Scheduler::Boundary {
   WallTime slot;
-  std::atomic<size_t> remaining{0};
+  alignas(64) std::atomic<size_t> remaining{0};
   std::atomic<size_t> published{0}, failed{0}, skipped{0}, missed{0};
   std::atomic<size_t> elsewhere{0};  // replicas: slots held by another replica
   std::atomic<int64_t> max_lateness_us{0};
@@ -699,15 +701,15 @@ void Scheduler::dispatch_due(WallTime now) {
 
 // A slot whose feed was busy when it was dispatched: decide at the slot, not before it. A previous
 // slot that finished meanwhile lets this one run; a skip is recorded at (never before) its time.
-void Scheduler::run_or_skip(std::shared_ptr<ExecState> exec, size_t index,
-                            std::shared_ptr<Boundary> boundary) {
+void Scheduler::run_or_skip(const std::shared_ptr<ExecState>& exec, size_t index,
+                            const std::shared_ptr<Boundary>& boundary) {
   const SlotTime slot = exec->run[index];
   while (clock_.now() < WallTime(slot)) {
     (void)clock_.sleep_until(WallTime(slot), std::stop_token());
   }
   const char* busy = try_begin_slot(exec->feed->in_flight, exec->feed->committing);
   if (busy == nullptr) {
-    run_slot(std::move(exec), index, std::move(boundary));
+    run_slot(exec, index, boundary);
     return;
   }
   auto lease = claim(*exec, slot, boundary);
@@ -757,8 +759,8 @@ void Scheduler::run_chunks() {
   }
 }
 
-void Scheduler::run_slot(std::shared_ptr<ExecState> exec, size_t index,
-                         std::shared_ptr<Boundary> boundary) {
+void Scheduler::run_slot(const std::shared_ptr<ExecState>& exec, size_t index,
+                         const std::shared_ptr<Boundary>& boundary) {
   FeedState& feed = *exec->feed;
   const SlotTime slot = exec->run[index];
   // Never early: a clock stepped back after the timer woke makes us wait again. (With an
@@ -795,20 +797,19 @@ void Scheduler::run_slot(std::shared_ptr<ExecState> exec, size_t index,
   };
   // The worker goes on with other slots while the record waits for its batch (CommitBatcher);
   // the rest of the slot runs on a worker once it is written.
-  {
-    std::lock_guard lock(slots_mu_);
-    ++slots_in_flight_;
-  }
+  slots_in_flight_.fetch_add(1);
   publisher_.publish_slot_async(
       *exec->rt, std::move(job), std::stop_token(), executor_,
-      [this, exec, slot, fence = *lease, mark_running, committing, boundary](SlotResult result) {
+      [this, exec, slot, fence = *lease, mark_running, committing,
+       boundary](SlotResult result) mutable {
         // Usually on the commit batcher's answering thread, which must not wait for the store: the
-        // rest of a slot that writes or reads the store goes to a worker.
-        auto rest = [this, exec, slot, fence, mark_running, committing, boundary,
+        // rest of a slot that writes or reads the store goes to a worker. Called once, so the
+        // captures move on (a copy of a boundary's pointer is a count change on a shared line).
+        auto rest = [this, exec = std::move(exec), slot, fence = std::move(fence), mark_running,
+                     committing = std::move(committing), boundary = std::move(boundary),
                      result = std::move(result)] {
           after_publish(*exec, slot, fence, mark_running, *committing, boundary, result);
-          std::lock_guard lock(slots_mu_);
-          if (--slots_in_flight_ == 0) slots_cv_.notify_all();
+          slot_finished();
         };
         if (!after_publish_needs_store(*exec, fence, result) || !executor_(rest)) {
           rest();
@@ -827,16 +828,12 @@ void Scheduler::record_unpublished(const std::shared_ptr<ExecState>& exec, SlotR
     tally(boundary, outcome);
     return;
   }
-  {
-    std::lock_guard lock(slots_mu_);
-    ++slots_in_flight_;
-  }
+  slots_in_flight_.fetch_add(1);
   publisher_.record_outcome_async(exec->rt->id, exec->execution.id, outcome, lease, executor_,
                                   [this, exec, outcome, boundary] {
                                     finish_slot(*exec, outcome);
                                     tally(boundary, outcome);
-                                    std::lock_guard lock(slots_mu_);
-                                    if (--slots_in_flight_ == 0) slots_cv_.notify_all();
+                                    slot_finished();
                                   });
 }
 
@@ -1138,6 +1135,13 @@ void Scheduler::cancel_future_windows(FeedState& feed, WallTime now) {
   }
 }
 
+void Scheduler::slot_finished() {
+  if (slots_in_flight_.fetch_sub(1) != 1) return;
+  // Under the mutex: stop() either sees 0 or is already waiting when this notifies.
+  std::lock_guard lock(slots_mu_);
+  slots_cv_.notify_all();
+}
+
 void Scheduler::count_outcome() {
   {
     std::lock_guard lock(outcomes_mu_);
@@ -1169,7 +1173,7 @@ void Scheduler::stop() {
   pool_->stop();
   {
     std::unique_lock lock(slots_mu_);
-    slots_cv_.wait(lock, [&] { return slots_in_flight_ == 0; });
+    slots_cv_.wait(lock, [&] { return slots_in_flight_.load() == 0; });
   }
   const WallTime now = clock_.now();
   std::map<ExecutionId, std::shared_ptr<ExecState>> live;

@@ -169,11 +169,14 @@ class Scheduler {
   void submit_chunk(std::function<void()> chunk);
   void run_chunks();
   struct Boundary;
-  void run_slot(std::shared_ptr<ExecState> exec, size_t index, std::shared_ptr<Boundary> boundary);
+  // The shared pointers are taken by reference: a boundary's is shared by all its slots, and each
+  // count change moves its cache line between the cores.
+  void run_slot(const std::shared_ptr<ExecState>& exec, size_t index,
+                const std::shared_ptr<Boundary>& boundary);
   // A slot whose feed was busy at dispatch: at the slot, runs it if the feed is free, else
   // records it skipped.
-  void run_or_skip(std::shared_ptr<ExecState> exec, size_t index,
-                   std::shared_ptr<Boundary> boundary);
+  void run_or_skip(const std::shared_ptr<ExecState>& exec, size_t index,
+                   const std::shared_ptr<Boundary>& boundary);
   // The rest of run_slot() once the publisher has the slot's result (on a worker).
   void after_publish(ExecState& exec, SlotTime slot, const std::optional<SlotFence>& fence,
                      bool mark_running, bool committing, const std::shared_ptr<Boundary>& boundary,
@@ -213,6 +216,8 @@ class Scheduler {
   // Replicas: sets an execution's final state from the store once every slot has an outcome.
   void finalize_from_store(const ExecutionId& id);
   void count_outcome();
+  // A slot handed to the publisher has finished: the last one wakes stop().
+  void slot_finished();
 
   Clock& clock_;
   Store& store_;
@@ -249,9 +254,11 @@ class Scheduler {
   size_t max_chunk_runners_ = 1;              // the cores (set by start())
   Publisher::Executor executor_;              // runs a slot's continuation on pool_
   // Slots handed to publish_slot_async() whose continuation has not finished (stop() waits).
+  // Atomic, not under slots_mu_: it changes twice per slot, on the workers and the answering
+  // thread; the mutex only orders stop()'s wait with the last decrement's notify.
   std::mutex slots_mu_;
   std::condition_variable slots_cv_;
-  size_t slots_in_flight_ = 0;  // guarded by slots_mu_
+  std::atomic<size_t> slots_in_flight_{0};
   std::jthread timer_;
   bool started_ = false;
   bool stopped_ = false;
