@@ -188,11 +188,12 @@ int run(int argc, char** argv) {
                                         std::max<size_t>(2, std::thread::hardware_concurrency()),
                                         SchedulerOptions::kMaxWorkers)
                    : static_cast<size_t>(workers),
-      realtime, machine, loadavg(), micros(t_started - t0) / 1e6, wall_s, boundaries, due, outcome_json,
-      with_outcome, due - with_outcome, handled, store.commit_calls(), to_json(lat), cpu_total,
-      usage1.user_s - usage0.user_s, usage1.sys_s - usage0.sys_s, cpu_run, 100 * cpu_total / wall_s,
-      100 * cpu_run / run_s, usage1.max_rss_kb, rss_before_start_kb, bookkeeping_bytes / 1024,
-      presign, pool ? pool->taken() : 0, pool ? pool->missed() : 0, per_boundary, drain_json);
+      realtime, machine, loadavg(), micros(t_started - t0) / 1e6, wall_s, boundaries, due,
+      outcome_json, with_outcome, due - with_outcome, handled, store.commit_calls(), to_json(lat),
+      cpu_total, usage1.user_s - usage0.user_s, usage1.sys_s - usage0.sys_s, cpu_run,
+      100 * cpu_total / wall_s, 100 * cpu_run / run_s, usage1.max_rss_kb, rss_before_start_kb,
+      bookkeeping_bytes / 1024, presign, pool ? pool->taken() : 0, pool ? pool->missed() : 0,
+      per_boundary, drain_json);
   std::fflush(stdout);
   if (!drain) {
     // See the header: do not publish the backlog late on the way out. The files are unlinked
