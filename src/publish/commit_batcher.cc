@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <future>
 
 namespace metronome {
 
@@ -23,7 +24,12 @@ CommitBatcher::CommitBatcher(Store& store, size_t max_batch, size_t max_queued)
 }
 
 CommitBatcher::~CommitBatcher() {
-  // The writer drains the queue first; its last answers are then drained by the other thread.
+  // The writer drains the queue and the chores first; its last answers are then drained by the
+  // other thread.
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
   thread_.request_stop();
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
@@ -41,6 +47,32 @@ void CommitBatcher::submit(SlotCommit commit, Done done) {
   }
   cv_.notify_one();
   queued_cv_.notify_all();
+}
+
+void CommitBatcher::run_when_idle(const std::function<void()>& chore) {
+  std::promise<void> ran;
+  std::future<void> done = ran.get_future();
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || std::this_thread::get_id() == thread_.get_id()) {
+      done = {};  // stopping, or the writer itself: at once, below
+    } else {
+      chores_.push_back([&chore, &ran] {
+        try {
+          chore();
+          ran.set_value();
+        } catch (...) {
+          ran.set_exception(std::current_exception());
+        }
+      });
+    }
+  }
+  if (!done.valid()) {
+    chore();
+    return;
+  }
+  cv_.notify_one();
+  done.get();
 }
 
 void CommitBatcher::run_on_thread(std::function<void()> setup) {
@@ -66,6 +98,11 @@ bool CommitBatcher::wait_for_queued(size_t n, std::chrono::milliseconds timeout)
   return queued_cv_.wait_for(lock, timeout, [&] { return queue_.size() >= n; });
 }
 
+size_t CommitBatcher::chores_waiting() const {
+  std::lock_guard lock(mu_);
+  return chores_.size();
+}
+
 uint64_t CommitBatcher::batches() const {
   std::lock_guard lock(mu_);
   return batches_;
@@ -80,19 +117,34 @@ void CommitBatcher::run(std::stop_token stop) {
   for (;;) {
     Batch batch;
     std::function<void()> setup;
+    std::function<void()> chore;
     {
       std::unique_lock lock(mu_);
-      // Stopping still drains: a commit handed over before shutdown is written and answered.
-      cv_.wait(lock, stop, [&] { return !queue_.commits.empty() || setup_; });
+      // Stopping still drains: a commit handed over before shutdown is written and answered,
+      // and a chore handed over is run.
+      cv_.wait(lock, stop, [&] { return !queue_.commits.empty() || setup_ || !chores_.empty(); });
       setup.swap(setup_);
     }
     if (setup) setup();
     {
       std::unique_lock lock(mu_);
-      if (queue_.commits.empty()) {
+      if (!chores_.empty() &&
+          (queue_.commits.empty() || batches_since_chore_ >= kBatchesPerChore)) {
+        chore = std::move(chores_.front());
+        chores_.pop_front();
+        batches_since_chore_ = 0;
+      } else if (queue_.commits.empty()) {
         if (stop.stop_requested()) return;
         continue;
       }
+    }
+    if (chore) {
+      chore();
+      continue;
+    }
+    {
+      std::unique_lock lock(mu_);
+      if (!chores_.empty()) ++batches_since_chore_;
       Batch next;
       if (!spare_.empty()) {
         next = std::move(spare_.back());

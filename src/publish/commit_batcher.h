@@ -18,6 +18,12 @@
 // thread, a 10,000-feed boundary's 10,000 callbacks and record frees left the store idle for
 // 12-20 ms after each batch of 4,096 (docs/performance.md, "Session 9").
 //
+// Bookkeeping writes (execution states, planned windows) go through run_when_idle(): the writer
+// runs them between batches, once no commit waits, so that a boundary's values never share a
+// transaction with them. At 10,000 feeds the windows' start and end wrote 10,000 execution
+// states each, planning wrote ~330 windows at every boundary, and the values of those
+// boundaries were durable up to 50 ms later (docs/performance.md, "Session 12").
+//
 // Thread-safety: submit() may be called from any thread. `done` runs on the answering thread
 // and must not block: it hands the continuation to a worker.
 // Shutdown: the destructor writes what is queued, runs its callbacks, then joins.
@@ -61,12 +67,21 @@ class CommitBatcher {
   // answering thread's before its next answers), e.g. to give them the realtime priority of the
   // workers whose commits they now make.
   void run_on_thread(std::function<void()> setup);
+  // Runs `chore` on the writer's thread once no commit waits, and returns when it has run (its
+  // exception, if any, is rethrown here). A queue that never empties (an overloaded daemon)
+  // still lets one chore through after every kBatchesPerChore batches, so bookkeeping goes on.
+  // Chores run in the order they came. Not on the answering thread (it must not block); on the
+  // writer's own thread, or once the batcher is stopping, the chore runs at once.
+  void run_when_idle(const std::function<void()>& chore);
+  static constexpr int kBatchesPerChore = 16;
 
   // Batches written and commits in them since construction (for tests and benchmarks).
   uint64_t batches() const;
   uint64_t commits() const;
   // Commits waiting for a batch (not counting the batch being written).
   size_t queued() const;
+  // Chores waiting for the writer (run_when_idle()). For tests.
+  size_t chores_waiting() const;
   // Blocks (real time, bounded) until at least n commits wait. For tests.
   bool wait_for_queued(size_t n, std::chrono::milliseconds timeout) const;
 
@@ -97,6 +112,9 @@ class CommitBatcher {
   Batch queue_;                                    // guarded by mu_
   std::vector<Batch> spare_;                       // guarded by mu_: answered, emptied batches
   std::function<void()> setup_;                    // guarded by mu_: run_on_thread()
+  std::deque<std::function<void()>> chores_;       // guarded by mu_: run_when_idle()
+  int batches_since_chore_ = 0;                    // guarded by mu_
+  bool stopping_ = false;                          // guarded by mu_
   uint64_t batches_ = 0;                           // guarded by mu_
   uint64_t commits_ = 0;                           // guarded by mu_
   std::mutex answer_mu_;

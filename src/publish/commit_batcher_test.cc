@@ -1,8 +1,9 @@
 // CommitBatcher tests: commits queued while a batch is written form the next batch, each
 // answered with its own result; a failed batch of several hands each commit back to be made
 // alone, a failed batch of one gets its error; nothing queued is lost at destruction; the store
-// is offered its deferred work when the queue is empty; setup runs on both of its threads. A real
-// SQLite store behind FaultyStore.
+// is offered its deferred work when the queue is empty; setup runs on both of its threads; a
+// chore waits for the queued commits, or for kBatchesPerChore batches of a queue that never
+// empties. A real SQLite store behind FaultyStore.
 #include "publish/commit_batcher.h"
 
 #include <gtest/gtest.h>
@@ -265,6 +266,92 @@ TEST_F(CommitBatcherTest, SetupRunsOnBothOfTheBatchersThreadsBeforeTheirNextBatc
   EXPECT_NE(setup_on[0], setup_on[1]);
   EXPECT_TRUE(done_on == setup_on[0] || done_on == setup_on[1]);
   for (auto id : setup_on) EXPECT_NE(id, std::this_thread::get_id());
+}
+
+// Waits (real time, bounded) until the batcher holds n chores. For the tests below.
+bool wait_for_chores(const CommitBatcher& batcher, size_t n) {
+  for (int i = 0; i < 10'000 && batcher.chores_waiting() < n; ++i) {
+    std::this_thread::sleep_for(1ms);
+  }
+  return batcher.chores_waiting() >= n;
+}
+
+// A chore (bookkeeping) handed over while values are queued runs after they are written, not
+// in their transaction; run_when_idle() returns once it has run.
+TEST_F(CommitBatcherTest, AChoreRunsOnceTheQueuedCommitsAreWritten) {
+  Answers a(4);
+  CommitBatcher batcher(*store_);
+  store_->hold_commits();
+  batcher.submit(published("first", kSlot), a.record(0));
+  ASSERT_TRUE(store_->wait_for_held_commits(1, 10s));
+  for (int i = 1; i <= 3; ++i) batcher.submit(published(fmt::format("f{}", i), kSlot), a.record(i));
+  std::atomic<bool> ran{false};
+  std::thread::id ran_on;
+  size_t values_at_chore = 0;
+  std::thread bookkeeping([&] {
+    batcher.run_when_idle([&] {
+      ran_on = std::this_thread::get_id();
+      auto stored = sqlite_->list_values({.limit = 100});
+      values_at_chore = stored.ok() ? stored->size() : 0;
+      ran = true;
+    });
+  });
+  ASSERT_TRUE(wait_for_chores(batcher, 1));
+  EXPECT_FALSE(ran.load()) << "a chore ran while a batch was being written";
+  store_->release_commits();
+  bookkeeping.join();
+  EXPECT_TRUE(ran.load()) << "run_when_idle() returned before its chore ran";
+  EXPECT_EQ(values_at_chore, 4u) << "the chore ran before the values queued ahead of it";
+  EXPECT_NE(ran_on, bookkeeping.get_id());
+  a.all_answered.wait();
+  EXPECT_EQ(batcher.batches(), 2u);
+}
+
+// An overloaded daemon's queue never empties: a chore still runs, after kBatchesPerChore
+// batches, and the commits behind it are then written as usual.
+TEST_F(CommitBatcherTest, AQueueThatNeverEmptiesLetsAChoreThroughAfterKBatchesPerChore) {
+  constexpr int kQueued = CommitBatcher::kBatchesPerChore + 10;
+  Answers a(kQueued + 1);
+  CommitBatcher batcher(*store_, /*max_batch=*/1, /*max_queued=*/kQueued);
+  store_->hold_commits();
+  batcher.submit(published("first", kSlot), a.record(0));
+  ASSERT_TRUE(store_->wait_for_held_commits(1, 10s));
+  for (int i = 1; i <= kQueued; ++i) {
+    batcher.submit(published(fmt::format("f{}", i), kSlot), a.record(i));
+  }
+  uint64_t batches_at_chore = 0;
+  std::thread bookkeeping(
+      [&] { batcher.run_when_idle([&] { batches_at_chore = batcher.batches(); }); });
+  ASSERT_TRUE(wait_for_chores(batcher, 1));
+  store_->release_commits();
+  bookkeeping.join();
+  // The held batch, then kBatchesPerChore more while the chore waited.
+  EXPECT_EQ(batches_at_chore, 1u + CommitBatcher::kBatchesPerChore);
+  a.all_answered.wait();
+  EXPECT_EQ(batcher.commits(), static_cast<uint64_t>(kQueued + 1));
+  std::lock_guard lock(a.mu);
+  for (int i = 0; i <= kQueued; ++i) {
+    ASSERT_TRUE(a.answers[i].has_value() && a.answers[i]->ok()) << i;
+    EXPECT_TRUE(**a.answers[i]) << i;
+  }
+}
+
+// A chore's exception comes back to its caller; the writer goes on. A chore that hands over a
+// chore of its own (on the writer's thread) runs it at once instead of waiting for itself.
+TEST_F(CommitBatcherTest, AChoresExceptionReachesItsCallerAndANestedChoreRunsAtOnce) {
+  CommitBatcher batcher(*store_);
+  EXPECT_THROW(batcher.run_when_idle([] { throw std::runtime_error("bookkeeping failed"); }),
+               std::runtime_error);
+  bool inner = false;
+  batcher.run_when_idle([&] { batcher.run_when_idle([&] { inner = true; }); });
+  EXPECT_TRUE(inner);
+  std::promise<void> done;
+  batcher.submit(published("after", kSlot),
+                 [&](std::optional<Result<bool>>, SlotCommit&) { done.set_value(); });
+  done.get_future().get();
+  auto stored = sqlite_->get_value(FeedId("after"), kSlot);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_TRUE(stored->has_value());
 }
 
 }  // namespace

@@ -120,6 +120,9 @@ class Publisher {
   void run_on_commit_thread(std::function<void()> setup) {
     batcher_->run_on_thread(std::move(setup));
   }
+  // Runs a bookkeeping write between the commit batcher's batches of values, once none waits
+  // (CommitBatcher::run_when_idle()), and returns when it has run.
+  void run_when_store_idle(const std::function<void()>& chore) { batcher_->run_when_idle(chore); }
   // Records observed and signed that wait for their batch (publish_slot_async()).
   size_t commits_waiting() const { return batcher_->queued(); }
   // Blocks (real time, bounded) until at least n records wait for their batch. For tests.

@@ -63,6 +63,8 @@ constexpr size_t kCommitChunk = 1000;
 // Slots of sources that never block (Source::may_block) that one worker task runs in a row:
 // at a 10,000-feed boundary, 157 hand-offs instead of 10,000.
 constexpr size_t kSlotsPerTask = 64;
+// Execution rows written per chore between batches of values (Publisher::run_when_store_idle).
+constexpr size_t kBookkeepingChunk = 512;
 // A feed's slots waiting for the store at once; beyond it the next slot is skipped (a store that
 // stays stalled must not pile up observed values and workers without bound).
 constexpr int kMaxCommitsPerFeed = 4;
@@ -431,7 +433,18 @@ void Scheduler::persist_new_executions(std::span<const std::shared_ptr<ExecState
     which.push_back(exec.get());
   }
   if (snapshots.empty()) return;
-  std::vector<Status> written = store_.create_executions(snapshots);
+  // Between the batches of values (a boundary's planning never delays its values), a chunk at
+  // a time, so that a batch waits for one chunk at most.
+  std::vector<Status> written;
+  written.reserve(snapshots.size());
+  for (size_t from = 0; from < snapshots.size(); from += kBookkeepingChunk) {
+    const auto chunk =
+        std::span(snapshots).subspan(from, std::min(kBookkeepingChunk, snapshots.size() - from));
+    publisher_.run_when_store_idle([&] {
+      std::vector<Status> part = store_.create_executions(chunk);
+      written.insert(written.end(), part.begin(), part.end());
+    });
+  }
   for (size_t i = 0; i < which.size(); ++i) {
     Status st = i < written.size() ? written[i] : Status::Internal("no answer from the store");
     if (st.ok()) {
@@ -986,7 +999,16 @@ void Scheduler::write_state_changes() {
     std::vector<ExecutionStateChange> changes;
     changes.reserve(batch.size());
     for (const StateChange& c : batch) changes.push_back(c.change);
-    std::vector<Status> written = store_.set_execution_states(changes);
+    std::vector<Status> written;
+    written.reserve(changes.size());
+    for (size_t from = 0; from < changes.size(); from += kBookkeepingChunk) {
+      const auto chunk =
+          std::span(changes).subspan(from, std::min(kBookkeepingChunk, changes.size() - from));
+      publisher_.run_when_store_idle([&] {
+        std::vector<Status> part = store_.set_execution_states(chunk);
+        written.insert(written.end(), part.begin(), part.end());
+      });
+    }
     for (size_t i = 0; i < batch.size(); ++i) {
       const ExecutionStateChange& c = batch[i].change;
       if (i < written.size() && written[i].ok()) {
