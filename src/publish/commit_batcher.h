@@ -18,11 +18,12 @@
 // thread, a 10,000-feed boundary's 10,000 callbacks and record frees left the store idle for
 // 12-20 ms after each batch of 4,096 (docs/performance.md, "Session 9").
 //
-// Bookkeeping writes (execution states, planned windows) go through run_when_idle(): the writer
-// runs them between batches, once no commit waits, so that a boundary's values never share a
-// transaction with them. At 10,000 feeds the windows' start and end wrote 10,000 execution
-// states each, planning wrote ~330 windows at every boundary, and the values of those
-// boundaries were durable up to 50 ms later (docs/performance.md, "Session 12").
+// Execution states go through run_when_idle(): the writer runs them between batches, once no
+// commit waits, so that a boundary's values do not share a transaction with them. At 10,000
+// feeds, the windows' start and end each wrote 10,000 execution states, and the values of those
+// boundaries were durable up to 50 ms later (docs/performance.md, "Session 12"). Planned windows
+// are not chores: an overloaded writer (100,000 feeds) then planned too late, and slots were
+// missed.
 //
 // Thread-safety: submit() may be called from any thread. `done` runs on the answering thread
 // and must not block: it hands the continuation to a worker.
@@ -73,7 +74,7 @@ class CommitBatcher {
   // Chores run in the order they came. Not on the answering thread (it must not block); on the
   // writer's own thread, or once the batcher is stopping, the chore runs at once.
   void run_when_idle(const std::function<void()>& chore);
-  static constexpr int kBatchesPerChore = 16;
+  static constexpr int kBatchesPerChore = 4;
 
   // Batches written and commits in them since construction (for tests and benchmarks).
   uint64_t batches() const;

@@ -63,7 +63,7 @@ constexpr size_t kCommitChunk = 1000;
 // Slots of sources that never block (Source::may_block) that one worker task runs in a row:
 // at a 10,000-feed boundary, 157 hand-offs instead of 10,000.
 constexpr size_t kSlotsPerTask = 64;
-// Execution rows written per chore between batches of values (Publisher::run_when_store_idle).
+// Execution states written per chore between batches of values (Publisher::run_when_store_idle).
 constexpr size_t kBookkeepingChunk = 512;
 // A feed's slots waiting for the store at once; beyond it the next slot is skipped (a store that
 // stays stalled must not pile up observed values and workers without bound).
@@ -433,18 +433,9 @@ void Scheduler::persist_new_executions(std::span<const std::shared_ptr<ExecState
     which.push_back(exec.get());
   }
   if (snapshots.empty()) return;
-  // Between the batches of values (a boundary's planning never delays its values), a chunk at
-  // a time, so that a batch waits for one chunk at most.
-  std::vector<Status> written;
-  written.reserve(snapshots.size());
-  for (size_t from = 0; from < snapshots.size(); from += kBookkeepingChunk) {
-    const auto chunk =
-        std::span(snapshots).subspan(from, std::min(kBookkeepingChunk, snapshots.size() - from));
-    publisher_.run_when_store_idle([&] {
-      std::vector<Status> part = store_.create_executions(chunk);
-      written.insert(written.end(), part.begin(), part.end());
-    });
-  }
+  // Not a chore between batches (Publisher::run_when_store_idle): the window's slots need it in
+  // time, and an overloaded writer (100,000 feeds) planned too late with it.
+  std::vector<Status> written = store_.create_executions(snapshots);
   for (size_t i = 0; i < which.size(); ++i) {
     Status st = i < written.size() ? written[i] : Status::Internal("no answer from the store");
     if (st.ok()) {
