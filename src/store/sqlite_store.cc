@@ -1209,25 +1209,28 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
       bool this_inserted = false;
       if (commit.record) {
         const ValueRecord& r = *commit.record;
+        const std::string sources = source_answers_to_json(r.sources);
         auto s = c.statement(kInsertValue);
-        s->bind(1, r.feed.str());
+        // The texts are bound without a copy (SQLITE_STATIC): the commit and `sources` outlive
+        // this statement's step, and statement() clears the bindings before its next use.
+        s->bindNoCopy(1, r.feed.str());
         s->bind(2, to_unix_ms(r.slot));
         s->bind(3, r.round);
-        s->bind(4, r.value);
+        s->bindNoCopy(4, r.value);
         s->bind(5, r.decimals);
         s->bind(6, to_ns(r.observed_at));
         s->bind(7, to_ns(r.published_at));
-        s->bind(8, r.execution.str());
-        s->bind(9, r.signer);
-        s->bind(10, r.signature);
-        s->bind(11, r.digest);
-        s->bind(12, source_answers_to_json(r.sources));
+        s->bindNoCopy(8, r.execution.str());
+        s->bindNoCopy(9, r.signer);
+        s->bindNoCopy(10, r.signature);
+        s->bindNoCopy(11, r.digest);
+        s->bindNoCopy(12, sources);
         const SlotRecord& slot = commit.slot;
         bind_optional(*s, 13,
                       slot.fired_at ? std::optional<int64_t>(to_ns(*slot.fired_at)) : std::nullopt);
         bind_optional(*s, 14, slot.lateness_us);
         s->bind(15, slot.attempts);
-        s->bind(16, slot.error);
+        s->bindNoCopy(16, slot.error);
         // ON CONFLICT DO NOTHING changes no row when the slot already has its value.
         this_inserted = s->exec() == 1;
       }
