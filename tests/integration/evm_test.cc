@@ -156,7 +156,7 @@ deviation_pct = "0.5"
 bump_pct = 15
 bump_after_blocks = 3
 confirmations = 1
-rpc_timeout = "500ms"
+rpc_timeout = "2s"
 {3}
 )",
                      kChainId, urls, contract, tuning);
