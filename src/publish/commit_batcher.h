@@ -71,8 +71,10 @@ class CommitBatcher {
   // Runs `chore` on the writer's thread once no commit waits, and returns when it has run (its
   // exception, if any, is rethrown here). A queue that never empties (an overloaded daemon)
   // still lets one chore through after every kBatchesPerChore batches, so bookkeeping goes on.
-  // Chores run in the order they came. Not on the answering thread (it must not block); on the
-  // writer's own thread, or once the batcher is stopping, the chore runs at once.
+  // Chores run in the order they came. On the writer's own thread, or once the batcher is
+  // stopping, the chore runs at once. The answering thread should not call it, since it blocks
+  // the answers meanwhile (the scheduler does only at shutdown, once its workers have stopped);
+  // the writer never waits for that thread, so it cannot deadlock.
   void run_when_idle(const std::function<void()>& chore);
   static constexpr int kBatchesPerChore = 4;
 
