@@ -76,6 +76,17 @@ class CommitBatcherTest : public ::testing::Test {
     store_ = std::make_unique<testing::FaultyStore>(*sqlite_);
   }
 
+  // Holds the store, submits `first` (answered to a.record(0)) and waits until its batch is in
+  // the store (a stalled disk); then queues f1..fn behind it (answered to a.record(1..n)).
+  void hold_first_then_queue(CommitBatcher& batcher, Answers& a, const std::string& first, int n) {
+    store_->hold_commits();
+    batcher.submit(published(first, kSlot), a.record(0));
+    ASSERT_TRUE(store_->wait_for_held_commits(1, 10s));
+    for (int i = 1; i <= n; ++i) {
+      batcher.submit(published(fmt::format("f{}", i), kSlot), a.record(i));
+    }
+  }
+
   testing::TempDir dir_{"commit-batcher"};
   std::unique_ptr<SqliteStore> sqlite_;
   std::unique_ptr<testing::FaultyStore> store_;
@@ -89,11 +100,7 @@ TEST_F(CommitBatcherTest, CommitsQueuedDuringABatchAreTheNextBatchEachWithItsOwn
   Answers a(51);
   {
     CommitBatcher batcher(*store_);
-    store_->hold_commits();
-    batcher.submit(published("first", kSlot), a.record(0));
-    ASSERT_TRUE(store_->wait_for_held_commits(1, 10s));
-    for (int i = 1; i <= 50; ++i)
-      batcher.submit(published(fmt::format("f{}", i), kSlot), a.record(i));
+    ASSERT_NO_FATAL_FAILURE(hold_first_then_queue(batcher, a, "first", 50));
     ASSERT_TRUE(batcher.wait_for_queued(50, 10s));
     store_->release_commits();
     a.all_answered.wait();
@@ -117,10 +124,7 @@ TEST_F(CommitBatcherTest, CommitsQueuedDuringABatchAreTheNextBatchEachWithItsOwn
 TEST_F(CommitBatcherTest, AFailedBatchOfSeveralHandsEachCommitBackAndABatchOfOneGetsItsError) {
   Answers a(4);
   CommitBatcher batcher(*store_);
-  store_->hold_commits();
-  batcher.submit(published("alone", kSlot), a.record(0));
-  ASSERT_TRUE(store_->wait_for_held_commits(1, 10s));
-  for (int i = 1; i <= 3; ++i) batcher.submit(published(fmt::format("f{}", i), kSlot), a.record(i));
+  ASSERT_NO_FATAL_FAILURE(hold_first_then_queue(batcher, a, "alone", 3));
   ASSERT_TRUE(batcher.wait_for_queued(3, 10s));
   store_->fail_next_commits(2, Status::IOError("disk I/O error (injected)"));
   store_->release_commits();
@@ -146,12 +150,7 @@ TEST_F(CommitBatcherTest, AQueueLongerThanABatchIsWrittenOldestFirstInBatchesOfM
   Answers a(6);
   {
     CommitBatcher batcher(*store_, /*max_batch=*/2, /*max_queued=*/5);
-    store_->hold_commits();
-    batcher.submit(published("first", kSlot), a.record(0));
-    ASSERT_TRUE(store_->wait_for_held_commits(1, 10s));
-    for (int i = 1; i <= 5; ++i) {
-      batcher.submit(published(fmt::format("f{}", i), kSlot), a.record(i));
-    }
+    ASSERT_NO_FATAL_FAILURE(hold_first_then_queue(batcher, a, "first", 5));
     ASSERT_TRUE(batcher.wait_for_queued(5, 10s));
     store_->release_commits();
     a.all_answered.wait();
@@ -171,12 +170,7 @@ TEST_F(CommitBatcherTest, AQueueLongerThanABatchIsWrittenOldestFirstInBatchesOfM
 TEST_F(CommitBatcherTest, SubmitWaitsWhileTheQueueIsFull) {
   Answers a(6);
   CommitBatcher batcher(*store_, /*max_batch=*/4, /*max_queued=*/4);
-  store_->hold_commits();
-  batcher.submit(published("first", kSlot), a.record(0));
-  ASSERT_TRUE(store_->wait_for_held_commits(1, 10s));
-  for (int i = 1; i <= 4; ++i) {
-    batcher.submit(published(fmt::format("f{}", i), kSlot), a.record(i));
-  }
+  ASSERT_NO_FATAL_FAILURE(hold_first_then_queue(batcher, a, "first", 4));
   std::atomic<bool> returned{false};
   std::thread late([&] {
     batcher.submit(published("late", kSlot), a.record(5));
@@ -281,10 +275,7 @@ bool wait_for_chores(const CommitBatcher& batcher, size_t n) {
 TEST_F(CommitBatcherTest, AChoreRunsOnceTheQueuedCommitsAreWritten) {
   Answers a(4);
   CommitBatcher batcher(*store_);
-  store_->hold_commits();
-  batcher.submit(published("first", kSlot), a.record(0));
-  ASSERT_TRUE(store_->wait_for_held_commits(1, 10s));
-  for (int i = 1; i <= 3; ++i) batcher.submit(published(fmt::format("f{}", i), kSlot), a.record(i));
+  ASSERT_NO_FATAL_FAILURE(hold_first_then_queue(batcher, a, "first", 3));
   std::atomic<bool> ran{false};
   std::thread::id ran_on;
   size_t values_at_chore = 0;
@@ -313,12 +304,7 @@ TEST_F(CommitBatcherTest, AQueueThatNeverEmptiesLetsAChoreThroughAfterKBatchesPe
   constexpr int kQueued = CommitBatcher::kBatchesPerChore + 10;
   Answers a(kQueued + 1);
   CommitBatcher batcher(*store_, /*max_batch=*/1, /*max_queued=*/kQueued);
-  store_->hold_commits();
-  batcher.submit(published("first", kSlot), a.record(0));
-  ASSERT_TRUE(store_->wait_for_held_commits(1, 10s));
-  for (int i = 1; i <= kQueued; ++i) {
-    batcher.submit(published(fmt::format("f{}", i), kSlot), a.record(i));
-  }
+  ASSERT_NO_FATAL_FAILURE(hold_first_then_queue(batcher, a, "first", kQueued));
   uint64_t batches_at_chore = 0;
   std::thread bookkeeping(
       [&] { batcher.run_when_idle([&] { batches_at_chore = batcher.batches(); }); });
