@@ -29,6 +29,7 @@ int run(int argc, char** argv) {
   const int64_t boundaries = flags.get_int("boundaries", 1);
   flags.finish();
   quiet_logs("warn");
+  (void)configure_sqlite_process();  // as `metronome run` does
   std::vector<int64_t> batches;
   {
     std::stringstream ss(batch_list);

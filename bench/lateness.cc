@@ -49,6 +49,7 @@ int run(int argc, char** argv) {
   flags.finish();
   if (slots < 1 || interval_ms < 1 || feeds < 1 || workers < 0) die("values must be positive");
   quiet_logs(log_level);
+  (void)configure_sqlite_process();  // as `metronome run` does
 
   const std::string machine = machine_json();
   TempDir dir("metronome-lateness");

@@ -53,7 +53,8 @@ int run(int argc, char** argv) {
     die("values must be positive");
   }
   quiet_logs(log_level);
-  limit_malloc_arenas();  // as `metronome run` does
+  limit_malloc_arenas();             // as `metronome run` does
+  (void)configure_sqlite_process();  // as `metronome run` does
 
   const std::string machine = machine_json();
   TempDir dir("metronome-scale");

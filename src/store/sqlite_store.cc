@@ -727,8 +727,11 @@ Result<std::unique_ptr<Connection>> open_connection(const std::filesystem::path&
   }
 
   try {
+    // NOMUTEX: the connection's own mutex (Connection::run) already keeps it to one thread at a
+    // time, so SQLite's per-call mutex on it is a second lock per statement call.
     const int flags =
-        options.read_only ? SQLite::OPEN_READONLY : (SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+        SQLite::OPEN_NOMUTEX | (options.read_only ? SQLite::OPEN_READONLY
+                                                  : (SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE));
     auto db = std::make_unique<SQLite::Database>(path.string(), flags,
                                                  static_cast<int>(options.busy_timeout.count()));
     // Reading user_version first also proves the file is a database ("file is not a database").
@@ -824,7 +827,9 @@ class Checkpointer {
                                                      SQLite::Database& writer, int pages,
                                                      std::chrono::milliseconds busy_timeout) {
     try {
-      auto own = std::make_unique<SQLite::Database>(path.string(), SQLite::OPEN_READWRITE,
+      // Only the checkpoint thread uses it: no per-call mutex (NOMUTEX).
+      auto own = std::make_unique<SQLite::Database>(path.string(),
+                                                    SQLite::OPEN_READWRITE | SQLite::OPEN_NOMUTEX,
                                                     static_cast<int>(busy_timeout.count()));
       // The checkpoint syncs the database file before the WAL may be restarted.
       own->exec("PRAGMA synchronous = FULL");
@@ -1571,6 +1576,16 @@ Status SqliteStore::backup(const std::filesystem::path& values_out,
                            const std::filesystem::path& dlq_out) {
   METRONOME_RETURN_IF_ERROR(backup_one(*impl_->values, values_out));
   return backup_one(*impl_->dlq, dlq_out);
+}
+
+Status configure_sqlite_process() {
+  const int rc = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  if (rc != SQLITE_OK) {
+    return Status::Internal(
+        fmt::format("SQLite's allocation statistics stay on: SQLite has already started ({})",
+                    sqlite3_errstr(rc)));
+  }
+  return Status::Ok();
 }
 
 Status backup_sqlite_file(const std::filesystem::path& db, const std::filesystem::path& out) {

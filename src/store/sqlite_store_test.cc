@@ -306,6 +306,17 @@ TEST_F(SqliteStoreTest, TheWalIsCheckpointedByItsOwnThreadAndStaysBounded) {
   EXPECT_EQ(listed->size(), 100u);
 }
 
+// configure_sqlite_process() must come before SQLite starts; once a store is open it refuses,
+// says why, and the store keeps working.
+TEST_F(SqliteStoreTest, ProcessSettingsAfterSqliteStartedAreRefusedWithTheReason) {
+  auto store = open(options_);
+  ASSERT_NE(store, nullptr);
+  Status late = configure_sqlite_process();
+  EXPECT_EQ(late.code(), Status::Code::kInternal);
+  EXPECT_THAT(late.message(), HasSubstr("SQLite has already started"));
+  EXPECT_TRUE(store->ping().ok());
+}
+
 TEST_F(SqliteStoreTest, RefusesAFileFromANewerBuild) {
   ASSERT_NE(open(options_), nullptr);
   {
