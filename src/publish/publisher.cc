@@ -168,6 +168,7 @@ SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
   Attempt a = observe_and_sign(feed, job, stop);
   if (a.result.record) {
     if (job.observed) job.observed();
+    a.result.observed = true;
     commit_record(feed, job, a, std::nullopt);
   }
   return finish(feed, job, std::move(a));
@@ -175,37 +176,37 @@ SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
 
 void Publisher::publish_slot_async(const FeedRuntime& feed, SlotJob job, std::stop_token stop,
                                    const Executor& executor, std::function<void(SlotResult)> done) {
-  auto a = std::make_shared<Attempt>(observe_and_sign(feed, job, stop));
-  if (!a->result.record) {
-    done(finish(feed, job, std::move(*a)));
+  auto f = std::make_shared<InFlight>();
+  f->job = std::move(job);
+  f->attempt = observe_and_sign(feed, f->job, stop);
+  if (!f->attempt.result.record) {
+    done(finish(feed, f->job, std::move(f->attempt)));
     return;
   }
-  if (job.observed) job.observed();
-  SlotCommit commit = commit_of(feed, job, *a, 1);
-  auto shared_job = std::make_shared<const SlotJob>(std::move(job));
-  // The batcher calls this once: its captures are moved on, not copied (a std::function and two
-  // shared pointers per slot, freed on the batcher's answering thread). The record comes back
+  if (f->job.observed) f->job.observed();
+  f->attempt.result.observed = true;
+  SlotCommit commit = commit_of(feed, f->job, f->attempt, 1);
+  // The batcher calls this once: its captures are moved on, not copied (a std::function and a
+  // shared pointer per slot, freed on the batcher's answering thread). The record comes back
   // with the commit.
-  batcher_->submit(std::move(commit),
-                   [this, &feed, a = std::move(a), shared_job = std::move(shared_job), executor,
-                    done = std::move(done)](std::optional<Result<bool>> first,
-                                            SlotCommit& written_commit) mutable {
-                     a->result.record = std::move(written_commit.record);
-                     const bool written = first && first->ok();
-                     auto rest = [this, &feed, a = std::move(a), shared_job = std::move(shared_job),
-                                  first = std::move(first), done = std::move(done)] {
-                       commit_record(feed, *shared_job, *a, first);
-                       done(finish(feed, *shared_job, std::move(*a)));
-                     };
-                     // Written: what is left does not block (logs, callbacks), so it runs here
-                     // rather than waking a worker per slot. Retries and the DLQ block: a worker's.
-                     if (written || !executor) {
-                       rest();
-                       return;
-                     }
-                     std::function<void()> task = std::move(rest);
-                     if (!executor(task)) task();
-                   });
+  batcher_->submit(std::move(commit), [this, &feed, f = std::move(f), executor,
+                                       done = std::move(done)](std::optional<Result<bool>> first,
+                                                               SlotCommit& written_commit) mutable {
+    f->attempt.result.record = std::move(written_commit.record);
+    const bool written = first && first->ok();
+    auto rest = [this, &feed, f = std::move(f), first = std::move(first), done = std::move(done)] {
+      commit_record(feed, f->job, f->attempt, first);
+      done(finish(feed, f->job, std::move(f->attempt)));
+    };
+    // Written: what is left does not block (logs, callbacks), so it runs here
+    // rather than waking a worker per slot. Retries and the DLQ block: a worker's.
+    if (written || !executor) {
+      rest();
+      return;
+    }
+    std::function<void()> task = std::move(rest);
+    if (!executor(task)) task();
+  });
 }
 
 SlotResult Publisher::finish(const FeedRuntime& feed, const SlotJob& job, Attempt&& a) {

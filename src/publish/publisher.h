@@ -74,6 +74,8 @@ struct SlotResult {
   std::optional<ValueRecord> record;  // the record, when one was produced
   bool inserted = false;              // this call stored the value (false: it was there already)
   bool outcome_persisted = false;     // the outcome is in the store
+  // The record went to its commit, after SlotJob::observed was called (when set).
+  bool observed = false;
   // Fenced jobs: the lease was lost before the commit; nothing was recorded for the slot.
   bool lease_lost = false;
 };
@@ -154,6 +156,12 @@ class Publisher {
     std::string stage;  // where it failed: observe, sanity, sign, publish
     Status failure;
     int attempts = 0;
+  };
+  // A slot of publish_slot_async() while its record waits for its batch: one allocation, shared
+  // by the batcher's callback (a std::function, so copyable) until it runs.
+  struct InFlight {
+    SlotJob job;
+    Attempt attempt;
   };
   // Observes (with retries), checks the sanity bounds, signs, and waits for the slot when
   // observed ahead of it. a.result.record is set when there is something to commit.

@@ -166,6 +166,37 @@ TEST_F(PublisherTest, AsyncPublishWrittenAtOnceNeedsNoWorker) {
   EXPECT_EQ((*sqlite_->get_value(feed_.id, slot_))->value, r.record->value);
 }
 
+// SlotResult::observed says whether the record went to its commit, after job.observed ran (the
+// scheduler counts the feed's commits by it); a failed observation has neither.
+TEST_F(PublisherTest, AsyncResultSaysWhetherTheRecordWentToItsCommitAfterObservedRan) {
+  clock_.set(job().fired_at);
+  Publisher::Executor executor = [](std::function<void()> task) {
+    task();
+    return true;
+  };
+  auto publish_async = [&](std::atomic<int>& observed_calls) {
+    SlotJob j = job();
+    j.observed = [&observed_calls] { ++observed_calls; };
+    std::promise<SlotResult> result;
+    publisher_->publish_slot_async(feed_, std::move(j), std::stop_token(), executor,
+                                   [&](SlotResult r) { result.set_value(std::move(r)); });
+    return result.get_future().get();
+  };
+
+  std::atomic<int> calls{0};
+  SlotResult published = publish_async(calls);
+  ASSERT_EQ(published.slot.outcome, SlotOutcome::kPublished) << published.slot.error;
+  EXPECT_TRUE(published.observed);
+  EXPECT_EQ(calls.load(), 1);
+
+  feed_.source = std::make_unique<FailingSource>(Status::InvalidArgument("not a number: 'abc'"));
+  std::atomic<int> failed_calls{0};
+  SlotResult failed = publish_async(failed_calls);
+  EXPECT_EQ(failed.slot.outcome, SlotOutcome::kFailed);
+  EXPECT_FALSE(failed.observed);
+  EXPECT_EQ(failed_calls.load(), 0);
+}
+
 // An outcome without a value (skipped, missed) through the batcher: written with a batch, then
 // `done`; when its batch fails, it is made on its own on the executor, and kept for a later
 // retry if that fails too.

@@ -179,7 +179,7 @@ class Scheduler {
                    const std::shared_ptr<Boundary>& boundary);
   // The rest of run_slot() once the publisher has the slot's result (on a worker).
   void after_publish(ExecState& exec, SlotTime slot, const std::optional<SlotFence>& fence,
-                     bool mark_running, bool committing, const std::shared_ptr<Boundary>& boundary,
+                     bool mark_running, const std::shared_ptr<Boundary>& boundary,
                      const SlotResult& result);
   // Whether after_publish() may read or write the store (then it runs on a worker, not on the
   // commit batcher's answering thread).
