@@ -93,8 +93,9 @@ int cmd_run(const Common& common) {
   sigaddset(&signals, SIGHUP);   // reload the config
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   limit_malloc_arenas();
-  if (Status sqlite = configure_sqlite_process(); !sqlite.ok())
+  if (Status sqlite = configure_sqlite_process(); !sqlite.ok()) {
     spdlog::warn("{}", sqlite.message());
+  }
 
   SystemClock clock;
   spdlog::info("metronome {} starting with {}", METRONOME_VERSION,

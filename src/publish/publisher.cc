@@ -198,8 +198,8 @@ void Publisher::publish_slot_async(const FeedRuntime& feed, SlotJob job, std::st
       commit_record(feed, f->job, f->attempt, first);
       done(finish(feed, f->job, std::move(f->attempt)));
     };
-    // Written: what is left does not block (logs, callbacks), so it runs here
-    // rather than waking a worker per slot. Retries and the DLQ block: a worker's.
+    // Written: what is left does not block (logs, callbacks), so it runs here rather than waking
+    // a worker per slot. Retries and the DLQ block: a worker's.
     if (written || !executor) {
       rest();
       return;

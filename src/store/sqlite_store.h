@@ -86,8 +86,8 @@ class SqliteStore final : public Store {
 // SQLite's allocation statistics (SQLITE_CONFIG_MEMSTATUS), which take one process-wide mutex on
 // every allocation SQLite makes: about 2 per value row, on the commit thread, while the workers
 // allocate too. Nothing here reads those statistics or sets a heap limit, which need them.
-// Internal once SQLite has started (sqlite3_config must come first); SQLite then
-// works as before.
+// Internal once SQLite has started (sqlite3_config must come first); SQLite then works as
+// before.
 Status configure_sqlite_process();
 
 // Online backup of another SQLite file the daemon writes (<data_dir>/evm.db) into the new file
