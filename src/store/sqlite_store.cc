@@ -198,6 +198,13 @@ DELETE FROM slot_outcomes WHERE EXISTS (
   SELECT 1 FROM value_log AS v WHERE v.slot_ms = slot_outcomes.slot_ms
     AND v.feed = slot_outcomes.feed AND v.execution = slot_outcomes.execution);
 )sql"},
+    // feed_latest is brought up to date when the writer is idle, not in every commit (ADR 0017):
+    // it covers value_log's rows through latest_through_id, and latest_value() also reads the
+    // rows after. Until now it was updated in every commit, so it covers every row.
+    {5, R"sql(
+ALTER TABLE value_index_state ADD COLUMN latest_through_id INTEGER NOT NULL DEFAULT 0;
+UPDATE value_index_state SET latest_through_id = (SELECT coalesce(max(id), 0) FROM value_log);
+)sql"},
 };
 
 constexpr Migration kDlqMigrations[] = {
@@ -239,6 +246,10 @@ PRAGMA application_id = 1297370692;
     {4, R"sql(
 -- schema version 4
 )sql"},
+    // No table change: the version moves with the values file's.
+    {5, R"sql(
+-- schema version 5
+)sql"},
 };
 
 static_assert(kValuesApplicationId == 1297370710 && kDlqApplicationId == 1297370692,
@@ -262,13 +273,18 @@ INSERT INTO value_log(feed, slot_ms, round, value, decimals, observed_at_ns, pub
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
 ON CONFLICT (slot_ms, feed) DO NOTHING)sql";
 
-// The rows a batch appended (id > ?1), once per batch rather than a statement per record: at
-// 10,000 feeds a statement per record took ~16 % of a batch's time (bench/group_commit).
-constexpr const char* kUpdateFeedLatestFrom = R"sql(
+// feed_latest brought up to date with the rows after its watermark (?1): one upsert per feed, in
+// feed order. Run when the writer is idle (run_deferred_work), not in each commit: in each
+// commit it took ~23 % of a batch's time at 10,000 feeds (bench/group_commit; ADR 0017).
+constexpr const char* kCatchUpFeedLatest = R"sql(
 INSERT INTO feed_latest(feed, slot_ms)
-SELECT feed, slot_ms FROM value_log WHERE id > ?1 ORDER BY feed
+SELECT feed, max(slot_ms) FROM value_log WHERE id > ?1 GROUP BY feed
 ON CONFLICT (feed) DO UPDATE SET slot_ms = excluded.slot_ms
 WHERE excluded.slot_ms > feed_latest.slot_ms)sql";
+constexpr const char* kLatestWatermark =
+    "SELECT latest_through_id FROM value_index_state WHERE one = 1";
+constexpr const char* kSetLatestWatermark =
+    "UPDATE value_index_state SET latest_through_id = ?1 WHERE one = 1";
 
 // The slot's value row was just written, so it is the outcome: an earlier outcome (failed,
 // skipped) goes.
@@ -358,10 +374,17 @@ constexpr const char* kListValuesOfFeedTail =
     " ORDER BY slot_ms DESC LIMIT ?5";
 constexpr const char* kGetValue =
     "SELECT " METRONOME_VALUE_COLUMNS " FROM value_log WHERE slot_ms = ?2 AND feed = ?1";
+// The newer of feed_latest's slot and the newest among the rows feed_latest does not cover yet
+// (after its watermark: at most a few batches, found by rowid).
 constexpr const char* kLatestValue =
     "SELECT " METRONOME_VALUE_COLUMNS
     " FROM value_log"
-    " WHERE slot_ms = (SELECT slot_ms FROM feed_latest WHERE feed = ?1) AND feed = ?1";
+    " WHERE slot_ms = (SELECT max(slot_ms) FROM ("
+    " SELECT slot_ms FROM feed_latest WHERE feed = ?1"
+    " UNION ALL"
+    " SELECT slot_ms FROM value_log WHERE feed = ?1 AND id > ("
+    " SELECT latest_through_id FROM value_index_state WHERE one = 1)))"
+    " AND feed = ?1";
 constexpr const char* kCountOutcomes =
     "SELECT count(*) FROM slot_outcomes WHERE outcome = ?1 AND slot_ms >= ?2";
 // Published slots: value rows, plus outcome rows of executions whose value another wrote.
@@ -941,8 +964,67 @@ struct SqliteStore::Impl {
   // value_index_state is the truth). Indexed in bulk once there are enough of them.
   std::mutex tail_mu;
   int64_t tail_rows = 0;   // guarded by tail_mu
-  int64_t feed_count = 0;  // guarded by tail_mu: rows of feed_latest at the last indexing
+  int64_t feed_count = 0;  // guarded by tail_mu: rows of feed_latest when last counted
   bool indexing = false;   // guarded by tail_mu
+  // The rows of value_log after feed_latest's watermark (in memory, like tail_rows; the
+  // database's latest_through_id is the truth). guarded by tail_mu.
+  int64_t latest_pending = 0;
+
+  // How many rows feed_latest may lag before run_deferred_work() brings it up to date: a
+  // boundary's worth (a row per feed), so that the batches of a boundary leave it alone and one
+  // write follows them (latest_value() finds the newer rows by rowid meanwhile).
+  int64_t latest_catch_up_rows() const { return std::max<int64_t>(64, feed_count); }
+  // A commit brings feed_latest up to date itself past this many rows: a writer that is never
+  // idle (more feeds than the machine can take) must not leave latest_value() ever more to read.
+  int64_t latest_backstop_rows() const { return 4 * std::max<int64_t>(4096, feed_count); }
+
+  // REQUIRES: inside values->write(). Brings feed_latest up to date with every row of value_log.
+  void catch_up_feed_latest() {
+    int64_t from = 0;
+    {
+      auto s = values->statement(kLatestWatermark);
+      if (s->executeStep()) from = s->getColumn(0).getInt64();
+    }
+    int64_t to = 0;
+    {
+      auto s = values->statement(kLastValueId);
+      s->executeStep();
+      to = s->getColumn(0).getInt64();
+    }
+    if (to <= from) return;
+    {
+      auto s = values->statement(kCatchUpFeedLatest);
+      s->bind(1, from);
+      s->exec();
+    }
+    auto s = values->statement(kSetLatestWatermark);
+    s->bind(1, to);
+    s->exec();
+  }
+  // feed_latest brought up to date in a write of its own, when it lags latest_catch_up_rows()
+  // or more; a warning when that fails (latest_value() stays right, and the next call retries).
+  void catch_up_latest_or_warn() {
+    int64_t pending = 0;
+    {
+      std::lock_guard lock(tail_mu);
+      if (latest_pending < latest_catch_up_rows()) return;
+      pending = latest_pending;
+    }
+    int64_t feeds = 0;
+    Status st = values->write([&]() -> Status {
+      catch_up_feed_latest();
+      feeds = count_feeds();
+      return Status::Ok();
+    });
+    if (!st.ok()) {
+      spdlog::warn("store {}: could not update the feeds' latest slots: {}",
+                   values->path().string(), st);
+      return;
+    }
+    std::lock_guard lock(tail_mu);
+    latest_pending = std::max<int64_t>(0, latest_pending - pending);
+    feed_count = feeds;
+  }
 
   // How many unindexed rows are worth one bulk indexing: about 32 per feed, so that each
   // feed's index page is written once for 32 of its rows rather than once per row.
@@ -1015,9 +1097,15 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteStoreOptions&
   Connection& c = *impl->values;
   Status counted = c.run([&]() -> Status {
     const int64_t watermark = impl->index_watermark();
+    int64_t latest_watermark = 0;
+    {
+      auto s = c.statement(kLatestWatermark);
+      if (s->executeStep()) latest_watermark = s->getColumn(0).getInt64();
+    }
     auto s = c.statement(kLastValueId);
     s->executeStep();
     impl->tail_rows = s->getColumn(0).getInt64() - watermark;
+    impl->latest_pending = s->getColumn(0).getInt64() - latest_watermark;
     impl->feed_count = impl->count_feeds();
     return Status::Ok();
   });
@@ -1191,6 +1279,12 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
     first_ms = std::min(first_ms, to_unix_ms(commit.slot.slot));
     last_ms = std::max(last_ms, to_unix_ms(commit.slot.slot));
   }
+  bool catch_up_latest;
+  {
+    std::lock_guard lock(impl_->tail_mu);
+    catch_up_latest = impl_->latest_pending + static_cast<int64_t>(commits.size()) >=
+                      impl_->latest_backstop_rows();
+  }
   Status written = c.write([&]() -> Status {
     inserted.clear();
     inserted.reserve(commits.size());
@@ -1203,13 +1297,6 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
       s->bind(2, last_ms);
       outcome_rows = s->executeStep();
     }
-    int64_t last_id = 0;  // value_log's rows after it are this batch's
-    {
-      auto s = c.statement(kLastValueId);
-      s->executeStep();
-      last_id = s->getColumn(0).getInt64();
-    }
-    bool any_inserted = false;
     for (const SlotCommit& commit : commits) {
       bool this_inserted = false;
       if (commit.record) {
@@ -1240,7 +1327,6 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
         this_inserted = s->exec() == 1;
       }
       if (this_inserted) {
-        any_inserted = true;
         if (outcome_rows) {
           auto d = c.statement(kDeleteOutcome);
           d->bind(1, to_unix_ms(commit.slot.slot));
@@ -1254,11 +1340,8 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
       }
       inserted.push_back(this_inserted);
     }
-    if (any_inserted) {
-      auto s = c.statement(kUpdateFeedLatestFrom);
-      s->bind(1, last_id);
-      s->exec();
-    }
+    // feed_latest waits for run_deferred_work(), unless it lags too far.
+    if (catch_up_latest) impl_->catch_up_feed_latest();
     return Status::Ok();
   });
   if (!written.ok()) return written;
@@ -1267,6 +1350,7 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
   {
     std::lock_guard lock(impl_->tail_mu);
     impl_->tail_rows += added;
+    impl_->latest_pending = catch_up_latest ? 0 : impl_->latest_pending + added;
     // A backstop for writers that never call run_deferred_work(): the tail stays bounded.
     overdue = impl_->tail_rows >= 4 * impl_->index_threshold();
   }
@@ -1275,6 +1359,7 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
 }
 
 void SqliteStore::run_deferred_work() {
+  impl_->catch_up_latest_or_warn();
   impl_->index_tail_or_warn();
 }
 
@@ -1316,6 +1401,7 @@ Status SqliteStore::Impl::index_tail(bool force) {
       s->bind(1, to);
       s->exec();
     }
+    catch_up_feed_latest();  // so that the feed count is current
     feeds = count_feeds();
     indexed = to - from;
     return Status::Ok();
@@ -1324,6 +1410,7 @@ Status SqliteStore::Impl::index_tail(bool force) {
   indexing = false;
   if (st.ok()) {
     tail_rows = std::max<int64_t>(0, tail_rows - indexed);
+    latest_pending = 0;
     feed_count = feeds;
   }
   return st;

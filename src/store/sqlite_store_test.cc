@@ -219,6 +219,9 @@ PRAGMA user_version = 1;
       values.execAndGet("SELECT count(*) FROM slot_outcomes WHERE outcome = 'published'").getInt(),
       0);
   EXPECT_EQ(values.execAndGet("SELECT count(*) FROM slot_outcomes").getInt(), 2);
+  // Schema step 5: feed_latest covered every row when it was updated in each commit.
+  EXPECT_EQ(values.execAndGet("SELECT latest_through_id FROM value_index_state").getInt64(),
+            values.execAndGet("SELECT max(id) FROM value_log").getInt64());
 }
 
 // A feed's values are found whether or not the per-feed index has them yet (the index is
@@ -267,6 +270,78 @@ TEST_F(SqliteStoreTest, AFeedsValuesAreListedTheSameBeforeAndAfterTheyAreIndexed
     EXPECT_EQ(to_unix_ms((*latest)->slot), 10000);
     ASSERT_TRUE(store->index_values().ok());
   }
+}
+
+// feed_latest is brought up to date between batches (run_deferred_work), or by a commit once it
+// lags too far; latest_value() is right either way, also for a late value of an older slot and
+// after a reopen.
+TEST_F(SqliteStoreTest, AFeedsLatestValueIsRightWhetherOrNotFeedLatestIsUpToDate) {
+  auto store = open(options_);
+  ASSERT_NE(store, nullptr);
+  auto commit = [&](const std::string& feed, int64_t slot_ms) {
+    ValueRecord r = record_at(slot_from_unix_ms(slot_ms), "v" + std::to_string(slot_ms));
+    r.feed = FeedId(feed);
+    r.execution = make_execution_id(r.feed, r.slot);
+    ASSERT_TRUE(store->commit_slots(publish(r)).ok());
+  };
+  auto latest_ms = [&](const char* feed) -> int64_t {
+    auto latest = store->latest_value(FeedId(feed));
+    EXPECT_TRUE(latest.ok()) << latest.status().ToString();
+    return latest.ok() && latest->has_value() ? to_unix_ms((*latest)->slot) : -1;
+  };
+  // Rows feed_latest covers, and rows after its watermark.
+  auto coverage = [&]() {
+    SQLite::Database db(options_.path.string(), SQLite::OPEN_READONLY);
+    return std::pair(db.execAndGet("SELECT latest_through_id FROM value_index_state").getInt64(),
+                     db.execAndGet("SELECT max(id) FROM value_log").getInt64());
+  };
+
+  commit("a", 2000);
+  commit("b", 2000);
+  commit("a", 4000);
+  EXPECT_EQ(coverage().first, 0);  // nothing caught up yet: found among the newer rows
+  EXPECT_EQ(latest_ms("a"), 4000);
+  EXPECT_EQ(latest_ms("b"), 2000);
+  EXPECT_EQ(latest_ms("c"), -1);
+
+  store->run_deferred_work();  // 3 rows: not worth a write of its own yet
+  EXPECT_EQ(coverage().first, 0);
+  for (int64_t i = 0; i < 70; ++i) commit("x" + std::to_string(i), 2000);
+  store->run_deferred_work();
+  auto [covered, last] = coverage();
+  EXPECT_EQ(covered, last);
+  EXPECT_EQ(latest_ms("a"), 4000);
+  EXPECT_EQ(latest_ms("x69"), 2000);
+
+  commit("a", 1000);  // a late value of an older slot does not become the latest
+  EXPECT_EQ(latest_ms("a"), 4000);
+  commit("a", 6000);
+  EXPECT_EQ(latest_ms("a"), 6000);
+
+  store.reset();
+  store = open(options_);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(latest_ms("a"), 6000);
+  EXPECT_EQ(latest_ms("b"), 2000);
+  for (int64_t i = 0; i < 70; ++i) commit("y" + std::to_string(i), 4000);
+  store->run_deferred_work();  // the rows from before the reopen count too
+  std::tie(covered, last) = coverage();
+  EXPECT_EQ(covered, last);
+  EXPECT_EQ(latest_ms("a"), 6000);
+
+  // A writer that never runs the deferred work: a commit catches up past 4 x 4,096 rows.
+  std::vector<SlotCommit> many;
+  for (int64_t i = 0; i < 4 * 4096; ++i) {
+    ValueRecord r = record_at(slot_from_unix_ms(8000), "8");
+    r.feed = FeedId("z" + std::to_string(i));
+    r.execution = make_execution_id(r.feed, r.slot);
+    many.push_back(publish(r).front());
+  }
+  ASSERT_TRUE(store->commit_slots(many).ok());
+  std::tie(covered, last) = coverage();
+  EXPECT_EQ(covered, last);
+  EXPECT_EQ(latest_ms("z16383"), 8000);
+  EXPECT_EQ(latest_ms("a"), 6000);
 }
 
 // The values file's WAL is copied into the database by the checkpoint thread, not by a commit,
