@@ -103,6 +103,7 @@ int run(int argc, char** argv) {
   SchedulerOptions options;
   options.workers = static_cast<size_t>(workers);
   options.realtime = realtime;
+  options.presign = pool;  // as the daemon does
   Scheduler scheduler(clock, store, dlq, publisher, feed_ptrs, options);
   const auto usage0 = cpu_usage();
   const WallTime start_wall = clock.now();

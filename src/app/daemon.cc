@@ -253,6 +253,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
   });
   SchedulerOptions options;
   options.realtime = config.service.realtime;
+  options.presign = parts->presign;
   // Page faults on the slot path would undo the priority. MCL_ONFAULT locks pages once touched
   // instead of populating every mapping (256 worker stacks of 8 MB would otherwise be resident).
   // Refused (no CAP_IPC_LOCK and a low RLIMIT_MEMLOCK): one warning, the daemon runs unlocked.

@@ -187,6 +187,10 @@ PresignPool::PresignPool(Options options, secp256k1_context* ctx) : options_(opt
 
 PresignPool::~PresignPool() {
   stopping_.store(true);
+  {
+    std::lock_guard lock(hold_mu_);  // a maker held (hold()) sees stopping_ once it waits again
+  }
+  hold_cv_.notify_all();
   // A maker waiting for the slot to empty wakes on any change of next_.
   wipe_and_delete(next_.exchange(nullptr));
   next_.notify_all();
@@ -247,6 +251,10 @@ Status PresignPool::make_half() {
   } wipe_random{random};
   int empty_batches = 0;
   while (half->size() < want) {
+    {
+      std::unique_lock lock(hold_mu_);
+      hold_cv_.wait(lock, [&] { return holds_ == 0 || stopping_.load(); });
+    }
     if (stopping_.load(std::memory_order_relaxed)) return Status::Cancelled("pool stopping");
     const size_t n = std::min(kPresignBatch, want - half->size());
     METRONOME_RETURN_IF_ERROR(fill_os_random(std::span<uint8_t>(random.data(), 32 * (n + 1))));
@@ -292,6 +300,24 @@ void PresignPool::run() {
       return;
     }
   }
+}
+
+void PresignPool::hold() {
+  std::lock_guard lock(hold_mu_);
+  ++holds_;
+}
+
+void PresignPool::release() {
+  {
+    std::lock_guard lock(hold_mu_);
+    if (--holds_ > 0) return;
+  }
+  hold_cv_.notify_all();
+}
+
+int PresignPool::holds() const {
+  std::lock_guard lock(hold_mu_);
+  return holds_;
 }
 
 size_t PresignPool::ready() const {

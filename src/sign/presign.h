@@ -27,6 +27,7 @@
 
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -115,6 +116,16 @@ class PresignPool {
   // libsecp256k1 refuses valid scalars (a broken invariant).
   Status make_half();
 
+  // While at least one hold() is not yet released, the maker waits before its next batch (of
+  // kPresignBatch). The scheduler holds it through a boundary that the pool has enough for:
+  // even at idle priority the maker took the cores' caches, and a core whenever a worker or the
+  // commit thread blocked for a moment, and each of them had to preempt it again (at 10,000
+  // feeds the boundary's publish p99 was ~10 ms later with the maker running through it).
+  // Every hold() needs its release(); the destructor does not wait for them.
+  void hold();
+  void release();
+  int holds() const;  // not yet released
+
   // Ready in the half being used plus the half handed over.
   size_t ready() const;
   size_t capacity() const { return options_.capacity; }
@@ -135,6 +146,9 @@ class PresignPool {
   std::atomic<Half*> next_{nullptr};   // a full half, handed over by the maker
   std::atomic<Half*> spare_{nullptr};  // a used-up half's buffer, handed back to the maker
   std::atomic<bool> stopping_{false};
+  mutable std::mutex hold_mu_;
+  std::condition_variable hold_cv_;  // the maker waits on it while holds_ > 0
+  int holds_ = 0;                    // guarded by hold_mu_
   std::atomic<uint64_t> taken_{0};
   std::atomic<uint64_t> missed_{0};
   std::thread thread_;  // last: started after, and joined before, the members it uses

@@ -266,6 +266,36 @@ TEST(PresignTest, BackgroundMakerRefillsAndConcurrentTakersNeverShareANonce) {
   // The pool is destroyed below, usually while its maker waits to hand over the next half.
 }
 
+// The maker waits before its next batch while any hold is not released, and goes on when the
+// last one is; a pool is destroyed without waiting for its holds.
+TEST(PresignTest, AHeldMakerWaitsUntilEveryHoldIsReleased) {
+  auto pool = Pool(2 * kPresignBatch, false);
+  pool->hold();
+  pool->hold();
+  EXPECT_EQ(pool->holds(), 2);
+  std::atomic<bool> made{false};
+  std::jthread maker([&] {
+    EXPECT_TRUE(pool->make_half().ok());
+    made = true;
+  });
+  // One batch takes a few milliseconds: had the maker not waited, it would be done by now.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(made.load());
+  EXPECT_EQ(pool->ready(), 0u);
+  pool->release();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(made.load()) << "one hold is left";
+  pool->release();
+  maker.join();
+  EXPECT_TRUE(made.load());
+  EXPECT_EQ(pool->ready(), kPresignBatch);
+  EXPECT_EQ(pool->holds(), 0);
+
+  auto held = Pool(2 * kPresignBatch, true);
+  held->hold();
+  held.reset();  // its maker, held, stops; nothing waits for the release
+}
+
 TEST(PresignTest, AnInvalidBlindingMakesNothing) {
   secp256k1_context* ctx = secp256k1_context_create(SECP256K1_CONTEXT_NONE);
   std::vector<std::array<uint8_t, 32>> nonces(3);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "sign/presign.h"
 #include "workflow/recovery.h"
 
 namespace metronome {
@@ -139,7 +140,11 @@ constexpr int kWorkerPriority = 40;
 // Its counters start a cache line of their own: the shared_ptr's counts before them are touched
 // by the workers, the counters by the thread that answers commits.
 struct Scheduler::Boundary {
+  ~Boundary() {
+    if (presign) presign->release();
+  }
   WallTime slot;
+  std::shared_ptr<PresignPool> presign;  // held (PresignPool::hold) until the last slot is done
   alignas(64) std::atomic<size_t> remaining{0};
   std::atomic<size_t> published{0}, failed{0}, skipped{0}, missed{0};
   std::atomic<size_t> elsewhere{0};  // replicas: slots held by another replica
@@ -638,6 +643,10 @@ void Scheduler::dispatch_due(WallTime now) {
     boundary = std::make_shared<Boundary>();
     boundary->slot = WallTime(due.front().exec->run[due.front().index]);
     boundary->remaining = due.size();
+    if (options_.presign && options_.presign->ready() >= due.size()) {
+      options_.presign->hold();
+      boundary->presign = options_.presign;
+    }
   }
   // Planning is queued after the boundary's slots: a value never waits behind bookkeeping.
   std::vector<std::pair<FeedState*, SlotTime>> plans;

@@ -65,6 +65,8 @@
 
 namespace metronome {
 
+class PresignPool;
+
 struct SchedulerOptions {
   // 0: one per feed, at least one per core (and 2), at most kMaxWorkers. Workers observe and
   // sign; the commit is the commit batcher's (ADR 0013), so they wait only for sources that
@@ -96,6 +98,10 @@ struct SchedulerOptions {
   // from workers on every slot: must be cheap and do no I/O. Null: a single writer, every slot
   // is ours and commits are unfenced.
   std::function<std::optional<SlotFence>(const FeedId& feed, WallTime at)> ownership;
+  // The signers' presignature pool, if any: its maker is held (PresignPool::hold) through each
+  // boundary that it has enough presignatures ready for, and resumes once the boundary's slots
+  // are all finished. Only with the boundary summaries (more than log_each_slot_up_to feeds).
+  std::shared_ptr<PresignPool> presign;
 };
 
 class Scheduler {

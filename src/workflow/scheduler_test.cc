@@ -13,6 +13,7 @@
 #include "publish/publisher.h"
 #include "schedule/window.h"
 #include "secret/secret_registry.h"
+#include "sign/presign.h"
 #include "source/random_int_source.h"
 #include "store/sqlite_store.h"
 #include "testing/faulty_store.h"
@@ -439,6 +440,56 @@ TEST_F(SchedulerTest, ManyFeedsAtOneBoundaryArePublishedTogether) {
     EXPECT_TRUE(store_->get_value(rt->id, slot("2026-11-27T21:15:40Z"))->has_value())
         << rt->id.str();
   }
+  scheduler_.reset();  // before the runtimes it points to
+}
+
+// A boundary holds the presignature maker (so that it does not take the cores from the slots)
+// until its last slot is done, and only when the pool has enough ready for all its slots.
+TEST_F(SchedulerTest, ABoundaryHoldsThePresignatureMakerUntilItsSlotsAreDone) {
+  auto feeds = random_int_feeds(40);  // more than log_each_slot_up_to: boundaries are tracked
+  auto gated = std::make_unique<GatedSource>();
+  GatedSource& gate = *gated;
+  feeds.push_back(std::make_unique<FeedRuntime>());
+  feeds.back()->id = FeedId("gated");
+  feeds.back()->schedule = Schedule::every(2000ms);
+  feeds.back()->window = 60000ms;
+  feeds.back()->source = std::move(gated);
+  std::vector<const FeedRuntime*> ptrs;
+  for (const auto& rt : feeds) ptrs.push_back(rt.get());
+  auto made = PresignPool::Create(PresignPool::Options{.capacity = 128, .background = false});
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  std::shared_ptr<PresignPool> pool = std::move(*made);
+  SchedulerOptions options;
+  options.presign = pool;
+  scheduler_ = std::make_unique<Scheduler>(clock_, *store_, *dlq_, *publisher_, ptrs, options);
+  ASSERT_TRUE(scheduler_->start().ok());
+  auto holds_reach = [&](int n) {
+    for (int i = 0; i < 1000 && pool->holds() != n; ++i) std::this_thread::sleep_for(10ms);
+    return pool->holds() == n;
+  };
+
+  // Nothing ready: the maker is not held, since it has a boundary to make up for.
+  gate.close();
+  ASSERT_TRUE(clock_.wait_for_sleepers(1));
+  clock_.set(at("2026-11-27T21:15:38Z"));
+  gate.wait_for_calls(1);
+  ASSERT_TRUE(scheduler_->wait_for_outcomes(40, 10s));
+  EXPECT_EQ(pool->holds(), 0);
+  gate.open();
+  ASSERT_TRUE(scheduler_->wait_for_outcomes(41, 10s));
+
+  // 64 ready for 41 slots: held while the gated slot runs, released once it is done.
+  ASSERT_TRUE(pool->make_half().ok());
+  ASSERT_EQ(pool->ready(), 64u);
+  gate.close();
+  ASSERT_TRUE(clock_.wait_for_sleepers(1));
+  clock_.set(at("2026-11-27T21:15:40Z"));
+  gate.wait_for_calls(2);
+  ASSERT_TRUE(scheduler_->wait_for_outcomes(81, 10s));
+  EXPECT_EQ(pool->holds(), 1);
+  gate.open();
+  ASSERT_TRUE(scheduler_->wait_for_outcomes(82, 10s));
+  EXPECT_TRUE(holds_reach(0)) << pool->holds() << " holds left after the boundary";
   scheduler_.reset();  // before the runtimes it points to
 }
 
