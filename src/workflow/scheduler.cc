@@ -554,7 +554,10 @@ void Scheduler::plan_next(std::span<const std::pair<FeedState*, SlotTime>> feeds
     std::lock_guard lock(mu_);
     for (const auto& exec : planned) live_[exec->execution.id] = exec;
   }
-  for (const auto& exec : planned) push_next_entry(exec, 0);
+  std::vector<Entry> first;
+  first.reserve(planned.size());
+  for (const auto& exec : planned) first.push_back(entry_of(exec, 0));
+  push_entries(first);
   {
     std::lock_guard lock(outcomes_mu_);
     windows_planned_ += planned.size();
@@ -563,10 +566,26 @@ void Scheduler::plan_next(std::span<const std::pair<FeedState*, SlotTime>> feeds
 }
 
 void Scheduler::push_next_entry(const std::shared_ptr<ExecState>& exec, size_t index) {
-  std::lock_guard lock(mu_);
+  Entry entry = entry_of(exec, index);
+  push_entries(std::span<Entry>(&entry, 1));
+}
+
+Scheduler::Entry Scheduler::entry_of(std::shared_ptr<ExecState> exec, size_t index) const {
   const WallTime due = WallTime(exec->run[index]) - exec->rt->observe_lead - options_.handoff_lead;
-  heap_.push(Entry{due, exec->feed->order, next_seq_++, exec, index});
-  if (sleeping_until_ && due < *sleeping_until_ && sleep_interrupt_) {
+  const uint32_t order = exec->feed->order;
+  return Entry{due, order, 0, std::move(exec), index};
+}
+
+void Scheduler::push_entries(std::span<Entry> entries) {
+  if (entries.empty()) return;
+  std::lock_guard lock(mu_);
+  WallTime earliest = WallTime::max();
+  for (Entry& entry : entries) {
+    entry.seq = next_seq_++;
+    earliest = std::min(earliest, entry.due);
+    heap_.push(std::move(entry));
+  }
+  if (sleeping_until_ && earliest < *sleeping_until_ && sleep_interrupt_) {
     sleep_interrupt_->request_stop();
   }
   heap_cv_.notify_one();
@@ -632,10 +651,7 @@ void Scheduler::dispatch_due(WallTime now) {
   std::vector<Entry> due;
   {
     std::lock_guard lock(mu_);
-    while (!heap_.empty() && heap_.top().due <= now) {
-      due.push_back(heap_.top());
-      heap_.pop();
-    }
+    while (!heap_.empty() && heap_.top().due <= now) due.push_back(heap_.pop_top());
   }
   if (due.empty()) return;
   std::shared_ptr<Boundary> boundary;
@@ -671,8 +687,11 @@ void Scheduler::dispatch_due(WallTime now) {
     chunk.clear();
     chunk.reserve(kSlotsPerTask);
   };
+  // Each feed's next entry, pushed after the last chunk is handed over.
+  std::vector<Entry> next;
+  next.reserve(due.size());
   for (auto& e : due) {
-    auto exec = e.exec;
+    std::shared_ptr<ExecState>& exec = e.exec;
     FeedState& feed = *exec->feed;
     const SlotTime slot = exec->run[e.index];
     {
@@ -682,7 +701,7 @@ void Scheduler::dispatch_due(WallTime now) {
         continue;
       }
     }
-    if (e.index + 1 < exec->run.size()) push_next_entry(exec, e.index + 1);
+    if (e.index + 1 < exec->run.size()) next.push_back(entry_of(exec, e.index + 1));
     if (e.index == exec->plan_at) plans.emplace_back(&feed, exec->execution.window_end);
 
     const WallTime deadline = exec->rt->deadline_of(slot);
@@ -713,6 +732,7 @@ void Scheduler::dispatch_due(WallTime now) {
     }
   }
   submit_chunk();
+  push_entries(next);
   if (!plans.empty()) {
     pool_->submit([this, plans = std::move(plans)] { plan_next(plans); });
   }

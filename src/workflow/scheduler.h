@@ -168,6 +168,10 @@ class Scheduler {
   // dropped and marked interrupted.
   void cancel_future_windows(FeedState& feed, WallTime now);
   void push_next_entry(const std::shared_ptr<ExecState>& exec, size_t index);
+  // The heap entry of exec's slot `index` (its seq is given when it is pushed).
+  Entry entry_of(std::shared_ptr<ExecState> exec, size_t index) const;
+  // Pushes entries under one lock and one wake-up (a boundary's or a planning's next entries).
+  void push_entries(std::span<Entry> entries);
   void timer_loop(std::stop_token stop);
   void dispatch_due(WallTime now);
   // Queues a chunk of slots whose sources never block; at most max_chunk_runners_ workers run
@@ -234,8 +238,18 @@ class Scheduler {
   std::vector<std::unique_ptr<FeedState>> feeds_;
 
   std::mutex mu_;
-  std::priority_queue<Entry, std::vector<Entry>, std::greater<>> heap_;  // guarded by mu_
-  uint64_t next_seq_ = 0;                                                // guarded by mu_
+  // A min-heap whose top can be moved out (std::priority_queue's top() is const): a boundary
+  // pops every feed's entry, and copying each one's shared pointer touched its count's cache line.
+  struct EntryHeap : std::priority_queue<Entry, std::vector<Entry>, std::greater<>> {
+    Entry pop_top() {
+      std::pop_heap(c.begin(), c.end(), comp);
+      Entry top = std::move(c.back());
+      c.pop_back();
+      return top;
+    }
+  };
+  EntryHeap heap_;                                   // guarded by mu_
+  uint64_t next_seq_ = 0;                            // guarded by mu_
   std::optional<std::stop_source> sleep_interrupt_;  // guarded by mu_: wakes the timer early
   std::optional<WallTime> sleeping_until_;           // guarded by mu_
   std::condition_variable_any heap_cv_;
