@@ -298,10 +298,17 @@ TEST(EvmIntegrationTest, DeployPublishFailoverKillAndRestart) {
   // Every decision follows the policy: deviation 0.5 %, heartbeat 3 s.
   std::vector<DecisionRow> rows = decisions(dir / "var/evm.db");
   ASSERT_GT(rows.size(), 30u);
-  int submits = 0, skips = 0, by_heartbeat = 0, by_deviation = 0;
+  int submits = 0, skips = 0, by_heartbeat = 0, by_deviation = 0, unanswered = 0;
   for (const DecisionRow& r : rows) {
     SCOPED_TRACE(fmt::format("round {} value {} chain {} at {} -> {} ({})", r.round, r.value,
                              r.chain_value, r.chain_ts, r.decision, r.reason));
+    // No policy decision: ganache did not answer within rpc_timeout (2 s) while the other tests
+    // loaded both cores (seen once in CI-like runs, at the first transaction). The next round is
+    // decided again; more than one such round is a failure below.
+    if (r.decision == "failed" && r.reason.find("no RPC endpoint answered") != std::string::npos) {
+      ++unanswered;
+      continue;
+    }
     if (r.chain_value.empty()) {
       EXPECT_EQ(r.decision, "submit");
       continue;
@@ -328,6 +335,7 @@ TEST(EvmIntegrationTest, DeployPublishFailoverKillAndRestart) {
       EXPECT_FALSE(r.tx.empty());
     }
   }
+  EXPECT_LE(unanswered, 1);
   EXPECT_GT(submits, 5);
   EXPECT_GT(skips, 3);
   // Values span 1.5 % (100000..101500), so about 4 in 10 deviate 0.5 % from the chain's value;
