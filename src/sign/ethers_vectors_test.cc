@@ -195,5 +195,66 @@ TEST_F(EthersTest, VerifyTypedDataRecoversOurSigner) {
   EXPECT_EQ(check.exit_code, 1);  // because of the tampered one
 }
 
+// Batch signatures (merkle.h, ADR 0018): ethers folds each record's proof into the root itself,
+// with its own keccak, and recovers our signer from the ObservationBatch(root) typed data.
+TEST_F(EthersTest, BatchSignaturesRecoverOurSignerWithEthers) {
+  nlohmann::json records = nlohmann::json::array();
+  const std::string key = *generate_signing_key_hex();
+  Result<Signer> signer = Signer::Create(*SigningKey::FromHex(SecretName("k"), key));
+  ASSERT_TRUE(signer.ok());
+  int64_t round = 897906500;
+  for (size_t n : {2, 3, 7, 64}) {
+    const uint64_t chain_id = n == 7 ? 31337 : 1;
+    const ObservationDomain domain(chain_id);
+    std::vector<ValueRecord> batch(n);
+    std::vector<Hash32> leaves;
+    std::vector<ValueRecord*> pointers;
+    for (size_t i = 0; i < n; ++i) {
+      ValueRecord& r = batch[i];
+      r.feed = FeedId("feed_" + std::to_string(i));
+      r.round = round++;
+      r.slot = slot_from_unix_ms(1795813000000 + 2000 * (r.round - 897906500));
+      r.value = i % 3 == 0 ? "-12.5" : std::to_string(i);
+      r.decimals = 2;
+      leaves.push_back(*signer->prepare_for_batch(r, domain));
+      pointers.push_back(&r);
+    }
+    signer->sign_batch(domain, leaves, pointers);
+    for (const ValueRecord& r : batch) {
+      ASSERT_FALSE(r.proof.empty());
+      records.push_back({{"feed", r.feed.str()},
+                         {"round", std::to_string(r.round)},
+                         {"slot", format_iso_ms(r.slot)},
+                         {"value", r.value},
+                         {"decimals", r.decimals},
+                         {"chain_id", std::to_string(chain_id)},
+                         {"signer", r.signer},
+                         {"signature", r.signature},
+                         {"digest", r.digest},
+                         {"proof", r.proof}});
+    }
+  }
+  // A record given its neighbour's proof: ethers must reject it.
+  nlohmann::json tampered = records[1];
+  tampered["proof"] = records[2]["proof"];
+  records.push_back(tampered);
+
+  fs::path file =
+      fs::temp_directory_path() / ("metronome_batch_test_" + std::to_string(::getpid()) + ".json");
+  {
+    std::ofstream out(file);
+    out << records.dump();
+  }
+  CommandOutput check = RunInRepo("node tests/tools/verify_records.mjs < '" + file.string() + "'");
+  fs::remove(file);
+  std::vector<nlohmann::json> results = JsonLines(check.out);
+  ASSERT_EQ(results.size(), records.size()) << check.out;
+  for (size_t i = 0; i + 1 < results.size(); ++i) {
+    EXPECT_TRUE(results[i].at("ok").get<bool>()) << results[i].dump();
+  }
+  EXPECT_FALSE(results.back().at("ok").get<bool>()) << "ethers accepted a swapped proof";
+  EXPECT_EQ(check.exit_code, 1);
+}
+
 }  // namespace
 }  // namespace metronome

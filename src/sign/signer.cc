@@ -5,10 +5,12 @@
 #include <secp256k1_recovery.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cstdio>
 #include <cstdlib>
 
 #include "sign/hex.h"
+#include "sign/merkle.h"
 #include "sign/os_random.h"
 #include "sign/presign.h"
 
@@ -109,6 +111,38 @@ Status Signer::sign_record(ValueRecord& record, const ObservationDomain& domain,
   return Status::Ok();
 }
 
+Result<Hash32> Signer::prepare_for_batch(ValueRecord& record, const ObservationDomain& domain,
+                                         const Hash32* feed_id_hash) const {
+  Result<Observation> observation = observation_from_record(record, feed_id_hash);
+  if (!observation) {
+    return observation.status().With(
+        fmt::format("sign {} round {}", record.feed.str(), record.round));
+  }
+  const Hash32 digest = observation_digest(domain, *observation);
+  const std::array<char, hex_0x_size(32)> digest_hex = hex_0x_array(digest);
+  record.signer.assign(address_text_.data(), address_text_.size());
+  record.digest.assign(digest_hex.data(), digest_hex.size());
+  return digest;
+}
+
+void Signer::sign_batch(const ObservationDomain& domain, std::span<const Hash32> leaves,
+                        std::span<ValueRecord* const> records) const {
+  assert(leaves.size() == records.size() && !leaves.empty());
+  if (leaves.size() == 1) {
+    const std::array<char, hex_0x_size(65)> hex = hex_0x_array(sign_digest(leaves[0]));
+    records[0]->signature.assign(hex.data(), hex.size());
+    records[0]->proof.clear();
+    return;
+  }
+  const MerkleTree tree(leaves);
+  const std::array<char, hex_0x_size(65)> hex =
+      hex_0x_array(sign_digest(batch_digest(domain, tree.root())));
+  for (size_t i = 0; i < records.size(); ++i) {
+    records[i]->signature.assign(hex.data(), hex.size());
+    tree.proof_hex(i, records[i]->proof);
+  }
+}
+
 Result<Signature> parse_signature(std::string_view text) {
   Signature sig;
   switch (parse_hex(text, sig)) {
@@ -180,7 +214,15 @@ Status verify_record(const ValueRecord& record, const ObservationDomain& domain,
     return Status::InvalidArgument(
         fmt::format("malformed signer address: {}", claimed_signer.status().message()));
   }
-  METRONOME_ASSIGN_OR_RETURN(Address recovered, recover_signer(*digest, signature));
+  Hash32 signed_digest = *digest;
+  if (!record.proof.empty()) {
+    Result<std::vector<Hash32>> proof = parse_proof(record.proof);
+    if (!proof) {
+      return Status::InvalidArgument(fmt::format("malformed proof: {}", proof.status().message()));
+    }
+    signed_digest = batch_digest(domain, fold_proof(*digest, *proof));
+  }
+  METRONOME_ASSIGN_OR_RETURN(Address recovered, recover_signer(signed_digest, signature));
   if (recovered != *claimed_signer) {
     return Status::InvalidArgument(fmt::format("signature recovers {}, record says {}",
                                                view(checksum_address_array(recovered)),

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -79,6 +80,17 @@ class Signer {
   Status sign_record(ValueRecord& record, const ObservationDomain& domain,
                      const Hash32* feed_id_hash = nullptr) const;
 
+  // Batch signatures (merkle.h, `[service] sign_batch`). prepare_for_batch computes the record's
+  // digest in `domain`, sets record.signer and record.digest, and returns the digest (the
+  // record's leaf); errors as sign_observation. sign_batch then signs the leaves of records that
+  // share this key and `domain` with one signature over their Merkle root, and sets each record's
+  // signature and proof. A batch of one is signed alone (signature over its digest, no proof).
+  // REQUIRES: leaves.size() == records.size() > 0, leaves[i] is records[i]'s prepared digest.
+  Result<Hash32> prepare_for_batch(ValueRecord& record, const ObservationDomain& domain,
+                                   const Hash32* feed_id_hash = nullptr) const;
+  void sign_batch(const ObservationDomain& domain, std::span<const Hash32> leaves,
+                  std::span<ValueRecord* const> records) const;
+
  private:
   struct ContextDeleter {
     void operator()(secp256k1_context_struct* ctx) const;
@@ -105,12 +117,15 @@ Result<Address> recover_signer(const Hash32& digest, const Signature& signature)
 
 // Checks a signed record as a client would, from its fields alone: recomputes the digest from
 // feed, round, slot, value and decimals in `domain`, parses the signature, recovers the signer and
-// compares it with record.signer and, if given, with expected_signer. OK when all agree; otherwise
+// compares it with record.signer and, if given, with expected_signer. A record with a proof
+// (merkle.h) is checked against the root its digest and proof fold into: a changed proof, like a
+// changed field, recovers another signer. OK when all agree; otherwise
 // kInvalidArgument whose message names what failed, first failure first:
 //   "record is not signed"                                (empty signature)
 //   "malformed signature hex" / "signature is N bytes, expected 65" / "high-s signature" / ...
 //   "record fields have no EIP-712 form: <why>"           (e.g. value text tampered into "abc")
 //   "malformed digest hex" / "digest mismatch (a field was changed)"
+//   "malformed proof: <why>"                              (see parse_proof in merkle.h)
 //   "malformed signer address: <why>"
 //   "signature recovers 0x<A>, record says 0x<B>"          (the signature is not by that signer)
 //   "signer 0x<A> is not the expected 0x<B>"

@@ -224,6 +224,88 @@ TEST_F(SignerTest, VerifyRejectsWrongSigner) {
   EXPECT_THAT(verify_record(r, domain_).message(), StartsWith("malformed signer address"));
 }
 
+// Batch signatures (merkle.h): one signature over the Merkle root of the records' digests.
+class SignerBatchTest : public SignerTest {
+ protected:
+  // n records of consecutive rounds, prepared and signed as one batch.
+  std::vector<ValueRecord> SignedBatch(size_t n) {
+    std::vector<ValueRecord> records(n, Record());
+    std::vector<Hash32> leaves;
+    std::vector<ValueRecord*> pointers;
+    for (size_t i = 0; i < n; ++i) {
+      records[i].round += static_cast<int64_t>(i);
+      records[i].slot += Millis(2000 * static_cast<int64_t>(i));
+      records[i].value = std::to_string(100 + i);
+      Result<Hash32> leaf = signer_.prepare_for_batch(records[i], domain_);
+      EXPECT_TRUE(leaf.ok()) << leaf.status().ToString();
+      leaves.push_back(*leaf);
+      pointers.push_back(&records[i]);
+    }
+    signer_.sign_batch(domain_, leaves, pointers);
+    return records;
+  }
+};
+
+TEST_F(SignerBatchTest, EveryRecordOfABatchVerifiesAndSharesOneSignature) {
+  for (size_t n : {2, 3, 5, 64}) {
+    SCOPED_TRACE("batch of " + std::to_string(n));
+    std::vector<ValueRecord> records = SignedBatch(n);
+    for (const ValueRecord& r : records) {
+      EXPECT_EQ(r.signature, records[0].signature);
+      EXPECT_FALSE(r.proof.empty());
+      EXPECT_EQ(r.signer, kKeyAddress);
+      EXPECT_EQ(r.digest, to_hex_0x(*record_digest(domain_, r)));  // the digest is the record's own
+      Status st = verify_record(r, domain_, *parse_address(kKeyAddress));
+      EXPECT_TRUE(st.ok()) << st.ToString();
+    }
+  }
+}
+
+TEST_F(SignerBatchTest, ABatchOfOneIsSignedAloneLikeSignRecord) {
+  std::vector<ValueRecord> records = SignedBatch(1);
+  EXPECT_TRUE(records[0].proof.empty());
+  const ValueRecord alone = Signed(records[0]);
+  EXPECT_EQ(records[0].signature, alone.signature);  // RFC 6979: the same bytes
+  EXPECT_TRUE(verify_record(records[0], domain_).ok());
+}
+
+TEST_F(SignerBatchTest, VerifyRejectsATamperedFieldProofOrSignatureOfABatchRecord) {
+  const std::vector<ValueRecord> records = SignedBatch(5);
+  ValueRecord r = records[2];
+  r.value = "7";
+  EXPECT_EQ(verify_record(r, domain_).message(), "digest mismatch (a field was changed)");
+
+  // The digest rewritten too: the proof folds into another root, which recovers someone else.
+  r.digest = to_hex_0x(*record_digest(domain_, r));
+  EXPECT_THAT(verify_record(r, domain_).message(), StartsWith("signature recovers 0x"));
+
+  // Another record's proof, a proof cut short, or no proof at all: another signer.
+  r = records[2];
+  r.proof = records[3].proof;
+  EXPECT_THAT(verify_record(r, domain_).message(), StartsWith("signature recovers 0x"));
+  r.proof = records[2].proof.substr(0, records[2].proof.size() - 64);
+  EXPECT_THAT(verify_record(r, domain_).message(), StartsWith("signature recovers 0x"));
+  r.proof.clear();
+  EXPECT_THAT(verify_record(r, domain_).message(), StartsWith("signature recovers 0x"));
+
+  r.proof = records[2].proof + "a";
+  EXPECT_EQ(verify_record(r, domain_).message(), "malformed proof: malformed proof hex");
+
+  // Another chain: another domain, so another digest.
+  EXPECT_EQ(verify_record(records[2], ObservationDomain(5)).message(),
+            "digest mismatch (a field was changed)");
+}
+
+TEST_F(SignerBatchTest, PrepareNamesARecordWithoutEip712FormAndLeavesItUnchanged) {
+  ValueRecord r = Record();
+  r.value = "abc";
+  const ValueRecord before = r;
+  Result<Hash32> leaf = signer_.prepare_for_batch(r, domain_);
+  EXPECT_EQ(leaf.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_THAT(leaf.status().message(), HasSubstr("value 'abc'"));
+  EXPECT_EQ(r, before);
+}
+
 // s' = n - s with v flipped is a second valid ECDSA signature of the same digest by the same key
 // (malleability); we refuse it, as Ethereum does since Homestead.
 TEST_F(SignerTest, VerifyRejectsHighS) {

@@ -36,6 +36,9 @@ struct ValueRecord {
   std::string signer;     // 0x-prefixed address
   std::string signature;  // 0x-prefixed 65 bytes r||s||v
   std::string digest;     // 0x-prefixed 32 bytes
+  // Batch signatures (sign/merkle.h): the Merkle proof that links digest to the root the
+  // signature signs, "0x" + 32 bytes per level. Empty: the signature signs digest itself.
+  std::string proof;
   // The sources that answered, for a median (empty for a single source). Not signed: the
   // signature covers the value; this says where it came from.
   std::vector<SourceAnswer> sources;

@@ -1,5 +1,8 @@
 // Verifies Metronome records with ethers (an independent implementation): for each record it
-// recomputes the EIP-712 digest and recovers the signer with ethers.verifyTypedData.
+// recomputes the EIP-712 digest and recovers the signer with ethers.verifyTypedData. A record
+// with a `proof` (a batch signature, ADR 0018) is recovered from the ObservationBatch(root)
+// typed data, where root folds the digest with the proof's hashes, each pair hashed in ascending
+// order (OpenZeppelin's MerkleProof.processProof).
 //
 //   node tests/tools/verify_records.mjs [--chain-id N] < records.json
 //
@@ -9,7 +12,14 @@
 // Prints one JSON line per record ({index, ok, recovered, digest, error}) and exits 0 when every
 // record verifies (recovered === signer and digest === record.digest), 1 otherwise.
 // Run `npm ci` at the repository root first.
-import { TypedDataEncoder, keccak256, parseUnits, toUtf8Bytes, verifyTypedData } from "ethers";
+import {
+  TypedDataEncoder,
+  concat,
+  keccak256,
+  parseUnits,
+  toUtf8Bytes,
+  verifyTypedData,
+} from "ethers";
 
 let defaultChainId = 1n;
 const args = process.argv.slice(2);
@@ -47,6 +57,20 @@ const types = {
   ],
 };
 
+const batchTypes = { ObservationBatch: [{ name: "root", type: "bytes32" }] };
+
+// The root that `leaf` and the proof's hashes fold into.
+function foldProof(leaf, proofHex) {
+  const digits = proofHex.replace(/^0x/i, "").toLowerCase();
+  if (digits.length === 0 || digits.length % 64 !== 0) throw new Error(`malformed proof ${proofHex}`);
+  let node = leaf.toLowerCase();
+  for (let i = 0; i < digits.length; i += 64) {
+    const sibling = "0x" + digits.slice(i, i + 64);
+    node = node <= sibling ? keccak256(concat([node, sibling])) : keccak256(concat([sibling, node]));
+  }
+  return node;
+}
+
 let failures = 0;
 records.forEach((r, index) => {
   const out = { index, ok: false };
@@ -61,7 +85,12 @@ records.forEach((r, index) => {
       value: parseUnits(String(r.value), Number(r.decimals ?? 0)),
     };
     out.digest = TypedDataEncoder.hash(domain, types, message);
-    out.recovered = verifyTypedData(domain, types, message, r.signature);
+    if (r.proof) {
+      out.root = foldProof(out.digest, r.proof);
+      out.recovered = verifyTypedData(domain, batchTypes, { root: out.root }, r.signature);
+    } else {
+      out.recovered = verifyTypedData(domain, types, message, r.signature);
+    }
     if (out.digest !== String(r.digest).toLowerCase()) {
       out.error = `digest ${out.digest}, record says ${r.digest}`;
     } else if (out.recovered !== r.signer) {
