@@ -51,6 +51,7 @@ nlohmann::json to_json(const ValueRecord& r) {
   if (!r.signer.empty()) j["signer"] = r.signer;
   if (!r.signature.empty()) j["signature"] = r.signature;
   if (!r.digest.empty()) j["digest"] = r.digest;
+  if (!r.proof.empty()) j["proof"] = r.proof;  // a batch signature's Merkle proof (ADR 0018)
   if (!r.sources.empty()) {
     nlohmann::json sources = nlohmann::json::array();
     for (const SourceAnswer& a : r.sources) {
@@ -115,6 +116,9 @@ Result<ValueRecord> value_record_from_json(const nlohmann::json& j) {
   }
   if (j.contains("digest")) {
     METRONOME_ASSIGN_OR_RETURN(r.digest, field("digest"));
+  }
+  if (j.contains("proof")) {
+    METRONOME_ASSIGN_OR_RETURN(r.proof, field("proof"));
   }
   if (j.contains("sources") && j.at("sources").is_array()) {
     for (const auto& a : j.at("sources")) {

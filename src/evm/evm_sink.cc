@@ -293,6 +293,14 @@ Delivery EvmSink::deliver_impl(const ValueRecord& record, bool redrive) {
         "the record is not signed; the evm sink needs a feed with a signing secret");
     return d;
   }
+  if (!record.proof.empty()) {
+    // MetronomeFeed checks a signature over the observation itself (ADR 0006); a batch
+    // signature signs a Merkle root (ADR 0018), which the daemon never uses for such a feed.
+    d.status = Status::InvalidArgument(
+        "the record has a batch signature (a Merkle proof); MetronomeFeed accepts only records "
+        "signed alone, so a feed with an evm sink is never batch-signed");
+    return d;
+  }
   Result<Observation> obs = observation_from_record(record);
   if (!obs.ok()) {
     d.status = obs.status();

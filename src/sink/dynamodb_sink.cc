@@ -61,6 +61,7 @@ nlohmann::json dynamodb_item(const ValueRecord& r, DynamoDbSinkConfig::Layout la
   if (!r.signer.empty()) item["signer"] = s(r.signer);
   if (!r.signature.empty()) item["signature"] = s(r.signature);
   if (!r.digest.empty()) item["digest"] = s(r.digest);
+  if (!r.proof.empty()) item["proof"] = s(r.proof);
   return item;
 }
 
@@ -106,6 +107,7 @@ Result<ValueRecord> record_from_dynamodb_item(const nlohmann::json& item) {
   METRONOME_ASSIGN_OR_RETURN(r.signer, attr("signer", "S", false));
   METRONOME_ASSIGN_OR_RETURN(r.signature, attr("signature", "S", false));
   METRONOME_ASSIGN_OR_RETURN(r.digest, attr("digest", "S", false));
+  METRONOME_ASSIGN_OR_RETURN(r.proof, attr("proof", "S", false));
   return r;
 }
 

@@ -125,6 +125,12 @@ CREATE TABLE leases (
   expires_at timestamptz NOT NULL
 );
 )sql"},
+    // Batch signatures (ADR 0018; SqliteStore's version 6): the Merkle proof from the digest to
+    // the root the signature signs; '' when it signs the digest itself. DLQ records may carry
+    // "proof" from now on.
+    {4, "values.proof (batch signatures)", R"sql(
+ALTER TABLE "values" ADD COLUMN proof text NOT NULL DEFAULT '';
+)sql"},
 };
 
 static_assert(std::size(kMigrations) > 0 &&
@@ -154,7 +160,7 @@ struct Prepared {
 
 #define METRONOME_VALUE_COLUMNS                                                         \
   "feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns, execution, " \
-  "signer, signature, digest, sources"
+  "signer, signature, digest, sources, proof"
 #define METRONOME_DLQ_COLUMNS                                                                 \
   "id, feed, slot_ms, execution, stage, error, attempts, first_failure_ns, last_failure_ns, " \
   "record_json"
@@ -181,11 +187,11 @@ WITH input AS (
                        $6::bigint[], $7::text[], $8::integer[], $9::boolean[], $10::bigint[],
                        $11::text[], $12::integer[], $13::bigint[], $14::bigint[], $15::text[],
                        $16::text[], $17::text[], $18::text[], $19::text[], $20::text[],
-                       $21::bigint[])
+                       $21::bigint[], $22::text[])
     WITH ORDINALITY AS t(execution, feed, slot_ms, outcome, fired_at_ns, lateness_us, error,
                          attempts, has_record, round, value, decimals, observed_at_ns,
                          published_at_ns, record_execution, signer, signature, digest, sources,
-                         fence_holder, fence_epoch, ord)
+                         fence_holder, fence_epoch, proof, ord)
 ),
 -- The commits allowed to write: unfenced, or fenced by the lease their writer holds now.
 allowed AS (
@@ -197,9 +203,9 @@ allowed AS (
 ),
 inserted AS (
   INSERT INTO "values"(feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns,
-                       execution, signer, signature, digest, sources)
+                       execution, signer, signature, digest, sources, proof)
   SELECT feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns,
-         record_execution, signer, signature, digest, sources
+         record_execution, signer, signature, digest, sources, proof
   FROM allowed WHERE has_record ORDER BY ord
   ON CONFLICT (feed, slot_ms) DO NOTHING
   RETURNING feed, slot_ms
@@ -363,6 +369,7 @@ ValueRecord read_value(const pqxx::row& row) {
   r.signature = row[9].as<std::string>();
   r.digest = row[10].as<std::string>();
   r.sources = value_or_throw(source_answers_from_json(row[11].as<std::string>()));
+  r.proof = row[12].as<std::string>();
   return r;
 }
 
@@ -809,11 +816,11 @@ Status PostgresStore::set_execution_state(const ExecutionId& id, ExecutionState 
 
 namespace {
 
-// The batch as the 21 array parameters of kCommitSlots.
+// The batch as the 22 array parameters of kCommitSlots.
 struct CommitArrays {
   ArrayLiteral execution, feed, slot_ms, outcome, fired_at_ns, lateness_us, error, attempts,
       has_record, round, value, decimals, observed_at_ns, published_at_ns, record_execution, signer,
-      signature, digest, sources, fence_holder, fence_epoch;
+      signature, digest, sources, fence_holder, fence_epoch, proof;
 
   void add(const SlotCommit& commit) {
     execution.add(commit.execution.str());
@@ -844,9 +851,10 @@ struct CommitArrays {
       signature.add(r.signature);
       digest.add(r.digest);
       sources.add(source_answers_to_json(r.sources));
+      proof.add(r.proof);
     } else {
       for (ArrayLiteral* a : {&round, &value, &decimals, &observed_at_ns, &published_at_ns,
-                              &record_execution, &signer, &signature, &digest, &sources}) {
+                              &record_execution, &signer, &signature, &digest, &sources, &proof}) {
         a->add_null();
       }
     }
@@ -858,7 +866,7 @@ struct CommitArrays {
                            attempts.str(), has_record.str(), round.str(), value.str(),
                            decimals.str(), observed_at_ns.str(), published_at_ns.str(),
                            record_execution.str(), signer.str(), signature.str(), digest.str(),
-                           sources.str(), fence_holder.str(), fence_epoch.str());
+                           sources.str(), fence_holder.str(), fence_epoch.str(), proof.str());
   }
 };
 

@@ -59,7 +59,7 @@ struct SchemaMigration {
 class PostgresStore final : public Store {
  public:
   // The schema version this build writes (and requires).
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   // Connects and checks the schema version (refusing an unmigrated or newer database). Errors
   // name the database.

@@ -22,6 +22,7 @@ std::string record_to_json_text(const ValueRecord& r) {
       {"signature", r.signature},
       {"digest", r.digest},
       {"sources", nlohmann::json::parse(source_answers_to_json(r.sources))},
+      {"proof", r.proof},
   }
       .dump();
 }
@@ -44,6 +45,7 @@ Result<ValueRecord> record_from_json_text(const std::string& text) {
     if (j.contains("sources")) {
       METRONOME_ASSIGN_OR_RETURN(r.sources, source_answers_from_json(j.at("sources").dump()));
     }
+    if (j.contains("proof")) r.proof = j.at("proof").get<std::string>();
     return r;
   } catch (const nlohmann::json::exception& e) {
     return Status::InvalidArgument(fmt::format("unreadable DLQ record: {}", e.what()));

@@ -205,6 +205,11 @@ DELETE FROM slot_outcomes WHERE EXISTS (
 ALTER TABLE value_index_state ADD COLUMN latest_through_id INTEGER NOT NULL DEFAULT 0;
 UPDATE value_index_state SET latest_through_id = (SELECT coalesce(max(id), 0) FROM value_log);
 )sql"},
+    // Batch signatures (ADR 0018): the Merkle proof from the row's digest to the root its
+    // signature signs. '' (every row until now): the signature signs the digest itself.
+    {6, R"sql(
+ALTER TABLE value_log ADD COLUMN proof TEXT NOT NULL DEFAULT '';
+)sql"},
 };
 
 constexpr Migration kDlqMigrations[] = {
@@ -250,6 +255,11 @@ PRAGMA application_id = 1297370692;
     {5, R"sql(
 -- schema version 5
 )sql"},
+    // No table change: a DLQ record (record_json) may now carry "proof"; the version moves with
+    // the values file's.
+    {6, R"sql(
+-- schema version 6
+)sql"},
 };
 
 static_assert(kValuesApplicationId == 1297370710 && kDlqApplicationId == 1297370692,
@@ -269,8 +279,8 @@ static_assert(std::size(kDlqMigrations) > 0 &&
 constexpr const char* kInsertValue = R"sql(
 INSERT INTO value_log(feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns,
                       execution, signer, signature, digest, sources, fired_at_ns, lateness_us,
-                      attempts, slot_error)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                      attempts, slot_error, proof)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
 ON CONFLICT (slot_ms, feed) DO NOTHING)sql";
 
 // feed_latest brought up to date with the rows after its watermark (?1): one upsert per feed, in
@@ -353,7 +363,7 @@ constexpr const char* kSetExecutionState =
 
 #define METRONOME_VALUE_COLUMNS                                                         \
   "feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns, execution, " \
-  "signer, signature, digest, sources"
+  "signer, signature, digest, sources, proof"
 
 constexpr const char* kListValues = "SELECT " METRONOME_VALUE_COLUMNS
                                     " FROM value_log WHERE slot_ms >= ?1 AND slot_ms < ?2"
@@ -480,6 +490,7 @@ nlohmann::json record_to_json(const ValueRecord& r) {
       {"signature", r.signature},
       {"digest", r.digest},
       {"sources", nlohmann::json::parse(source_answers_to_json(r.sources))},
+      {"proof", r.proof},
   };
 }
 
@@ -501,6 +512,7 @@ ValueRecord record_from_json(const std::string& text) {
     if (j.contains("sources")) {
       r.sources = value_or_throw(source_answers_from_json(j.at("sources").dump()));
     }
+    if (j.contains("proof")) r.proof = j.at("proof").get<std::string>();
     return r;
   } catch (const nlohmann::json::exception& e) {
     throw UnreadableRow(fmt::format("unreadable DLQ record: {}", e.what()));
@@ -535,6 +547,7 @@ ValueRecord read_value(const SQLite::Statement& s) {
   r.signature = s.getColumn(9).getString();
   r.digest = s.getColumn(10).getString();
   r.sources = value_or_throw(source_answers_from_json(s.getColumn(11).getString()));
+  r.proof = s.getColumn(12).getString();
   return r;
 }
 
@@ -1323,6 +1336,7 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
         bind_optional(*s, 14, slot.lateness_us);
         s->bind(15, slot.attempts);
         s->bindNoCopy(16, slot.error);
+        s->bindNoCopy(17, r.proof);
         // ON CONFLICT DO NOTHING changes no row when the slot already has its value.
         this_inserted = s->exec() == 1;
       }

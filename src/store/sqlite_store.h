@@ -36,7 +36,7 @@ class SqliteStore final : public Store {
   ~SqliteStore() override;
 
   // The schema version this build writes.
-  static constexpr int kSchemaVersion = 5;
+  static constexpr int kSchemaVersion = 6;
 
   Status create_execution(const Execution& execution) override;
   std::vector<Status> create_executions(std::span<const Execution> executions) override;

@@ -117,6 +117,7 @@ ValueRecord make_record(const std::string& feed, SlotTime slot, std::string valu
   r.signer = "0x2c7536e3605d9c16a7a3d7b1898e529396a65c23";
   r.signature = "0x" + std::string(130, 'a');
   r.digest = "0x" + std::string(64, 'd');
+  r.proof = "0x" + std::string(128, 'e');  // a batch signature's two levels (ADR 0018)
   return r;
 }
 
