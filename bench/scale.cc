@@ -9,11 +9,16 @@
 // S counts from the end of Scheduler::start(); start_s says how long start() took.
 //
 //   scale [--feeds K=1000] [--seconds S=60] [--interval-ms I=2000] [--workers W=0]
-//         [--presign N=0] [--realtime] [--log-level warn] [--drain] [--keep]
+//         [--presign N=0] [--sign-batch B=1] [--realtime] [--log-level warn] [--drain] [--keep]
 //
 // --presign N: as `[service] presign = N` (sign/presign.h): N presignatures kept ready by an
 // idle-priority thread. The JSON then says how many signatures used one ("taken") and how many
 // found the pool empty and signed the usual way ("missed").
+//
+// --sign-batch B: as `[service] sign_batch = B` (ADR 0018): up to B records that a worker
+// publishes in a row share one signature over their Merkle root. To show the records are right,
+// the JSON's "verified" counts the records of the first boundary, up to 1,000, that
+// verify_record() accepts.
 //
 // --realtime: as `[service] realtime = true` (SCHED_FIFO for the timer, workers and commit
 // threads; needs CAP_SYS_NICE, else one warning and normal priority).
@@ -30,6 +35,7 @@
 #include "dlq/dead_letter_queue.h"
 #include "publish/publisher.h"
 #include "sign/presign.h"
+#include "sign/signer.h"
 #include "source/random_int_source.h"
 #include "store/sqlite_store.h"
 #include "workflow/scheduler.h"
@@ -44,6 +50,7 @@ int run(int argc, char** argv) {
   const int64_t interval_ms = flags.get_int("interval-ms", 2000);
   const int64_t workers = flags.get_int("workers", 0);
   const int64_t presign = flags.get_int("presign", 0);
+  const int64_t sign_batch = flags.get_int("sign-batch", 1);
   const std::string log_level = flags.get_string("log-level", "warn");
   const bool drain = flags.get_bool("drain");
   const bool realtime = flags.get_bool("realtime");
@@ -52,6 +59,7 @@ int run(int argc, char** argv) {
   if (feeds < 1 || seconds < 1 || interval_ms < 1 || workers < 0 || presign < 0) {
     die("values must be positive");
   }
+  if (sign_batch < 1 || sign_batch > 64) die("--sign-batch must be between 1 and 64");
   quiet_logs(log_level);
   limit_malloc_arenas();             // as `metronome run` does
   (void)configure_sqlite_process();  // as `metronome run` does
@@ -91,6 +99,7 @@ int run(int argc, char** argv) {
     rt->source = std::make_unique<RandomIntSource>(0, 1000);
     rt->signer =
         value_or_die(FeedSigner::create(rt->id, key_name, secrets, 1, pool), "feed signer");
+    rt->batch_signatures = sign_batch > 1;
     feed_ptrs.push_back(rt.get());
     runtimes.push_back(std::move(rt));
   }
@@ -104,6 +113,7 @@ int run(int argc, char** argv) {
   options.workers = static_cast<size_t>(workers);
   options.realtime = realtime;
   options.presign = pool;  // as the daemon does
+  options.sign_batch = static_cast<size_t>(sign_batch);
   Scheduler scheduler(clock, store, dlq, publisher, feed_ptrs, options);
   const auto usage0 = cpu_usage();
   const WallTime start_wall = clock.now();
@@ -156,6 +166,20 @@ int run(int argc, char** argv) {
   }
   Summary lat = summarize(std::move(all));
 
+  // The first boundary's records, read back and checked as a client would.
+  int64_t checked = 0, verified = 0;
+  if (!by_boundary.empty()) {
+    const SlotTime first = by_boundary.begin()->first;
+    const ObservationDomain domain(1);
+    for (const auto& rt : runtimes) {
+      if (checked == 1000) break;
+      auto stored = sqlite->get_value(rt->id, first);
+      if (!stored.ok() || !stored->has_value()) continue;
+      ++checked;
+      verified += verify_record(**stored, domain).ok();
+    }
+  }
+
   const double wall_s = micros(t_end - t0) / 1e6;
   const double run_s = micros(t_end - t_started) / 1e6;
   const double cpu_total = (usage1.user_s + usage1.sys_s) - (usage0.user_s + usage0.sys_s);
@@ -183,7 +207,8 @@ int run(int argc, char** argv) {
       R"("cpu_s":{{"total":{:.2f},"user":{:.2f},"sys":{:.2f},"after_start":{:.2f}}},)"
       R"("cpu_percent_of_one_core":{{"total":{:.1f},"after_start":{:.1f}}},)"
       R"("peak_rss_kb":{},"rss_before_start_kb":{},"bench_bookkeeping_kb":{},)"
-      R"("presign":{{"capacity":{},"taken":{},"missed":{}}},"per_boundary":[{}]{}}})"
+      R"("presign":{{"capacity":{},"taken":{},"missed":{}}},"sign_batch":{},)"
+      R"("verified":{{"checked":{},"ok":{}}},"per_boundary":[{}]{}}})"
       "\n",
       feeds, seconds, interval_ms,
       workers == 0 ? std::clamp<size_t>(static_cast<size_t>(feeds),
@@ -195,7 +220,7 @@ int run(int argc, char** argv) {
       cpu_total, usage1.user_s - usage0.user_s, usage1.sys_s - usage0.sys_s, cpu_run,
       100 * cpu_total / wall_s, 100 * cpu_run / run_s, usage1.max_rss_kb, rss_before_start_kb,
       bookkeeping_bytes / 1024, presign, pool ? pool->taken() : 0, pool ? pool->missed() : 0,
-      per_boundary, drain_json);
+      sign_batch, checked, verified, per_boundary, drain_json);
   std::fflush(stdout);
   if (!drain) {
     // See the header: do not publish the backlog late on the way out. The files are unlinked

@@ -4,12 +4,14 @@
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <variant>
 
 #include "api/event_hub.h"
 #include "api/http_server.h"
@@ -34,6 +36,11 @@
 namespace metronome {
 namespace {
 
+bool has_evm_sink(const FeedConfig& feed) {
+  return std::any_of(feed.sinks.begin(), feed.sinks.end(),
+                     [](const SinkConfig& s) { return std::holds_alternative<EvmSinkConfig>(s); });
+}
+
 // The runtimes of `config`'s feeds: sources built, signing keys read and checked.
 Result<std::vector<std::unique_ptr<FeedRuntime>>> make_runtimes(
     const Config& config, const SecretRegistry& secrets, Clock& clock,
@@ -56,6 +63,8 @@ Result<std::vector<std::unique_ptr<FeedRuntime>>> make_runtimes(
       METRONOME_ASSIGN_OR_RETURN(
           rt->signer, FeedSigner::create(feed.id, feed.secret, secrets, feed.chain_id, presign));
     }
+    // MetronomeFeed checks signatures over single observations (ADR 0006 and 0018).
+    rt->batch_signatures = config.service.sign_batch > 1 && !has_evm_sink(feed);
     out.push_back(std::move(rt));
   }
   return out;
@@ -254,6 +263,14 @@ Result<std::unique_ptr<Daemon>> Daemon::create(const Config& config, Clock& cloc
   SchedulerOptions options;
   options.realtime = config.service.realtime;
   options.presign = parts->presign;
+  options.sign_batch = config.service.sign_batch;
+  if (config.service.sign_batch > 1) {
+    const auto alone = std::count_if(config.feeds.begin(), config.feeds.end(), has_evm_sink);
+    spdlog::info(
+        "batch signatures: up to {} records a worker publishes in a row share one signature; {} "
+        "feed(s) with an evm sink are signed one by one",
+        config.service.sign_batch, alone);
+  }
   // Page faults on the slot path would undo the priority. MCL_ONFAULT locks pages once touched
   // instead of populating every mapping (256 worker stacks of 8 MB would otherwise be resident).
   // Refused (no CAP_IPC_LOCK and a low RLIMIT_MEMLOCK): one warning, the daemon runs unlocked.
@@ -375,6 +392,11 @@ Status Daemon::reload() {
     spdlog::warn("[service] presign changed from {} to {}: it takes effect at the next restart",
                  p.config.service.presign, config->service.presign);
     config->service.presign = p.config.service.presign;
+  }
+  if (config->service.sign_batch != p.config.service.sign_batch) {
+    spdlog::warn("[service] sign_batch changed from {} to {}: it takes effect at the next restart",
+                 p.config.service.sign_batch, config->service.sign_batch);
+    config->service.sign_batch = p.config.service.sign_batch;
   }
   METRONOME_ASSIGN_OR_RETURN(auto feeds, make_runtimes(*config, *registry, *p.clock, p.presign));
 

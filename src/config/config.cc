@@ -303,7 +303,7 @@ class Loader {
     METRONOME_RETURN_IF_ERROR(
         check_keys(*t, p,
                    {"data_dir", "listen", "log_level", "log_format", "chain_id",
-                    "admin_token_secret", "realtime", "presign"}));
+                    "admin_token_secret", "realtime", "presign", "sign_batch"}));
     METRONOME_RETURN_IF_ERROR(get_path(*t, p, "data_dir", s.data_dir));
     METRONOME_RETURN_IF_ERROR(get_string(*t, p, "listen", s.listen));
     if (std::string why; !is_valid_listen(s.listen, why)) {
@@ -339,6 +339,10 @@ class Loader {
     int64_t presign = static_cast<int64_t>(s.presign);
     METRONOME_RETURN_IF_ERROR(get_int(*t, p, "presign", 0, 1'000'000, presign));
     s.presign = static_cast<size_t>(presign);
+    // 64: a batch never spans more than the slots one worker runs in a row (a chunk).
+    int64_t sign_batch = static_cast<int64_t>(s.sign_batch);
+    METRONOME_RETURN_IF_ERROR(get_int(*t, p, "sign_batch", 1, 64, sign_batch));
+    s.sign_batch = static_cast<size_t>(sign_batch);
     return Status::Ok();
   }
 
@@ -1347,6 +1351,7 @@ std::string dump_config(const Config& c) {
   line("chain_id", std::to_string(c.service.chain_id));
   line("realtime", c.service.realtime ? "true" : "false");
   line("presign", std::to_string(c.service.presign));
+  line("sign_batch", std::to_string(c.service.sign_batch));
   if (!c.service.admin_token_secret.empty()) {
     line("admin_token_secret", quote(c.service.admin_token_secret.str()));
   }

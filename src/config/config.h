@@ -37,6 +37,11 @@ struct ServiceConfig {
   // of ~21 µs. Random nonces instead of RFC 6979's. 0 (default): off. For many feeds, about
   // twice the number of signed slots due at one boundary.
   size_t presign = 0;
+  // Batch signatures (sign/merkle.h, ADR 0018): up to this many records that one worker
+  // publishes in a row (at most 64) share one signature over the Merkle root of their digests;
+  // each record carries its Merkle proof. Feeds with an evm sink are always signed one by one.
+  // 1 (default): every record signed alone.
+  size_t sign_batch = 1;
 };
 
 struct StoreConfig {

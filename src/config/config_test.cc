@@ -65,7 +65,7 @@ TEST_F(ConfigTest, UnknownKeysAreErrors) {
   expect_error("[servce]\n", 1, "servce", "unknown key");
   expect_error("[service]\nlisten = \"127.0.0.1:1\"\nlsten = \"x\"\n", 3, "service.lsten",
                "unknown key (expected one of: data_dir, listen, log_level, log_format, chain_id, "
-               "admin_token_secret, realtime, presign)");
+               "admin_token_secret, realtime, presign, sign_batch)");
   expect_error("[store]\nkind = \"sqlite\"\nfile = \"x\"\n", 3, "store.file");
   expect_error("[secrets.k]\nfile = \"k\"\npath = \"x\"\n", 3, "secrets.k.path");
   expect_error("[[feeds]]\nid = \"a\"\nevry = \"2s\"\n", 3, "feeds[0].evry");
@@ -151,6 +151,18 @@ TEST_F(ConfigTest, PresignIsACountOffByDefault) {
   expect_error("[service]\npresign = 2000000\n", 2, "service.presign", "out of range");
   expect_error("[service]\npresign = true\n", 2, "service.presign",
                "expected an integer, got a boolean");
+}
+
+TEST_F(ConfigTest, SignBatchIsOneByDefaultAndAtMost64) {
+  EXPECT_EQ(load_ok(std::string(kFeed)).service.sign_batch, 1u);
+  EXPECT_THAT(dump_config(load_ok(std::string(kFeed))), HasSubstr("sign_batch = 1\n"));
+  Config c = load_ok("[service]\nsign_batch = 64\n" + std::string(kFeed));
+  EXPECT_EQ(c.service.sign_batch, 64u);
+  EXPECT_THAT(dump_config(c), HasSubstr("sign_batch = 64\n"));
+  expect_error("[service]\nsign_batch = 0\n", 2, "service.sign_batch", "0 is out of range 1..64");
+  expect_error("[service]\nsign_batch = 65\n", 2, "service.sign_batch", "65 is out of range 1..64");
+  expect_error("[service]\nsign_batch = \"64\"\n", 2, "service.sign_batch",
+               "expected an integer, got a string");
 }
 
 TEST_F(ConfigTest, MinGreaterThanMax) {

@@ -34,7 +34,7 @@ double Publisher::draw_jitter() {
 }
 
 Publisher::Attempt Publisher::observe_and_sign(const FeedRuntime& feed, const SlotJob& job,
-                                               std::stop_token stop) {
+                                               std::stop_token stop, bool may_batch) {
   Attempt a;
   SlotResult& result = a.result;
   std::optional<WallTime>& first_failure = a.first_failure;
@@ -92,9 +92,20 @@ Publisher::Attempt Publisher::observe_and_sign(const FeedRuntime& feed, const Sl
     record.decimals = feed.decimals;
     record.observed_at = clock_.now();
     record.execution = job.execution;
-    Status signed_ok = job.signer ? job.signer->sign_record(record, feed.signer->domain(),
-                                                            &feed.signer->feed_id_hash())
-                                  : Status::Ok();
+    Status signed_ok = Status::Ok();
+    if (job.signer && may_batch && job.batch && feed.batch_signatures) {
+      // Signed with its batch (sign_and_submit); only its digest now, which checks its form.
+      Result<Hash32> leaf = job.signer->prepare_for_batch(record, feed.signer->domain(),
+                                                          &feed.signer->feed_id_hash());
+      if (leaf) {
+        a.leaf = *leaf;
+      } else {
+        signed_ok = leaf.status();
+      }
+    } else if (job.signer) {
+      signed_ok =
+          job.signer->sign_record(record, feed.signer->domain(), &feed.signer->feed_id_hash());
+    }
     if (signed_ok.ok()) {
       result.record = std::move(record);
     } else {
@@ -165,7 +176,7 @@ void Publisher::commit_record(const FeedRuntime& feed, const SlotJob& job, Attem
 
 SlotResult Publisher::publish_slot(const FeedRuntime& feed, const SlotJob& job,
                                    std::stop_token stop) {
-  Attempt a = observe_and_sign(feed, job, stop);
+  Attempt a = observe_and_sign(feed, job, stop, /*may_batch=*/false);
   if (a.result.record) {
     if (job.observed) job.observed();
     a.result.observed = true;
@@ -178,7 +189,7 @@ void Publisher::publish_slot_async(const FeedRuntime& feed, SlotJob job, std::st
                                    const Executor& executor, std::function<void(SlotResult)> done) {
   auto f = std::make_shared<InFlight>();
   f->job = std::move(job);
-  f->attempt = observe_and_sign(feed, f->job, stop);
+  f->attempt = observe_and_sign(feed, f->job, stop, /*may_batch=*/true);
   if (!f->attempt.result.record) {
     done(finish(feed, f->job, std::move(f->attempt)));
     return;
@@ -186,12 +197,69 @@ void Publisher::publish_slot_async(const FeedRuntime& feed, SlotJob job, std::st
   if (f->job.observed) f->job.observed();
   f->attempt.result.observed = true;
   SlotCommit commit = commit_of(feed, f->job, f->attempt, 1);
+  if (f->attempt.leaf) {
+    SignBatch& batch = *f->job.batch;
+    f->job.batch = nullptr;  // not used after this; the batch lives only as long as its chunk
+    const Hash32 leaf = *f->attempt.leaf;
+    std::shared_ptr<const Signer> signer = f->job.signer;
+    batch.pending_.push_back(
+        SignBatch::Pending{std::move(signer), &feed.signer->domain(), leaf, std::move(commit),
+                           on_first_commit(feed, std::move(f), executor, std::move(done))});
+    if (batch.pending_.size() >= batch.max_records_) sign_and_submit(batch);
+    return;
+  }
+  batcher_->submit(std::move(commit),
+                   on_first_commit(feed, std::move(f), executor, std::move(done)));
+}
+
+void Publisher::sign_and_submit(SignBatch& batch) {
+  std::vector<SignBatch::Pending>& pending = batch.pending_;
+  if (pending.empty()) return;
+  // One signature per key and chain (usually one for the whole batch), in the batch's order. A
+  // key is known by its address: each feed has its own Signer, even for a shared secret.
+  std::vector<bool> taken(pending.size(), false);
+  std::vector<Hash32> leaves;
+  std::vector<ValueRecord*> records;
+  for (size_t i = 0; i < pending.size(); ++i) {
+    if (taken[i]) continue;
+    leaves.clear();
+    records.clear();
+    for (size_t j = i; j < pending.size(); ++j) {
+      if (taken[j] || pending[j].signer->address() != pending[i].signer->address() ||
+          pending[j].domain->chain_id() != pending[i].domain->chain_id()) {
+        continue;
+      }
+      taken[j] = true;
+      leaves.push_back(pending[j].leaf);
+      records.push_back(&*pending[j].commit.record);
+    }
+    pending[i].signer->sign_batch(*pending[i].domain, leaves, records);
+  }
+  const WallTime now = clock_.now();
+  for (SignBatch::Pending& p : pending) {
+    p.commit.record->published_at = now;  // handed to its commit now, not when observed
+    batcher_->submit(std::move(p.commit), std::move(p.done));
+  }
+  pending.clear();
+}
+
+SignBatch::SignBatch(Publisher& publisher, size_t max_records)
+    : publisher_(publisher), max_records_(std::max<size_t>(1, max_records)) {
+  pending_.reserve(max_records_);
+}
+
+SignBatch::~SignBatch() {
+  publisher_.sign_and_submit(*this);
+}
+
+CommitBatcher::Done Publisher::on_first_commit(const FeedRuntime& feed, std::shared_ptr<InFlight> f,
+                                               const Executor& executor,
+                                               std::function<void(SlotResult)> done) {
   // The batcher calls this once: its captures are moved on, not copied (a std::function and a
   // shared pointer per slot, freed on the batcher's answering thread). The record comes back
   // with the commit.
-  batcher_->submit(std::move(commit), [this, &feed, f = std::move(f), executor,
-                                       done = std::move(done)](std::optional<Result<bool>> first,
-                                                               SlotCommit& written_commit) mutable {
+  return [this, &feed, f = std::move(f), executor, done = std::move(done)](
+             std::optional<Result<bool>> first, SlotCommit& written_commit) mutable {
     f->attempt.result.record = std::move(written_commit.record);
     const bool written = first && first->ok();
     auto rest = [this, &feed, f = std::move(f), first = std::move(first), done = std::move(done)] {
@@ -206,7 +274,7 @@ void Publisher::publish_slot_async(const FeedRuntime& feed, SlotJob job, std::st
     }
     std::function<void()> task = std::move(rest);
     if (!executor(task)) task();
-  });
+  };
 }
 
 SlotResult Publisher::finish(const FeedRuntime& feed, const SlotJob& job, Attempt&& a) {

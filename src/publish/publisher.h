@@ -50,10 +50,15 @@ struct FeedRuntime {
   SanityBounds bounds;  // checked between observing and signing
   std::unique_ptr<Source> source;
   std::unique_ptr<FeedSigner> signer;  // null: the feed's records are not signed
+  // Its records may share a batch signature (SlotJob::batch; ADR 0018). False for a feed with an
+  // evm sink: MetronomeFeed checks signatures over single observations.
+  bool batch_signatures = false;
 
   // When the slot must be published by: slot + deadline, or the next slot.
   WallTime deadline_of(SlotTime slot) const;
 };
+
+class SignBatch;
 
 struct SlotJob {
   ExecutionId execution;
@@ -67,6 +72,10 @@ struct SlotJob {
   // is nothing to commit): from then on the feed's next slot may be observed while this one
   // waits for the store.
   std::function<void()> observed{};
+  // Batch signatures: a record of a feed with batch_signatures waits in `batch` and is signed
+  // with the batch's other records (one signature over their Merkle root) when the batch is full
+  // or closed, then goes to its commit. Null: signed alone, at once.
+  SignBatch* batch = nullptr;
 };
 
 struct SlotResult {
@@ -89,6 +98,7 @@ class Publisher {
   // debug level, for daemons with many feeds that log a summary instead.
   void set_log_each_slot(bool on) { log_each_slot_ = on; }
 
+  // Signs at once: job.batch is not used here (see publish_slot_async).
   SlotResult publish_slot(const FeedRuntime& feed, const SlotJob& job, std::stop_token stop);
 
   // Runs a continuation on a worker; false when it cannot (shutting down): the caller then
@@ -99,7 +109,8 @@ class Publisher {
   // returns. When its batch was written, `done` runs with the slot's result on the batcher's
   // thread, and must not block (hand store writes and other I/O to a worker). When it was not,
   // the retries, the DLQ and `done` run on `executor`, as publish_slot() would run them. A slot
-  // that fails before its commit calls `done` on this thread before returning.
+  // that fails before its commit calls `done` on this thread before returning. With job.batch
+  // (and a feed with batch_signatures), the record waits there for its signature (SignBatch).
   // REQUIRES: `feed` outlives `done`'s call.
   void publish_slot_async(const FeedRuntime& feed, SlotJob job, std::stop_token stop,
                           const Executor& executor, std::function<void(SlotResult)> done);
@@ -125,6 +136,10 @@ class Publisher {
   // Runs a bookkeeping write between the commit batcher's batches of values, once none waits
   // (CommitBatcher::run_when_idle()), and returns when it has run.
   void run_when_store_idle(const std::function<void()>& chore) { batcher_->run_when_idle(chore); }
+  // Signs the records waiting in `batch` (grouped by key and chain) and queues their commits.
+  // SignBatch calls it when full and when destroyed.
+  void sign_and_submit(SignBatch& batch);
+
   // Records observed and signed that wait for their batch (publish_slot_async()).
   size_t commits_waiting() const { return batcher_->queued(); }
   // Blocks (real time, bounded) until at least n records wait for their batch. For tests.
@@ -156,6 +171,8 @@ class Publisher {
     std::string stage;  // where it failed: observe, sanity, sign, publish
     Status failure;
     int attempts = 0;
+    // The record's digest, when it waits for a batch signature (SlotJob::batch).
+    std::optional<Hash32> leaf;
   };
   // A slot of publish_slot_async() while its record waits for its batch: one allocation, shared
   // by the batcher's callback (a std::function, so copyable) until it runs.
@@ -164,12 +181,19 @@ class Publisher {
     Attempt attempt;
   };
   // Observes (with retries), checks the sanity bounds, signs, and waits for the slot when
-  // observed ahead of it. a.result.record is set when there is something to commit.
-  Attempt observe_and_sign(const FeedRuntime& feed, const SlotJob& job, std::stop_token stop);
+  // observed ahead of it. a.result.record is set when there is something to commit. With
+  // `may_batch` (and job.batch, and a feed with batch_signatures), the record is not signed
+  // yet: a.leaf is its digest, for its batch.
+  Attempt observe_and_sign(const FeedRuntime& feed, const SlotJob& job, std::stop_token stop,
+                           bool may_batch);
   // The commit of a.result.record for its attempt number `commit_attempts` (from 1). The record
   // moves into the commit (it is not copied); the caller moves it back once the commit is done.
   SlotCommit commit_of(const FeedRuntime& feed, const SlotJob& job, Attempt& a,
                        int commit_attempts);
+  // The batcher's callback for the first commit of an async slot (publish_slot_async()).
+  CommitBatcher::Done on_first_commit(const FeedRuntime& feed, std::shared_ptr<InFlight> f,
+                                      const Executor& executor,
+                                      std::function<void(SlotResult)> done);
   // Commits with retries inside the deadline. `first`: the answer of a first attempt already
   // made by the batcher (nullopt: none made, or its batch failed).
   void commit_record(const FeedRuntime& feed, const SlotJob& job, Attempt& a,
@@ -196,6 +220,34 @@ class Publisher {
 
   // Last: destroyed first, so that its thread's callbacks still find the members above.
   std::unique_ptr<CommitBatcher> batcher_;
+};
+
+// The records of the slots that one worker runs in a row (a chunk of the scheduler's), signed
+// together: one signature per key and chain over the Merkle root of their digests (ADR 0018)
+// instead of one per record. At most `max_records` wait; the one that fills the batch signs it.
+// The destructor signs and queues what is left, so no record is lost by an early exit.
+// Not thread-safe: one worker fills and closes it.
+class SignBatch {
+ public:
+  SignBatch(Publisher& publisher, size_t max_records);
+  ~SignBatch();
+  SignBatch(const SignBatch&) = delete;
+  SignBatch& operator=(const SignBatch&) = delete;
+
+  size_t waiting() const { return pending_.size(); }
+
+ private:
+  friend class Publisher;
+  struct Pending {
+    std::shared_ptr<const Signer> signer;
+    const ObservationDomain* domain;  // the feed's (FeedRuntime outlives its slots)
+    Hash32 leaf;
+    SlotCommit commit;
+    CommitBatcher::Done done;
+  };
+  Publisher& publisher_;
+  const size_t max_records_;
+  std::vector<Pending> pending_;
 };
 
 }  // namespace metronome

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -318,6 +319,150 @@ TEST_F(PublisherTest, SignedRecordsVerify) {
   auto stored = **sqlite_->get_value(feed_.id, slot_);
   EXPECT_EQ(stored.signer, j.signer->address_text());
   EXPECT_TRUE(verify_record(stored, ObservationDomain(1)).ok());
+}
+
+class FixedSource final : public Source {
+ public:
+  explicit FixedSource(std::string value) : value_(std::move(value)) {}
+  Result<SourceValue> observe(const ObserveContext&) override { return SourceValue{value_, {}}; }
+  std::string describe() const override { return "fixed " + value_; }
+
+ private:
+  std::string value_;
+};
+
+// Batch signatures (SignBatch, ADR 0018): feeds signed by one key share one signature over the
+// Merkle root of their records; a feed without batch_signatures (an evm sink's) is signed alone;
+// a record without an EIP-712 form fails alone.
+class PublisherBatchTest : public PublisherTest {
+ protected:
+  void SetUp() override {
+    PublisherTest::SetUp();
+    auto key_path = dir_.path() / "key";
+    ASSERT_TRUE(FileSecret::create(key_path, SecretValue(*generate_signing_key_hex())).ok());
+    std::map<SecretName, SecretConfig> secrets{
+        {SecretName("k"), SecretConfig{SecretName("k"), key_path, std::nullopt}}};
+    registry_ = std::make_unique<SecretRegistry>(std::move(*SecretRegistry::from_config(secrets)));
+  }
+
+  FeedRuntime& AddFeed(const std::string& id, bool batch, std::unique_ptr<Source> source) {
+    auto rt = std::make_unique<FeedRuntime>();
+    rt->id = FeedId(id);
+    rt->schedule = Schedule::every(2000ms);
+    rt->decimals = 1;
+    rt->source = std::move(source);
+    rt->signer = std::move(*FeedSigner::create(rt->id, SecretName("k"), *registry_, 1));
+    rt->batch_signatures = batch;
+    feeds_.push_back(std::move(rt));
+    return *feeds_.back();
+  }
+
+  // Starts the slot of `feed` through publish_slot_async; its result arrives in results_.
+  void Start(FeedRuntime& feed, SignBatch* batch) {
+    SlotJob j;
+    j.execution = make_execution_id(feed.id, slot_ - Millis(to_unix_ms(slot_) % 60000));
+    j.slot = slot_;
+    j.fired_at = WallTime(slot_);
+    j.deadline = feed.deadline_of(slot_);
+    j.signer = feed.signer->for_next_window();
+    j.batch = batch;
+    publisher_->publish_slot_async(feed, std::move(j), std::stop_token(), nullptr,
+                                   [this](SlotResult r) {
+                                     std::lock_guard lock(mu_);
+                                     results_.push_back(std::move(r));
+                                     cv_.notify_all();
+                                   });
+  }
+
+  std::vector<SlotResult> WaitForResults(size_t n) {
+    std::unique_lock lock(mu_);
+    EXPECT_TRUE(cv_.wait_for(lock, 10s, [&] { return results_.size() >= n; }));
+    return results_;
+  }
+
+  ValueRecord Stored(const FeedRuntime& feed) {
+    auto stored = sqlite_->get_value(feed.id, slot_);
+    EXPECT_TRUE(stored.ok() && stored->has_value()) << feed.id.str();
+    return stored.ok() && stored->has_value() ? **stored : ValueRecord{};
+  }
+
+  std::unique_ptr<SecretRegistry> registry_;
+  std::vector<std::unique_ptr<FeedRuntime>> feeds_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<SlotResult> results_;
+};
+
+TEST_F(PublisherBatchTest, RecordsOfABatchShareOneSignatureAndEachVerifies) {
+  clock_.set(WallTime(slot_));
+  for (int i = 0; i < 5; ++i) {
+    AddFeed("batched_" + std::to_string(i), true, std::make_unique<RandomIntSource>(0, 1000));
+  }
+  FeedRuntime& alone = AddFeed("evm_feed", false, std::make_unique<FixedSource>("12.5"));
+  {
+    SignBatch batch(*publisher_, 64);
+    for (auto& f : feeds_) Start(*f, &batch);
+    // The feed without batch signatures went to its commit at once; the others wait.
+    EXPECT_EQ(batch.waiting(), 5u);
+    WaitForResults(1);
+    EXPECT_FALSE(sqlite_->get_value(feeds_[0]->id, slot_)->has_value());
+  }  // closing the batch signs it and queues its commits
+  std::vector<SlotResult> results = WaitForResults(6);
+  for (const SlotResult& r : results) {
+    EXPECT_EQ(r.slot.outcome, SlotOutcome::kPublished) << r.slot.error;
+  }
+  const ValueRecord first = Stored(*feeds_[0]);
+  for (int i = 0; i < 5; ++i) {
+    const ValueRecord r = Stored(*feeds_[i]);
+    EXPECT_FALSE(r.proof.empty()) << r.feed.str();
+    EXPECT_EQ(r.signature, first.signature) << r.feed.str();
+    Status st = verify_record(r, ObservationDomain(1), feeds_[i]->signer->current()->address());
+    EXPECT_TRUE(st.ok()) << r.feed.str() << ": " << st.ToString();
+  }
+  const ValueRecord single = Stored(alone);
+  EXPECT_TRUE(single.proof.empty());
+  EXPECT_NE(single.signature, first.signature);
+  EXPECT_TRUE(verify_record(single, ObservationDomain(1)).ok());
+}
+
+TEST_F(PublisherBatchTest, AFullBatchIsSignedAtOnceAndAnUnsignableRecordFailsAlone) {
+  clock_.set(WallTime(slot_));
+  AddFeed("a", true, std::make_unique<FixedSource>("1.5"));
+  AddFeed("b", true, std::make_unique<FixedSource>("2.5"));
+  // 3 fraction digits with decimals 1: no EIP-712 form, so the slot fails at "sign".
+  FeedRuntime& bad = AddFeed("bad", true, std::make_unique<FixedSource>("3.125"));
+  AddFeed("c", true, std::make_unique<FixedSource>("4.5"));
+  {
+    SignBatch batch(*publisher_, 2);
+    Start(*feeds_[0], &batch);
+    EXPECT_EQ(batch.waiting(), 1u);
+    Start(*feeds_[1], &batch);
+    EXPECT_EQ(batch.waiting(), 0u);  // full: signed and queued
+    Start(bad, &batch);
+    EXPECT_EQ(batch.waiting(), 0u);  // failed before its batch
+    Start(*feeds_[3], &batch);
+    EXPECT_EQ(batch.waiting(), 1u);
+  }
+  std::vector<SlotResult> results = WaitForResults(4);
+  int published = 0;
+  for (const SlotResult& r : results) {
+    if (r.slot.outcome == SlotOutcome::kPublished) {
+      ++published;
+    } else {
+      EXPECT_EQ(r.slot.outcome, SlotOutcome::kFailed);
+      EXPECT_NE(r.slot.error.find("3.125"), std::string::npos) << r.slot.error;
+    }
+  }
+  EXPECT_EQ(published, 3);
+  const ValueRecord a = Stored(*feeds_[0]), b = Stored(*feeds_[1]), c = Stored(*feeds_[3]);
+  EXPECT_EQ(a.signature, b.signature);
+  EXPECT_FALSE(a.proof.empty());
+  EXPECT_TRUE(c.proof.empty());  // alone in the last batch: signed alone
+  for (const ValueRecord& r : {a, b, c}) {
+    EXPECT_TRUE(verify_record(r, ObservationDomain(1)).ok()) << r.feed.str();
+  }
+  EXPECT_FALSE(sqlite_->get_value(bad.id, slot_)->has_value());
+  EXPECT_EQ(dlq_->depth().value_or(0), 1);
 }
 
 }  // namespace

@@ -676,11 +676,15 @@ void Scheduler::dispatch_due(WallTime now) {
   auto submit_chunk = [&] {
     if (chunk.empty()) return;
     this->submit_chunk([this, slots = std::move(chunk), boundary] {
+      // Closed (signed, its commits queued) when the chunk's last slot has run.
+      std::optional<SignBatch> batch;
+      if (options_.sign_batch > 1) batch.emplace(publisher_, options_.sign_batch);
+      SignBatch* const b = batch ? &*batch : nullptr;
       for (const auto& [exec, index, busy] : slots) {
         if (busy) {
-          run_or_skip(exec, index, boundary);
+          run_or_skip(exec, index, boundary, b);
         } else {
-          run_slot(exec, index, boundary);
+          run_slot(exec, index, boundary, b);
         }
       }
     });
@@ -741,14 +745,14 @@ void Scheduler::dispatch_due(WallTime now) {
 // A slot whose feed was busy when it was dispatched: decide at the slot, not before it. A previous
 // slot that finished meanwhile lets this one run; a skip is recorded at (never before) its time.
 void Scheduler::run_or_skip(const std::shared_ptr<ExecState>& exec, size_t index,
-                            const std::shared_ptr<Boundary>& boundary) {
+                            const std::shared_ptr<Boundary>& boundary, SignBatch* batch) {
   const SlotTime slot = exec->run[index];
   while (clock_.now() < WallTime(slot)) {
     (void)clock_.sleep_until(WallTime(slot), std::stop_token());
   }
   const char* busy = try_begin_slot(exec->feed->in_flight, exec->feed->committing);
   if (busy == nullptr) {
-    run_slot(exec, index, boundary);
+    run_slot(exec, index, boundary, batch);
     return;
   }
   auto lease = claim(*exec, slot, boundary);
@@ -799,7 +803,7 @@ void Scheduler::run_chunks() {
 }
 
 void Scheduler::run_slot(const std::shared_ptr<ExecState>& exec, size_t index,
-                         const std::shared_ptr<Boundary>& boundary) {
+                         const std::shared_ptr<Boundary>& boundary, SignBatch* batch) {
   FeedState& feed = *exec->feed;
   const SlotTime slot = exec->run[index];
   // Never early: a clock stepped back after the timer woke makes us wait again. (With an
@@ -827,6 +831,7 @@ void Scheduler::run_slot(const std::shared_ptr<ExecState>& exec, size_t index,
 
   SlotJob job{exec->execution.id,          slot,         fired_at,
               exec->rt->deadline_of(slot), exec->signer, *lease};
+  job.batch = batch;
   // Observed and signed: the next slot may start while this one waits for the disk. The
   // result says whether this ran (SlotResult::observed).
   job.observed = [&feed] {

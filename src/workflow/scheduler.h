@@ -102,6 +102,10 @@ struct SchedulerOptions {
   // boundary that it has enough presignatures ready for, and resumes once the boundary's slots
   // are all finished. Only with the boundary summaries (more than log_each_slot_up_to feeds).
   std::shared_ptr<PresignPool> presign;
+  // Batch signatures ([service] sign_batch, ADR 0018): the slots that a worker runs in a row
+  // (a chunk of up to 64 non-blocking feeds) share one signature per key for up to this many
+  // records (SignBatch). 1: every record is signed alone.
+  size_t sign_batch = 1;
 };
 
 class Scheduler {
@@ -181,12 +185,13 @@ class Scheduler {
   struct Boundary;
   // The shared pointers are taken by reference: a boundary's is shared by all its slots, and each
   // count change moves its cache line between the cores.
+  // `batch`: the chunk's batch signature, or null (SlotJob::batch).
   void run_slot(const std::shared_ptr<ExecState>& exec, size_t index,
-                const std::shared_ptr<Boundary>& boundary);
+                const std::shared_ptr<Boundary>& boundary, SignBatch* batch = nullptr);
   // A slot whose feed was busy at dispatch: at the slot, runs it if the feed is free, else
   // records it skipped.
   void run_or_skip(const std::shared_ptr<ExecState>& exec, size_t index,
-                   const std::shared_ptr<Boundary>& boundary);
+                   const std::shared_ptr<Boundary>& boundary, SignBatch* batch = nullptr);
   // The rest of run_slot() once the publisher has the slot's result (on a worker).
   void after_publish(ExecState& exec, SlotTime slot, const std::optional<SlotFence>& fence,
                      bool mark_running, const std::shared_ptr<Boundary>& boundary,
