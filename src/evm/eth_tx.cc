@@ -5,7 +5,7 @@
 #include <algorithm>
 
 #include "evm/rlp.h"
-#include "sign/hex.h"
+#include "common/hex.h"
 
 namespace metronome {
 namespace {

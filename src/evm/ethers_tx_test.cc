@@ -17,7 +17,7 @@
 #include "evm/abi.h"
 #include "evm/eth_tx.h"
 #include "sign/eip712.h"
-#include "sign/hex.h"
+#include "common/hex.h"
 
 namespace metronome {
 namespace {

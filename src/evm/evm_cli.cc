@@ -13,7 +13,7 @@
 #include "evm/metronome_feed_contract.h"
 #include "evm/tx_manager.h"
 #include "secret/secret_registry.h"
-#include "sign/hex.h"
+#include "common/hex.h"
 
 namespace metronome {
 namespace {

@@ -8,7 +8,7 @@
 
 #include "evm/abi.h"
 #include "sign/eip712.h"
-#include "sign/hex.h"
+#include "common/hex.h"
 
 namespace metronome {
 namespace {

@@ -6,7 +6,7 @@
 
 #include "evm/abi.h"
 #include "evm/eth_tx.h"
-#include "sign/hex.h"
+#include "common/hex.h"
 
 namespace metronome {
 namespace {

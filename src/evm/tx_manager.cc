@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cctype>
 
-#include "sign/hex.h"
+#include "common/hex.h"
 
 namespace metronome {
 namespace {

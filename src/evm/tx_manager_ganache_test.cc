@@ -15,7 +15,7 @@
 
 #include "clock/system_clock.h"
 #include "evm/tx_manager.h"
-#include "sign/hex.h"
+#include "common/hex.h"
 
 namespace metronome {
 namespace {

@@ -218,10 +218,12 @@ void Publisher::sign_and_submit(SignBatch& batch) {
   // One signature per key and chain (usually one for the whole batch), in the batch's order. A
   // key is known by its address: each feed has its own Signer, even for a shared secret.
   std::vector<bool> taken(pending.size(), false);
+  std::vector<size_t> members;
   std::vector<Hash32> leaves;
   std::vector<ValueRecord*> records;
   for (size_t i = 0; i < pending.size(); ++i) {
     if (taken[i]) continue;
+    members.clear();
     leaves.clear();
     records.clear();
     for (size_t j = i; j < pending.size(); ++j) {
@@ -230,10 +232,16 @@ void Publisher::sign_and_submit(SignBatch& batch) {
         continue;
       }
       taken[j] = true;
+      members.push_back(j);
       leaves.push_back(pending[j].leaf);
       records.push_back(&*pending[j].commit.record);
     }
-    pending[i].signer->sign_batch(*pending[i].domain, leaves, records);
+    std::shared_ptr<const SignatureBatch> signed_batch =
+        pending[i].signer->sign_batch(*pending[i].domain, leaves, records);
+    for (size_t leaf = 0; signed_batch && leaf < members.size(); ++leaf) {
+      pending[members[leaf]].commit.batch = signed_batch;
+      pending[members[leaf]].commit.batch_leaf = static_cast<uint32_t>(leaf);
+    }
   }
   const WallTime now = clock_.now();
   for (SignBatch::Pending& p : pending) {

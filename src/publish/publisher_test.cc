@@ -3,6 +3,7 @@
 // sleeps; the store is a real SQLite store behind the fault-injecting FaultyStore.
 #include "publish/publisher.h"
 
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -419,6 +420,13 @@ TEST_F(PublisherBatchTest, RecordsOfABatchShareOneSignatureAndEachVerifies) {
     Status st = verify_record(r, ObservationDomain(1), feeds_[i]->signer->current()->address());
     EXPECT_TRUE(st.ok()) << r.feed.str() << ": " << st.ToString();
   }
+  // On disk: one batch row; the batch's value rows keep their leaf, not the texts.
+  SQLite::Database db((dir_.path() / "metronome.db").string(), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM signature_batches").getInt(), 1);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM value_log WHERE batch_root IS NOT NULL AND "
+                          "signature = '' AND digest = '' AND proof = ''")
+                .getInt(),
+            5);
   const ValueRecord single = Stored(alone);
   EXPECT_TRUE(single.proof.empty());
   EXPECT_NE(single.signature, first.signature);

@@ -3,7 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "sign/hex.h"
+#include "common/hex.h"
 
 namespace metronome {
 namespace {

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "sign/eip712.h"
-#include "sign/hex.h"
+#include "common/hex.h"
 #include "sign/signer.h"
 
 namespace metronome {

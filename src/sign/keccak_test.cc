@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "sign/hex.h"
+#include "common/hex.h"
 
 namespace metronome {
 namespace {

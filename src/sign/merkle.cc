@@ -6,7 +6,7 @@
 #include <array>
 #include <cstring>
 
-#include "sign/hex.h"
+#include "common/hex.h"
 
 namespace metronome {
 
@@ -32,38 +32,16 @@ Hash32 batch_digest(const ObservationDomain& domain, const Hash32& root) {
   return keccak256(buf);
 }
 
-MerkleTree::MerkleTree(std::span<const Hash32> leaves) {
-  levels_.emplace_back(leaves.begin(), leaves.end());
-  while (levels_.back().size() > 1) {
-    const std::vector<Hash32>& below = levels_.back();
-    std::vector<Hash32> level;
-    level.reserve((below.size() + 1) / 2);
-    for (size_t i = 0; i + 1 < below.size(); i += 2) {
-      level.push_back(hash_sorted_pair(below[i], below[i + 1]));
+MerkleTree::MerkleTree(std::span<const Hash32> leaves) : leaves_(leaves.size()) {
+  nodes_.reserve(merkle_node_count(leaves.size()));
+  nodes_.assign(leaves.begin(), leaves.end());
+  for (size_t level_start = 0, level = leaves.size(); level > 1;
+       level_start += level, level = (level + 1) / 2) {
+    for (size_t i = 0; i + 1 < level; i += 2) {
+      nodes_.push_back(hash_sorted_pair(nodes_[level_start + i], nodes_[level_start + i + 1]));
     }
-    if (below.size() % 2 == 1) level.push_back(below.back());  // carried up unhashed
-    levels_.push_back(std::move(level));
+    if (level % 2 == 1) nodes_.push_back(nodes_[level_start + level - 1]);  // carried up
   }
-}
-
-void MerkleTree::proof_hex(size_t i, std::string& out) const {
-  out.clear();
-  size_t siblings = 0;
-  for (size_t l = 0, at = i; l + 1 < levels_.size(); ++l, at /= 2) {
-    if ((at ^ 1) < levels_[l].size()) ++siblings;
-  }
-  if (siblings == 0) return;
-  out.resize(hex_0x_size(32 * siblings));
-  char* pos = out.data() + 2;
-  for (size_t l = 0, at = i; l + 1 < levels_.size(); ++l, at /= 2) {
-    const size_t sibling = at ^ 1;
-    if (sibling >= levels_[l].size()) continue;
-    std::array<char, hex_0x_size(32)> hex = hex_0x_array(levels_[l][sibling]);
-    std::memcpy(pos, hex.data() + 2, 64);
-    pos += 64;
-  }
-  out[0] = '0';
-  out[1] = 'x';
 }
 
 Result<std::vector<Hash32>> parse_proof(std::string_view text) {

@@ -25,6 +25,7 @@
 #include "common/result.h"
 #include "sign/eip712.h"
 #include "sign/keccak.h"
+#include "store/signature_batch.h"
 
 namespace metronome {
 
@@ -40,20 +41,24 @@ Hash32 hash_sorted_pair(const Hash32& a, const Hash32& b);
 // The EIP-712 digest of ObservationBatch(root) in `domain`: what a batch's signature signs.
 Hash32 batch_digest(const ObservationDomain& domain, const Hash32& root);
 
-// The tree over `leaves`, every level kept, so that each leaf's proof is read without hashing.
+// The tree over `leaves`, every node kept (store/signature_batch.h's layout), so that each
+// leaf's proof is read without hashing.
 class MerkleTree {
  public:
   // REQUIRES: !leaves.empty().
   explicit MerkleTree(std::span<const Hash32> leaves);
 
-  [[nodiscard]] const Hash32& root() const { return levels_.back().front(); }
-  [[nodiscard]] size_t leaves() const { return levels_.front().size(); }
+  [[nodiscard]] const Hash32& root() const { return nodes_.back(); }
+  [[nodiscard]] size_t leaves() const { return leaves_; }
+  // Every node, leaves first and the root last (SignatureBatch::nodes).
+  [[nodiscard]] const std::vector<Hash32>& nodes() const { return nodes_; }
   // Leaf i's proof as "0x" + 64 hex digits per sibling hash (empty text for a single leaf).
   // REQUIRES: i < leaves().
-  void proof_hex(size_t i, std::string& out) const;
+  void proof_hex(size_t i, std::string& out) const { merkle_proof_hex(nodes_, leaves_, i, out); }
 
  private:
-  std::vector<std::vector<Hash32>> levels_;  // levels_[0]: the leaves; back(): the root alone
+  size_t leaves_;
+  std::vector<Hash32> nodes_;
 };
 
 // Parses a proof's text ("0x" + 64 hex digits per hash; "" is no proof). kInvalidArgument naming

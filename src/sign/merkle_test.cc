@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "sign/hex.h"
+#include "common/hex.h"
 
 namespace metronome {
 namespace {

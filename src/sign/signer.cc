@@ -9,7 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "sign/hex.h"
+#include "common/hex.h"
 #include "sign/merkle.h"
 #include "sign/os_random.h"
 #include "sign/presign.h"
@@ -125,22 +125,28 @@ Result<Hash32> Signer::prepare_for_batch(ValueRecord& record, const ObservationD
   return digest;
 }
 
-void Signer::sign_batch(const ObservationDomain& domain, std::span<const Hash32> leaves,
-                        std::span<ValueRecord* const> records) const {
+std::shared_ptr<const SignatureBatch> Signer::sign_batch(
+    const ObservationDomain& domain, std::span<const Hash32> leaves,
+    std::span<ValueRecord* const> records) const {
   assert(leaves.size() == records.size() && !leaves.empty());
   if (leaves.size() == 1) {
     const std::array<char, hex_0x_size(65)> hex = hex_0x_array(sign_digest(leaves[0]));
     records[0]->signature.assign(hex.data(), hex.size());
     records[0]->proof.clear();
-    return;
+    return nullptr;
   }
   const MerkleTree tree(leaves);
   const std::array<char, hex_0x_size(65)> hex =
       hex_0x_array(sign_digest(batch_digest(domain, tree.root())));
+  auto batch = std::make_shared<SignatureBatch>();
+  batch->signature.assign(hex.data(), hex.size());
+  batch->leaves = leaves.size();
+  batch->nodes = tree.nodes();
   for (size_t i = 0; i < records.size(); ++i) {
-    records[i]->signature.assign(hex.data(), hex.size());
+    records[i]->signature = batch->signature;
     tree.proof_hex(i, records[i]->proof);
   }
+  return batch;
 }
 
 Result<Signature> parse_signature(std::string_view text) {

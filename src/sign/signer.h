@@ -19,6 +19,7 @@
 #include "sign/keccak.h"
 #include "sign/signing_key.h"
 #include "store/records.h"
+#include "store/signature_batch.h"
 
 struct secp256k1_context_struct;
 
@@ -83,13 +84,15 @@ class Signer {
   // Batch signatures (merkle.h, `[service] sign_batch`). prepare_for_batch computes the record's
   // digest in `domain`, sets record.signer and record.digest, and returns the digest (the
   // record's leaf); errors as sign_observation. sign_batch then signs the leaves of records that
-  // share this key and `domain` with one signature over their Merkle root, and sets each record's
-  // signature and proof. A batch of one is signed alone (signature over its digest, no proof).
+  // share this key and `domain` with one signature over their Merkle root, sets each record's
+  // signature and proof, and returns the batch as the stores keep it (records[i] is leaf i). A
+  // batch of one is signed alone (signature over its digest, no proof), and null is returned.
   // REQUIRES: leaves.size() == records.size() > 0, leaves[i] is records[i]'s prepared digest.
   Result<Hash32> prepare_for_batch(ValueRecord& record, const ObservationDomain& domain,
                                    const Hash32* feed_id_hash = nullptr) const;
-  void sign_batch(const ObservationDomain& domain, std::span<const Hash32> leaves,
-                  std::span<ValueRecord* const> records) const;
+  std::shared_ptr<const SignatureBatch> sign_batch(const ObservationDomain& domain,
+                                                   std::span<const Hash32> leaves,
+                                                   std::span<ValueRecord* const> records) const;
 
  private:
   struct ContextDeleter {

@@ -7,7 +7,7 @@
 #include <thread>
 #include <vector>
 
-#include "sign/hex.h"
+#include "common/hex.h"
 #include "sign/keccak.h"
 
 namespace metronome {

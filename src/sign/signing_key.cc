@@ -7,7 +7,7 @@
 #include <cstring>  // explicit_bzero
 #include <memory>
 
-#include "sign/hex.h"
+#include "common/hex.h"
 #include "sign/keccak.h"
 #include "sign/os_random.h"
 

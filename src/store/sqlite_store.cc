@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstring>
 #include <functional>
 #include <iterator>
 #include <limits>
@@ -19,7 +20,9 @@
 #include <unordered_map>
 #include <utility>
 
+#include "common/hex.h"
 #include "store/group_commit.h"
+#include "store/signature_batch.h"
 #include "store/source_answers.h"
 
 // Schema notes (both files use STRICT tables, so a wrong type is an error, not a silent cast):
@@ -205,10 +208,24 @@ DELETE FROM slot_outcomes WHERE EXISTS (
 ALTER TABLE value_index_state ADD COLUMN latest_through_id INTEGER NOT NULL DEFAULT 0;
 UPDATE value_index_state SET latest_through_id = (SELECT coalesce(max(id), 0) FROM value_log);
 )sql"},
-    // Batch signatures (ADR 0018): the Merkle proof from the row's digest to the root its
-    // signature signs. '' (every row until now): the signature signs the digest itself.
+    // Batch signatures (ADR 0018).
+    // - proof: the Merkle proof from the row's digest to the root its signature signs. ''
+    //   (every row until now): the signature signs the digest itself.
+    // - signature_batches: one row per batch, its signature and every node of its tree
+    //   (store/signature_batch.h). A row of a batch written by the daemon keeps only batch_root
+    //   and batch_leaf; its signature, digest and proof columns are '' and are read back from
+    //   the batch. At 100,000 feeds the texts made each row ~2.5 times larger, and the single
+    //   writer was the bottleneck (docs/performance.md, "Session 15").
     {6, R"sql(
 ALTER TABLE value_log ADD COLUMN proof TEXT NOT NULL DEFAULT '';
+ALTER TABLE value_log ADD COLUMN batch_root BLOB;
+ALTER TABLE value_log ADD COLUMN batch_leaf INTEGER;
+CREATE TABLE signature_batches (
+  root BLOB PRIMARY KEY NOT NULL,
+  signature TEXT NOT NULL,
+  leaves INTEGER NOT NULL,
+  nodes BLOB NOT NULL
+) WITHOUT ROWID, STRICT;
 )sql"},
 };
 
@@ -279,9 +296,13 @@ static_assert(std::size(kDlqMigrations) > 0 &&
 constexpr const char* kInsertValue = R"sql(
 INSERT INTO value_log(feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns,
                       execution, signer, signature, digest, sources, fired_at_ns, lateness_us,
-                      attempts, slot_error, proof)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                      attempts, slot_error, proof, batch_root, batch_leaf)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
 ON CONFLICT (slot_ms, feed) DO NOTHING)sql";
+// A batch's signature and tree, once (its records may be written by more than one commit).
+constexpr const char* kInsertSignatureBatch = R"sql(
+INSERT INTO signature_batches(root, signature, leaves, nodes) VALUES (?1, ?2, ?3, ?4)
+ON CONFLICT (root) DO NOTHING)sql";
 
 // feed_latest brought up to date with the rows after its watermark (?1): one upsert per feed, in
 // feed order. Run when the writer is idle (run_deferred_work), not in each commit: in each
@@ -361,40 +382,42 @@ constexpr const char* kOutcomeOfSlot =
 constexpr const char* kSetExecutionState =
     "UPDATE executions SET state = ?1, finished_at_ns = ?2 WHERE id = ?3";
 
-#define METRONOME_VALUE_COLUMNS                                                         \
-  "feed, slot_ms, round, value, decimals, observed_at_ns, published_at_ns, execution, " \
-  "signer, signature, digest, sources, proof"
+// A value row and, for a batch-signed row, its batch (read_value() rebuilds its texts).
+#define METRONOME_VALUE_COLUMNS                                                                   \
+  "v.feed, v.slot_ms, v.round, v.value, v.decimals, v.observed_at_ns, v.published_at_ns, "        \
+  "v.execution, v.signer, v.signature, v.digest, v.sources, v.proof, v.batch_leaf, b.signature, " \
+  "b.leaves, b.nodes"
+#define METRONOME_VALUE_FROM \
+  " FROM value_log AS v LEFT JOIN signature_batches AS b ON b.root = v.batch_root"
 
-constexpr const char* kListValues = "SELECT " METRONOME_VALUE_COLUMNS
-                                    " FROM value_log WHERE slot_ms >= ?1 AND slot_ms < ?2"
-                                    " ORDER BY slot_ms DESC, feed ASC LIMIT ?3";
+constexpr const char* kListValues = "SELECT " METRONOME_VALUE_COLUMNS METRONOME_VALUE_FROM
+                                    " WHERE v.slot_ms >= ?1 AND v.slot_ms < ?2"
+                                    " ORDER BY v.slot_ms DESC, v.feed ASC LIMIT ?3";
 // A feed's values, newest first, in two parts: the rows value_feed_index has (up to its
 // watermark), and the tail after the watermark (?5), which is scanned: it holds at most about
 // a minute of commits (see kIndexEvery). The caller merges the two.
 constexpr const char* kListValuesOfFeedIndexed =
-    "SELECT " METRONOME_VALUE_COLUMNS
-    " FROM value_log WHERE id IN ("
+    "SELECT " METRONOME_VALUE_COLUMNS METRONOME_VALUE_FROM
+    " WHERE v.id IN ("
     " SELECT id FROM value_feed_index WHERE feed = ?1 AND slot_ms >= ?2 AND slot_ms < ?3"
     " ORDER BY slot_ms DESC LIMIT ?4)"
-    " ORDER BY slot_ms DESC";
+    " ORDER BY v.slot_ms DESC";
 constexpr const char* kListValuesOfFeedTail =
-    "SELECT " METRONOME_VALUE_COLUMNS
-    " FROM value_log"
-    " WHERE id > ?4 AND feed = ?1 AND slot_ms >= ?2 AND slot_ms < ?3"
-    " ORDER BY slot_ms DESC LIMIT ?5";
+    "SELECT " METRONOME_VALUE_COLUMNS METRONOME_VALUE_FROM
+    " WHERE v.id > ?4 AND v.feed = ?1 AND v.slot_ms >= ?2 AND v.slot_ms < ?3"
+    " ORDER BY v.slot_ms DESC LIMIT ?5";
 constexpr const char* kGetValue =
-    "SELECT " METRONOME_VALUE_COLUMNS " FROM value_log WHERE slot_ms = ?2 AND feed = ?1";
+    "SELECT " METRONOME_VALUE_COLUMNS METRONOME_VALUE_FROM " WHERE v.slot_ms = ?2 AND v.feed = ?1";
 // The newer of feed_latest's slot and the newest among the rows feed_latest does not cover yet
 // (after its watermark: at most a few batches, found by rowid).
 constexpr const char* kLatestValue =
-    "SELECT " METRONOME_VALUE_COLUMNS
-    " FROM value_log"
-    " WHERE slot_ms = (SELECT max(slot_ms) FROM ("
+    "SELECT " METRONOME_VALUE_COLUMNS METRONOME_VALUE_FROM
+    " WHERE v.slot_ms = (SELECT max(slot_ms) FROM ("
     " SELECT slot_ms FROM feed_latest WHERE feed = ?1"
     " UNION ALL"
     " SELECT slot_ms FROM value_log WHERE feed = ?1 AND id > ("
     " SELECT latest_through_id FROM value_index_state WHERE one = 1)))"
-    " AND feed = ?1";
+    " AND v.feed = ?1";
 constexpr const char* kCountOutcomes =
     "SELECT count(*) FROM slot_outcomes WHERE outcome = ?1 AND slot_ms >= ?2";
 // Published slots: value rows, plus outcome rows of executions whose value another wrote.
@@ -548,6 +571,23 @@ ValueRecord read_value(const SQLite::Statement& s) {
   r.digest = s.getColumn(10).getString();
   r.sources = value_or_throw(source_answers_from_json(s.getColumn(11).getString()));
   r.proof = s.getColumn(12).getString();
+  if (!s.getColumn(14).isNull()) {
+    // A batch-signed row: its signature, digest (its leaf) and proof come from its batch.
+    const int64_t leaf = s.getColumn(13).getInt64();
+    const int64_t leaves = s.getColumn(15).getInt64();
+    const SQLite::Column nodes = s.getColumn(16);
+    if (leaves < 1 || leaf < 0 || leaf >= leaves ||
+        static_cast<size_t>(nodes.getBytes()) !=
+            merkle_node_count(static_cast<size_t>(leaves)) * sizeof(MerkleNode)) {
+      throw UnreadableRow(fmt::format("value {} at {}: its signature batch is malformed",
+                                      r.feed.str(), to_unix_ms(r.slot)));
+    }
+    std::vector<MerkleNode> tree(static_cast<size_t>(nodes.getBytes()) / sizeof(MerkleNode));
+    std::memcpy(tree.data(), nodes.getBlob(), static_cast<size_t>(nodes.getBytes()));
+    r.signature = s.getColumn(14).getString();
+    r.digest = to_hex_0x(tree[static_cast<size_t>(leaf)]);
+    merkle_proof_hex(tree, static_cast<size_t>(leaves), static_cast<size_t>(leaf), r.proof);
+  }
   return r;
 }
 
@@ -1310,11 +1350,23 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
       s->bind(2, last_ms);
       outcome_rows = s->executeStep();
     }
+    const SignatureBatch* last_batch = nullptr;  // its row is written (a batch's rows are adjacent)
     for (const SlotCommit& commit : commits) {
       bool this_inserted = false;
       if (commit.record) {
         const ValueRecord& r = *commit.record;
         const std::string sources = source_answers_to_json(r.sources);
+        const SignatureBatch* batch = commit.batch.get();
+        if (batch != nullptr && batch != last_batch) {
+          auto b = c.statement(kInsertSignatureBatch);
+          b->bindNoCopy(1, batch->root().data(), static_cast<int>(sizeof(MerkleNode)));
+          b->bindNoCopy(2, batch->signature);
+          b->bind(3, static_cast<int64_t>(batch->leaves));
+          b->bindNoCopy(4, batch->nodes.data(),
+                        static_cast<int>(batch->nodes.size() * sizeof(MerkleNode)));
+          b->exec();
+          last_batch = batch;
+        }
         auto s = c.statement(kInsertValue);
         // The texts are bound without a copy (SQLITE_STATIC): the commit and `sources` outlive
         // this statement's step, and statement() clears the bindings before its next use.
@@ -1327,8 +1379,10 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
         s->bind(7, to_ns(r.published_at));
         s->bindNoCopy(8, r.execution.str());
         s->bindNoCopy(9, r.signer);
-        s->bindNoCopy(10, r.signature);
-        s->bindNoCopy(11, r.digest);
+        // A batch's row keeps its leaf index; the texts are read back from the batch.
+        static const std::string kNone;
+        s->bindNoCopy(10, batch ? kNone : r.signature);
+        s->bindNoCopy(11, batch ? kNone : r.digest);
         s->bindNoCopy(12, sources);
         const SlotRecord& slot = commit.slot;
         bind_optional(*s, 13,
@@ -1336,7 +1390,14 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
         bind_optional(*s, 14, slot.lateness_us);
         s->bind(15, slot.attempts);
         s->bindNoCopy(16, slot.error);
-        s->bindNoCopy(17, r.proof);
+        s->bindNoCopy(17, batch ? kNone : r.proof);
+        if (batch) {
+          s->bindNoCopy(18, batch->root().data(), static_cast<int>(sizeof(MerkleNode)));
+          s->bind(19, static_cast<int64_t>(commit.batch_leaf));
+        } else {
+          s->bind(18);
+          s->bind(19);
+        }
         // ON CONFLICT DO NOTHING changes no row when the slot already has its value.
         this_inserted = s->exec() == 1;
       }

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -21,6 +22,7 @@
 
 #include "common/result.h"
 #include "store/records.h"
+#include "store/signature_batch.h"
 
 namespace metronome {
 
@@ -43,6 +45,11 @@ struct SlotCommit {
   // reported as not inserted) unless `fence->holder` holds the feed's lease at that epoch at
   // commit time. Backends with a single writer (SQLite) ignore it.
   std::optional<SlotFence> fence{};
+  // A batch-signed record (ADR 0018): its batch, and its leaf in it. A store may keep the batch
+  // once and the record's leaf index instead of its signature, digest and proof texts (SQLite
+  // does), and must then read back exactly the texts the record carries.
+  std::shared_ptr<const SignatureBatch> batch{};
+  uint32_t batch_leaf = 0;
 };
 
 // One execution's new state (set_execution_states()).

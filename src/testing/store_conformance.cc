@@ -10,6 +10,9 @@
 #include <thread>
 #include <vector>
 
+#include "common/hex.h"
+#include "store/signature_batch.h"
+
 namespace metronome::testing {
 
 // ---- TempDir ----
@@ -464,6 +467,51 @@ TEST_P(StoreConformanceTest, CommittedSlotRecordsEveryField) {
   const SlotRecord* slot = find_slot(*got, c.slot.slot);
   ASSERT_NE(slot, nullptr);
   EXPECT_EQ(*slot, c.slot);
+}
+
+// Batch-signed records (ADR 0018): a store may keep the batch once and each record's leaf
+// (SQLite does), but reads back exactly the texts each record carried, whether its batch came in
+// one commit or in two.
+TEST_P(StoreConformanceTest, BatchSignedRecordsReadBackWithTheirOwnTexts) {
+  auto batch = std::make_shared<SignatureBatch>();
+  batch->signature = "0x" + std::string(128, 'b') + "1b";
+  batch->leaves = 5;
+  batch->nodes.resize(merkle_node_count(5));
+  for (size_t i = 0; i < batch->nodes.size(); ++i) {
+    batch->nodes[i].fill(static_cast<uint8_t>(0x10 + i));  // distinct, not real hashes
+  }
+  std::vector<SlotCommit> commits;
+  std::vector<ValueRecord> records;
+  for (uint32_t leaf = 0; leaf < 5; ++leaf) {
+    const std::string feed = "batched_" + std::to_string(leaf);
+    CONFORMANCE_ASSERT_OK(store().create_execution(make_execution(feed, kWindow)));
+    ValueRecord r = make_record(feed, slot_at(3), std::to_string(100 + leaf));
+    r.signature = batch->signature;
+    r.digest = to_hex_0x(batch->nodes[leaf]);
+    merkle_proof_hex(batch->nodes, batch->leaves, leaf, r.proof);
+    ASSERT_FALSE(r.proof.empty());
+    records.push_back(r);
+    SlotCommit c = published(r);
+    c.batch = batch;
+    c.batch_leaf = leaf;
+    commits.push_back(std::move(c));
+  }
+  // Leaves 0-2 in one commit, 3-4 in the next.
+  CONFORMANCE_ASSERT_OK(store().commit_slots(std::span<const SlotCommit>(commits).first(3)));
+  CONFORMANCE_ASSERT_OK(store().commit_slots(std::span<const SlotCommit>(commits).subspan(3)));
+  for (const ValueRecord& r : records) {
+    CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got, store().get_value(r.feed, r.slot));
+    ASSERT_TRUE(got.has_value()) << r.feed.str();
+    EXPECT_EQ(*got, r) << r.feed.str();
+    CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto latest, store().latest_value(r.feed));
+    ASSERT_TRUE(latest.has_value()) << r.feed.str();
+    EXPECT_EQ(*latest, r) << r.feed.str();
+  }
+  CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto listed, store().list_values({}));
+  ASSERT_EQ(listed.size(), records.size());
+  for (const ValueRecord& got : listed) {
+    EXPECT_EQ(got, records[static_cast<size_t>(std::stoi(got.value) - 100)]) << got.feed.str();
+  }
 }
 
 TEST_P(StoreConformanceTest, PublishedSlotStaysPublished) {

@@ -1,4 +1,4 @@
-#include "sign/hex.h"
+#include "common/hex.h"
 
 #include <cstdio>
 #include <cstdlib>
