@@ -74,6 +74,7 @@ int run(int argc, char** argv) {
   store_options.path = dir.path() / "metronome.db";
   store_options.dlq_path = dir.path() / "metronome.dlq.db";
   store_options.busy_timeout = std::chrono::milliseconds(250);  // as the daemon sets it
+  store_options.cache_kib = sqlite_cache_kib_for(static_cast<size_t>(feeds));
   auto sqlite = value_or_die(SqliteStore::open(store_options), "opening SQLite");
 
   SystemClock clock;

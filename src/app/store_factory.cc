@@ -51,6 +51,7 @@ SqliteStoreOptions sqlite_options(const Config& config, StoreUse use) {
   options.read_only = use == StoreUse::kDaemonApi || use == StoreUse::kCliRead;
   // A slot waits for a busy database only a little: its deadline bounds it anyway.
   if (use == StoreUse::kDaemon) options.busy_timeout = std::chrono::milliseconds(250);
+  if (use == StoreUse::kDaemon) options.cache_kib = sqlite_cache_kib_for(config.feeds.size());
   return options;
 }
 

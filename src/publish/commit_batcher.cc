@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cassert>
 #include <future>
 
 namespace metronome {
@@ -44,6 +45,21 @@ void CommitBatcher::submit(SlotCommit commit, Done done) {
     space_cv_.wait(lock, [&] { return queue_.size() < max_queued_; });
     queue_.commits.push_back(std::move(commit));
     queue_.done.push_back(std::move(done));
+  }
+  cv_.notify_one();
+  queued_cv_.notify_all();
+}
+
+void CommitBatcher::submit_all(std::vector<SlotCommit>& commits, std::vector<Done>& done) {
+  assert(commits.size() == done.size());
+  if (commits.empty()) return;
+  {
+    std::unique_lock lock(mu_);
+    space_cv_.wait(lock, [&] { return queue_.size() < max_queued_; });
+    for (size_t i = 0; i < commits.size(); ++i) {
+      queue_.commits.push_back(std::move(commits[i]));
+      queue_.done.push_back(std::move(done[i]));
+    }
   }
   cv_.notify_one();
   queued_cv_.notify_all();

@@ -64,6 +64,11 @@ class CommitBatcher {
   // Blocks while max_queued commits wait (never on the batcher's own threads: nothing there
   // submits).
   void submit(SlotCommit commit, Done done);
+  // submit() for several commits (moved from; done[i] answers commits[i]) under one lock and one
+  // wake-up of the writer: a batch signature's records (SignBatch). Waits while max_queued
+  // commits wait, then queues them all, so the queue may pass max_queued by fewer than
+  // commits.size().
+  void submit_all(std::vector<SlotCommit>& commits, std::vector<Done>& done);
   // Runs `setup` on the batcher's two threads (the writer's before its next batch, the
   // answering thread's before its next answers), e.g. to give them the realtime priority of the
   // workers whose commits they now make.

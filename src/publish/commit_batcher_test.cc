@@ -190,6 +190,37 @@ TEST_F(CommitBatcherTest, SubmitWaitsWhileTheQueueIsFull) {
   }
 }
 
+// submit_all(): several commits under one lock, each answered; it waits for room like submit(),
+// then queues them all even past max_queued.
+TEST_F(CommitBatcherTest, SubmitAllQueuesEveryCommitOnceThereIsRoomAndAnswersEach) {
+  Answers a(8);
+  CommitBatcher batcher(*store_, /*max_batch=*/4, /*max_queued=*/4);
+  ASSERT_NO_FATAL_FAILURE(hold_first_then_queue(batcher, a, "first", 4));
+  std::atomic<bool> returned{false};
+  std::thread late([&] {
+    std::vector<SlotCommit> commits;
+    std::vector<CommitBatcher::Done> done;
+    for (size_t i = 5; i < 8; ++i) {
+      commits.push_back(published(fmt::format("late{}", i), kSlot));
+      done.push_back(a.record(i));
+    }
+    batcher.submit_all(commits, done);
+    returned = true;
+  });
+  std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(returned.load()) << "submit_all() returned with the queue full";
+  store_->release_commits();
+  late.join();
+  a.all_answered.wait();
+  std::lock_guard lock(a.mu);
+  for (size_t i = 0; i < 8; ++i) {
+    ASSERT_TRUE(a.answers[i].has_value() && a.answers[i]->ok()) << i;
+    EXPECT_TRUE(**a.answers[i]) << i;
+  }
+  for (size_t i = 5; i < 8; ++i) EXPECT_EQ(a.feeds[i], fmt::format("late{}", i));
+  EXPECT_TRUE((*sqlite_->get_value(FeedId("late7"), kSlot)).has_value());
+}
+
 TEST_F(CommitBatcherTest, DestructionWritesAndAnswersWhatIsQueued) {
   std::atomic<int> answered{0};
   {

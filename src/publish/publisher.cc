@@ -244,11 +244,17 @@ void Publisher::sign_and_submit(SignBatch& batch) {
     }
   }
   const WallTime now = clock_.now();
+  std::vector<SlotCommit> commits;
+  std::vector<CommitBatcher::Done> done;
+  commits.reserve(pending.size());
+  done.reserve(pending.size());
   for (SignBatch::Pending& p : pending) {
     p.commit.record->published_at = now;  // handed to its commit now, not when observed
-    batcher_->submit(std::move(p.commit), std::move(p.done));
+    commits.push_back(std::move(p.commit));
+    done.push_back(std::move(p.done));
   }
   pending.clear();
+  batcher_->submit_all(commits, done);
 }
 
 SignBatch::SignBatch(Publisher& publisher, size_t max_records)

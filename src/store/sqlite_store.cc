@@ -290,6 +290,10 @@ static_assert(std::size(kDlqMigrations) > 0 &&
                       SqliteStore::kSchemaVersion,
               "the last DLQ migration must be kSchemaVersion");
 
+int64_t sqlite_cache_kib_for(size_t feeds) {
+  return std::max<int64_t>(2000, static_cast<int64_t>(feeds) * 320 / 1024);
+}
+
 // ---- SQL of the cached statements ----
 
 // The value row is also the slot's outcome ("published"): see schema step 4.
@@ -851,6 +855,9 @@ Result<std::unique_ptr<Connection>> open_connection(const std::filesystem::path&
     }
     // FULL: a commit is durable (the WAL is synced) when it returns.
     db->exec("PRAGMA synchronous = FULL");
+    if (application_id == kValuesApplicationId) {
+      db->exec(fmt::format("PRAGMA cache_size = -{}", options.cache_kib));
+    }
     // Checkpoint every options.wal_checkpoint_pages WAL pages (default 16,384: 64 MiB at 4 KiB)
     // instead of SQLite's 1,000: at a 10,000-feed boundary the committing writer ran a checkpoint
     // (copy into the file + fsync) after every few groups, re-copying the same hot index pages

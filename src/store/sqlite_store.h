@@ -26,7 +26,17 @@ struct SqliteStoreOptions {
   // The WAL is checkpointed into the database file once it holds this many pages; the values
   // file's on a thread of its own, never in a commit (sqlite_store.cc, Checkpointer).
   int wal_checkpoint_pages = 16384;
+  // The values connection's page cache, in KiB (PRAGMA cache_size = -N; SQLite's default is
+  // 2,000). It fills with written pages over time, so it is sized by the work: see
+  // sqlite_cache_kib_for().
+  int64_t cache_kib = 2000;
 };
+
+// A values cache that holds one boundary's working set of `feeds` feeds (the unique index's
+// pages that its records land in, and feed_latest's rows): 320 bytes a feed, at least SQLite's
+// 2,000 KiB. At 100,000 feeds the default cache re-read those pages from the OS in every commit
+// (docs/performance.md, "Session 15").
+int64_t sqlite_cache_kib_for(size_t feeds);
 
 class SqliteStore final : public Store {
  public:
