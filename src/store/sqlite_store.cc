@@ -290,10 +290,6 @@ static_assert(std::size(kDlqMigrations) > 0 &&
                       SqliteStore::kSchemaVersion,
               "the last DLQ migration must be kSchemaVersion");
 
-int64_t sqlite_cache_kib_for(size_t feeds) {
-  return std::max<int64_t>(2000, static_cast<int64_t>(feeds) * 320 / 1024);
-}
-
 // ---- SQL of the cached statements ----
 
 // The value row is also the slot's outcome ("published"): see schema step 4.
@@ -1136,6 +1132,10 @@ struct SqliteStore::Impl {
 
 SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 SqliteStore::~SqliteStore() = default;
+
+int64_t sqlite_cache_kib_for(size_t feeds) {
+  return std::max<int64_t>(2000, static_cast<int64_t>(feeds) * 320 / 1024);
+}
 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteStoreOptions& options) {
   if (!options.path.empty() && options.path == options.dlq_path) {
