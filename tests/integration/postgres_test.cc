@@ -82,7 +82,7 @@ TEST_F(PostgresDaemon, RunNeedsMigrateThenPublishesEverySlotOnce) {
 
   auto migrated = run({"--config", "metronome.toml", "migrate"}, dir.path());
   ASSERT_EQ(migrated.exit_code, 0) << migrated.err;
-  EXPECT_NE(migrated.out.find("schema version 0 -> 3"), std::string::npos) << migrated.out;
+  EXPECT_NE(migrated.out.find("schema version 0 -> 4"), std::string::npos) << migrated.out;
 
   Daemon d(dir.path(), {"--config", "metronome.toml"});
   d.start();
