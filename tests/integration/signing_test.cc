@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <cstdlib>
+#include <map>
 #include <regex>
 #include <set>
 
@@ -123,6 +124,60 @@ TEST(Signing, PresignedRecordsVerifyWithMetronomeAndWithEthers) {
       << log;
   EXPECT_GE(std::stoi(used[1]), 4) << log;
   expect_verified_by_metronome_and_ethers(dir, values);
+}
+
+// [service] sign_batch (ADR 0018): the feeds due at one slot share one signature over the Merkle
+// root of their records; each record carries its proof and verifies on its own, with Metronome
+// and with ethers; a proof taken from another record is refused.
+TEST(Signing, BatchSignedRecordsVerifyWithMetronomeAndWithEthers) {
+  TempDir dir("batch-signed");
+  std::string toml = R"(
+[service]
+listen = "127.0.0.1:0"
+sign_batch = 64
+[store]
+path = "var/metronome.db"
+[secrets.oracle_key]
+file = "secrets/oracle_key"
+)";
+  for (int i = 0; i < 6; ++i) {
+    toml += "[[feeds]]\nid = \"f" + std::to_string(i) +
+            "\"\nevery = \"100ms\"\nwindow = \"1s\"\nsecret = \"oracle_key\"\ndecimals = 2\n"
+            "chain_id = 31337\nsource = { kind = \"random_int\", min = -1000, max = 1000 }\n";
+  }
+  dir.write("metronome.toml", toml);
+  write_key(dir, kKey);
+  std::string log;
+  auto values = publish_for(dir, 1200, &log);
+  ASSERT_GE(values.size(), 6u * 8);
+  EXPECT_NE(log.find("batch signatures: up to 64 records"), std::string::npos) << log;
+  // The records of one slot share a signature, each with its own proof.
+  std::map<std::string, std::set<std::string>> signatures_by_slot;
+  for (const auto& v : values) {
+    ASSERT_TRUE(v.contains("proof")) << v.dump();
+    EXPECT_EQ(v["proof"].get<std::string>().size() % 64, 2u) << v.dump();
+    signatures_by_slot[v["slot_ms"].get<std::string>()].insert(v["signature"].get<std::string>());
+  }
+  size_t shared = 0;
+  for (const auto& [slot, signatures] : signatures_by_slot) shared += signatures.size() == 1;
+  EXPECT_GE(shared, signatures_by_slot.size() / 2) << "most slots: one signature for all 6 feeds";
+  expect_verified_by_metronome_and_ethers(dir, values);
+
+  // Another record's proof: the root differs, so the signature recovers someone else.
+  nlohmann::json swapped = values[0];
+  for (const auto& v : values) {
+    if (v["slot_ms"] == swapped["slot_ms"] && v["feed"] != swapped["feed"]) {
+      swapped["proof"] = v["proof"];
+      break;
+    }
+  }
+  ASSERT_NE(swapped["proof"], values[0]["proof"]);
+  dir.write("swapped.json", swapped.dump());
+  auto refused =
+      run({"--config", "metronome.toml", "verify", "--file", "swapped.json"}, dir.path());
+  EXPECT_NE(refused.exit_code, 0) << refused.out;
+  EXPECT_NE((refused.out + refused.err).find("signature recovers"), std::string::npos)
+      << refused.out << refused.err;
 }
 
 TEST(Signing, VerifyRejectsEveryKindOfTampering) {
