@@ -86,14 +86,24 @@ Signature Signer::sign_digest(const Hash32& digest) const {
   return out;
 }
 
-Status Signer::sign_observation(const ValueRecord& record, const ObservationDomain& domain,
-                                SignedObservation& out, const Hash32* feed_id_hash) const {
+namespace {
+
+// The record's digest in `domain`; an error names the record when it has no EIP-712 form.
+Result<Hash32> digest_to_sign(const ValueRecord& record, const ObservationDomain& domain,
+                              const Hash32* feed_id_hash) {
   Result<Observation> observation = observation_from_record(record, feed_id_hash);
   if (!observation) {
     return observation.status().With(
         fmt::format("sign {} round {}", record.feed.str(), record.round));
   }
-  out.digest = observation_digest(domain, *observation);
+  return observation_digest(domain, *observation);
+}
+
+}  // namespace
+
+Status Signer::sign_observation(const ValueRecord& record, const ObservationDomain& domain,
+                                SignedObservation& out, const Hash32* feed_id_hash) const {
+  METRONOME_ASSIGN_OR_RETURN(out.digest, digest_to_sign(record, domain, feed_id_hash));
   out.signature = sign_digest(out.digest);
   write_hex_0x(out.digest, out.digest_hex);
   write_hex_0x(out.signature, out.signature_hex);
@@ -113,12 +123,7 @@ Status Signer::sign_record(ValueRecord& record, const ObservationDomain& domain,
 
 Result<Hash32> Signer::prepare_for_batch(ValueRecord& record, const ObservationDomain& domain,
                                          const Hash32* feed_id_hash) const {
-  Result<Observation> observation = observation_from_record(record, feed_id_hash);
-  if (!observation) {
-    return observation.status().With(
-        fmt::format("sign {} round {}", record.feed.str(), record.round));
-  }
-  const Hash32 digest = observation_digest(domain, *observation);
+  METRONOME_ASSIGN_OR_RETURN(const Hash32 digest, digest_to_sign(record, domain, feed_id_hash));
   const std::array<char, hex_0x_size(32)> digest_hex = hex_0x_array(digest);
   record.signer.assign(address_text_.data(), address_text_.size());
   record.digest.assign(digest_hex.data(), digest_hex.size());
