@@ -1363,7 +1363,14 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
       if (commit.record) {
         const ValueRecord& r = *commit.record;
         const std::string sources = source_answers_to_json(r.sources);
-        const SignatureBatch* batch = commit.batch.get();
+        // The compact form only for a record that carries its batch's signature at a leaf the
+        // batch has (a caller's mistake must not make the row read back another's texts).
+        const SignatureBatch* batch =
+            commit.batch && commit.batch_leaf < commit.batch->leaves &&
+                    commit.batch->nodes.size() == merkle_node_count(commit.batch->leaves) &&
+                    r.signature == commit.batch->signature
+                ? commit.batch.get()
+                : nullptr;
         if (batch != nullptr && batch != last_batch) {
           auto b = c.statement(kInsertSignatureBatch);
           b->bindNoCopy(1, batch->root().data(), static_cast<int>(sizeof(MerkleNode)));

@@ -47,7 +47,8 @@ struct SlotCommit {
   std::optional<SlotFence> fence{};
   // A batch-signed record (ADR 0018): its batch, and its leaf in it. A store may keep the batch
   // once and the record's leaf index instead of its signature, digest and proof texts (SQLite
-  // does), and must then read back exactly the texts the record carries.
+  // does), and must then read back exactly the texts the record carries. A commit whose record
+  // does not carry the batch's signature, or whose leaf the batch lacks, is stored in full.
   std::shared_ptr<const SignatureBatch> batch{};
   uint32_t batch_leaf = 0;
 };

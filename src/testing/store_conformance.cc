@@ -514,6 +514,38 @@ TEST_P(StoreConformanceTest, BatchSignedRecordsReadBackWithTheirOwnTexts) {
   }
 }
 
+// A commit whose record does not match the batch it names (another signature, a leaf the batch
+// lacks) reads back its own texts all the same.
+TEST_P(StoreConformanceTest, ARecordThatDoesNotMatchItsBatchReadsBackItsOwnTexts) {
+  auto batch = std::make_shared<SignatureBatch>();
+  batch->signature = "0x" + std::string(128, 'b') + "1b";
+  batch->leaves = 2;
+  batch->nodes.resize(merkle_node_count(2));
+  for (size_t i = 0; i < batch->nodes.size(); ++i) batch->nodes[i].fill(static_cast<uint8_t>(i));
+  std::vector<ValueRecord> records;
+  std::vector<SlotCommit> commits;
+  for (uint32_t k = 0; k < 2; ++k) {
+    const std::string feed = "mismatched_" + std::to_string(k);
+    CONFORMANCE_ASSERT_OK(store().create_execution(make_execution(feed, kWindow)));
+    ValueRecord r = make_record(feed, slot_at(4), "7");  // its own signature, digest and proof
+    records.push_back(r);
+    SlotCommit c = published(r);
+    c.batch = batch;
+    c.batch_leaf = k == 0 ? 0 : 5;  // k 0: another signature; k 1: also a leaf out of range
+    if (k == 1) {
+      c.record->signature = batch->signature;
+      records.back().signature = batch->signature;
+    }
+    commits.push_back(std::move(c));
+  }
+  CONFORMANCE_ASSERT_OK(store().commit_slots(commits));
+  for (const ValueRecord& r : records) {
+    CONFORMANCE_ASSERT_OK_AND_ASSIGN(auto got, store().get_value(r.feed, r.slot));
+    ASSERT_TRUE(got.has_value()) << r.feed.str();
+    EXPECT_EQ(*got, r) << r.feed.str();
+  }
+}
+
 TEST_P(StoreConformanceTest, PublishedSlotStaysPublished) {
   Execution e = make_execution("random_int", kWindow);
   CONFORMANCE_ASSERT_OK(store().create_execution(e));
