@@ -4,8 +4,8 @@
 
 #include <algorithm>
 
-#include "evm/rlp.h"
 #include "common/hex.h"
+#include "evm/rlp.h"
 
 namespace metronome {
 namespace {

@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
+#include "common/hex.h"
 #include "evm/abi.h"
 #include "evm/eth_tx.h"
 #include "sign/eip712.h"
-#include "common/hex.h"
 
 namespace metronome {
 namespace {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/hex.h"
 #include "evm/abi.h"
 #include "evm/eth_tx.h"
 #include "evm/evm_state.h"
@@ -13,7 +14,6 @@
 #include "evm/metronome_feed_contract.h"
 #include "evm/tx_manager.h"
 #include "secret/secret_registry.h"
-#include "common/hex.h"
 
 namespace metronome {
 namespace {

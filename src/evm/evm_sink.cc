@@ -6,9 +6,9 @@
 
 #include <set>
 
+#include "common/hex.h"
 #include "evm/abi.h"
 #include "sign/eip712.h"
-#include "common/hex.h"
 
 namespace metronome {
 namespace {

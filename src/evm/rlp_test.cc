@@ -4,9 +4,9 @@
 
 #include <string>
 
+#include "common/hex.h"
 #include "evm/abi.h"
 #include "evm/eth_tx.h"
-#include "common/hex.h"
 
 namespace metronome {
 namespace {

@@ -14,8 +14,8 @@
 #include <thread>
 
 #include "clock/system_clock.h"
-#include "evm/tx_manager.h"
 #include "common/hex.h"
+#include "evm/tx_manager.h"
 
 namespace metronome {
 namespace {

@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "sign/eip712.h"
 #include "common/hex.h"
+#include "sign/eip712.h"
 #include "sign/signer.h"
 
 namespace metronome {
