@@ -92,6 +92,34 @@ ValueRecord RecordOf(const nlohmann::json& v) {
   return r;
 }
 
+// A record as verify_records.mjs reads it (with its proof when it has one).
+nlohmann::json RecordJson(const ValueRecord& r, uint64_t chain_id) {
+  nlohmann::json j = {{"feed", r.feed.str()},
+                      {"round", std::to_string(r.round)},
+                      {"slot", format_iso_ms(r.slot)},
+                      {"value", r.value},
+                      {"decimals", r.decimals},
+                      {"chain_id", std::to_string(chain_id)},
+                      {"signer", r.signer},
+                      {"signature", r.signature},
+                      {"digest", r.digest}};
+  if (!r.proof.empty()) j["proof"] = r.proof;
+  return j;
+}
+
+// Runs verify_records.mjs (ethers) over `records`, one result line each.
+CommandOutput VerifyWithEthers(const nlohmann::json& records) {
+  fs::path file =
+      fs::temp_directory_path() / ("metronome_ethers_test_" + std::to_string(::getpid()) + ".json");
+  {
+    std::ofstream out(file);
+    out << records.dump();
+  }
+  CommandOutput check = RunInRepo("node tests/tools/verify_records.mjs < '" + file.string() + "'");
+  fs::remove(file);
+  return check;
+}
+
 class EthersTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -162,29 +190,14 @@ TEST_F(EthersTest, VerifyTypedDataRecoversOurSigner) {
     r.decimals = decimals[i % 5];
     uint64_t chain_id = i % 4 == 0 ? 31337 : 1;
     ASSERT_TRUE(signer->sign_record(r, ObservationDomain(chain_id)).ok());
-    records.push_back({{"feed", r.feed.str()},
-                       {"round", std::to_string(r.round)},
-                       {"slot", format_iso_ms(r.slot)},
-                       {"value", r.value},
-                       {"decimals", r.decimals},
-                       {"chain_id", std::to_string(chain_id)},
-                       {"signer", r.signer},
-                       {"signature", r.signature},
-                       {"digest", r.digest}});
+    records.push_back(RecordJson(r, chain_id));
   }
   // One tampered record, to see that the tool does reject.
   nlohmann::json tampered = records[0];
   tampered["value"] = "1";
   records.push_back(tampered);
 
-  fs::path file =
-      fs::temp_directory_path() / ("metronome_sign_test_" + std::to_string(::getpid()) + ".json");
-  {
-    std::ofstream out(file);
-    out << records.dump();
-  }
-  CommandOutput check = RunInRepo("node tests/tools/verify_records.mjs < '" + file.string() + "'");
-  fs::remove(file);
+  CommandOutput check = VerifyWithEthers(records);
   std::vector<nlohmann::json> results = JsonLines(check.out);
   ASSERT_EQ(results.size(), records.size()) << check.out;
   for (size_t i = 0; i + 1 < results.size(); ++i) {
@@ -222,16 +235,7 @@ TEST_F(EthersTest, BatchSignaturesRecoverOurSignerWithEthers) {
     signer->sign_batch(domain, leaves, pointers);
     for (const ValueRecord& r : batch) {
       ASSERT_FALSE(r.proof.empty());
-      records.push_back({{"feed", r.feed.str()},
-                         {"round", std::to_string(r.round)},
-                         {"slot", format_iso_ms(r.slot)},
-                         {"value", r.value},
-                         {"decimals", r.decimals},
-                         {"chain_id", std::to_string(chain_id)},
-                         {"signer", r.signer},
-                         {"signature", r.signature},
-                         {"digest", r.digest},
-                         {"proof", r.proof}});
+      records.push_back(RecordJson(r, chain_id));
     }
   }
   // A record given its neighbour's proof: ethers must reject it.
@@ -239,14 +243,7 @@ TEST_F(EthersTest, BatchSignaturesRecoverOurSignerWithEthers) {
   tampered["proof"] = records[2]["proof"];
   records.push_back(tampered);
 
-  fs::path file =
-      fs::temp_directory_path() / ("metronome_batch_test_" + std::to_string(::getpid()) + ".json");
-  {
-    std::ofstream out(file);
-    out << records.dump();
-  }
-  CommandOutput check = RunInRepo("node tests/tools/verify_records.mjs < '" + file.string() + "'");
-  fs::remove(file);
+  CommandOutput check = VerifyWithEthers(records);
   std::vector<nlohmann::json> results = JsonLines(check.out);
   ASSERT_EQ(results.size(), records.size()) << check.out;
   for (size_t i = 0; i + 1 < results.size(); ++i) {
