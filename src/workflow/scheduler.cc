@@ -31,6 +31,13 @@ struct Scheduler::FeedState {
   // instead of one page per record (bench/scale, 10,000 feeds: p99 ~252 -> ~231 ms, ~24 -> ~21 %
   // of a core; docs/performance.md, "Session 9").
   uint32_t order = 0;
+  // Where in its window this feed plans the next one, as a share of the window's slots (with
+  // many feeds; see ExecState::plan_at): its rank in id order among the feeds configured at
+  // start. Each boundary then plans a run of neighbouring ids, whose executions land on a few
+  // neighbouring index pages, where a share spread by hash wrote a page per execution (bench/
+  // scale, 100,000 feeds: ~5.3 KiB of WAL per execution; docs/performance.md, "Session 16").
+  // A feed added by reconfigure() takes a share from its id's hash.
+  double plan_share = 0;
 };
 
 // One execution being run. `run` is fixed at creation; the rest is guarded by `mu`.
@@ -49,8 +56,8 @@ struct Scheduler::ExecState : std::enable_shared_from_this<ExecState> {
   bool plan_failure_reported = false;  // a planning failure is on the DLQ (once per execution)
   bool cancelled = false;              // its feed was removed before it started
   // The index in `run` whose dispatch queues the next window's planning: the last slot, or
-  // with many feeds a slot spread by feed id, so that 10,000 feeds do not all plan (30 rows
-  // each) at the same boundary.
+  // with many feeds the slot at the feed's plan_share, so that 10,000 feeds do not all plan (30
+  // rows each) at the same boundary.
   size_t plan_at = 0;
 };
 
@@ -160,6 +167,7 @@ Scheduler::Scheduler(Clock& clock, Store& store, DeadLetterQueue& dlq, Publisher
     auto f = std::make_unique<FeedState>();
     f->rt = rt;
     f->order = static_cast<uint32_t>(feeds_.size());
+    f->plan_share = static_cast<double>(feeds_.size()) / static_cast<double>(feeds.size());
     feeds_.push_back(std::move(f));
   }
 }
@@ -414,9 +422,11 @@ std::shared_ptr<Scheduler::ExecState> Scheduler::make_exec(FeedState& feed,
   // or recorded by a takeover, and the final state is read from the store.
   if (options_.ownership) exec->remaining = exec->run.size();
   if (!exec->run.empty()) {
+    const size_t last = exec->run.size() - 1;
     exec->plan_at = summarize_boundaries_
-                        ? std::hash<std::string>{}(exec->rt->id.str()) % exec->run.size()
-                        : exec->run.size() - 1;
+                        ? std::min(last, static_cast<size_t>(feed.plan_share *
+                                                             static_cast<double>(exec->run.size())))
+                        : last;
   }
   return exec;
 }
@@ -1150,6 +1160,7 @@ void Scheduler::reconfigure(std::vector<const FeedRuntime*> feeds) {
     auto f = std::make_unique<FeedState>();
     f->rt.store(rt);
     f->order = static_cast<uint32_t>(feeds_.size());
+    f->plan_share = static_cast<double>(std::hash<std::string>{}(rt->id.str()) % 1'000'000) / 1e6;
     FeedState* feed = f.get();
     feeds_.push_back(std::move(f));
     spdlog::info("feed={} added: it starts at its next window", rt->id);

@@ -591,6 +591,46 @@ TEST_F(SchedulerTest, NonBlockingSlotsRunOnAtMostOneWorkerPerCore) {
   scheduler_.reset();
 }
 
+// With many feeds, each boundary of a window plans the next window of a run of neighbouring
+// feed ids (the store's execution indexes are keyed by feed: a few neighbouring pages per
+// boundary rather than one page per execution), lowest ids first, spread over the window.
+TEST_F(SchedulerTest, ManyFeedsPlanTheirNextWindowsInRunsOfNeighbouringIds) {
+  auto feeds = random_int_feeds(40);  // more than log_each_slot_up_to
+  std::vector<const FeedRuntime*> ptrs;
+  for (const auto& rt : feeds) ptrs.push_back(rt.get());
+  std::vector<std::string> ids;  // in id order: feed_0, feed_1, feed_10, ...
+  for (const auto& rt : feeds) ids.push_back(rt->id.str());
+  std::sort(ids.begin(), ids.end());
+  scheduler_ = std::make_unique<Scheduler>(clock_, *store_, *dlq_, *publisher_, ptrs);
+  ASSERT_TRUE(scheduler_->start().ok());
+  auto planned = [&](const std::string& id) {
+    auto e = store_->get_execution(ExecutionId(id + "@2026-11-27T21:16:00Z"));
+    return e.ok() && e->has_value();
+  };
+  // The first window runs 11 slots (21:15:38 .. 21:15:58); feed k of 40 in id order plans at
+  // slot floor(k * 11 / 40).
+  uint64_t outcomes = 0;
+  size_t boundaries_that_planned = 0;
+  size_t before = 0;
+  for (int index = 0; index < 11; ++index) {
+    outcomes += 40;
+    advance_to(at(fmt::format("2026-11-27T21:15:{:02}.000Z", 38 + 2 * index).c_str()), outcomes);
+    size_t expected = 0;
+    while (expected < ids.size() && static_cast<int>(expected * 11 / ids.size()) <= index) {
+      ++expected;
+    }
+    ASSERT_TRUE(scheduler_->wait_for_windows_planned(expected, 10s)) << "slot " << index;
+    for (size_t k = 0; k < ids.size(); ++k) {
+      EXPECT_EQ(planned(ids[k]), k < expected) << ids[k] << " after slot " << index;
+    }
+    if (expected > before) ++boundaries_that_planned;
+    before = expected;
+  }
+  EXPECT_EQ(before, ids.size());
+  EXPECT_EQ(boundaries_that_planned, 11u);
+  scheduler_.reset();
+}
+
 TEST_F(SchedulerTest, ARemovedFeedsWindowPlannedAheadDoesNotRun) {
   // 20 feeds: the next window is planned during the current one (spread by feed), so removing a
   // feed must also drop its next window, already planned.
