@@ -14,6 +14,8 @@
 #include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -434,10 +436,27 @@ constexpr const char* kCountPlanned =
 constexpr const char* kIndexWatermark =
     "SELECT indexed_through_id FROM value_index_state WHERE one = 1";
 constexpr const char* kLastValueId = "SELECT coalesce(max(id), 0) FROM value_log";
-// Sorted by feed, so that each feed's index page is written once for all its new rows.
+// Sorted by feed, so that each feed's index page is written once for all its new rows. OR
+// IGNORE: a pass that stopped half-way (IndexPass) may have written some of them.
 constexpr const char* kIndexTail =
-    "INSERT INTO value_feed_index(feed, slot_ms, id)"
+    "INSERT OR IGNORE INTO value_feed_index(feed, slot_ms, id)"
     " SELECT feed, slot_ms, id FROM value_log WHERE id > ?1 AND id <= ?2 ORDER BY feed, slot_ms";
+// One run of an IndexPass, for one slot time: the rows of feeds [?2, ?3) (or [?2, ...) found
+// by a seek in value_log_by_slot (slot_ms, feed).
+constexpr const char* kIndexRun =
+    "INSERT OR IGNORE INTO value_feed_index(feed, slot_ms, id)"
+    " SELECT feed, slot_ms, id FROM value_log INDEXED BY value_log_by_slot"
+    " WHERE slot_ms = ?1 AND feed >= ?2 AND feed < ?3 AND id > ?4 AND id <= ?5";
+constexpr const char* kIndexLastRun =
+    "INSERT OR IGNORE INTO value_feed_index(feed, slot_ms, id)"
+    " SELECT feed, slot_ms, id FROM value_log INDEXED BY value_log_by_slot"
+    " WHERE slot_ms = ?1 AND feed >= ?2 AND id > ?4 AND id <= ?5";
+// Where a run of ?2 feeds from ?1 ends (feed_latest lists the feeds; one that it does not list
+// yet still falls in some run, since the runs cover every feed id).
+constexpr const char* kIndexRunEnd =
+    "SELECT feed FROM feed_latest WHERE feed >= ?1 ORDER BY feed LIMIT 1 OFFSET ?2";
+// The slot times of the rows after the watermark, once at open (later, commits note theirs).
+constexpr const char* kTailSlots = "SELECT DISTINCT slot_ms FROM value_log WHERE id > ?1";
 constexpr const char* kSetIndexWatermark =
     "UPDATE value_index_state SET indexed_through_id = ?1 WHERE one = 1";
 
@@ -1086,8 +1105,40 @@ struct SqliteStore::Impl {
   // feed's index page is written once for 32 of its rows rather than once per row.
   int64_t index_threshold() const { return std::max<int64_t>(4096, 32 * feed_count); }
 
-  // Indexes the tail when it is large enough (or `force`). Returns its own write's status.
+  // A pass of the per-feed index over the rows after its watermark, a run of neighbouring feeds
+  // at a time, each run in a short write of its own, so that no commit waits long behind it. In
+  // one write, the pass at 100,000 feeds held the writer for 2.5 s, then 4.9 s, then 6.4 s, as
+  // the index grew (docs/performance.md, "Session 16"). A run finds its rows with one seek in
+  // value_log_by_slot per slot time of the pass. The watermark moves at the pass's last run, so
+  // until then a feed's rows may be both in the index and in the tail (list_values() drops the
+  // repeats), and a pass cut short (an error, a restart) is simply done again.
+  struct IndexPass {
+    bool active = false;
+    int64_t from = 0;            // the watermark when the pass began
+    int64_t to = 0;              // its last row
+    std::vector<int64_t> slots;  // the slot times of its rows (a superset)
+    std::string next_feed;       // where its next run begins ("": the first feed)
+  };
+  IndexPass pass;  // used only by the caller that set `indexing`
+  // Runs of about this many rows (options.index_run_rows).
+  int64_t index_run_rows = 131072;
+  // More slot times than this in a pass (schedules off a common beat): the pass is one write,
+  // as before, rather than a seek per slot time and run.
+  static constexpr size_t kMaxPassSlots = 4096;
+  // The slot times of the rows after the pass's (a superset: a rolled-back commit leaves its
+  // own). Noted inside the write that inserts the rows, so the write that begins a pass takes
+  // every slot time of the rows before it. guarded by tail_mu.
+  std::set<int64_t> tail_slots;
+  bool tail_slots_overflow = false;  // guarded by tail_mu: more than kMaxPassSlots
+
+  // Indexes the tail when it is large enough: the next run of a pass, or all of it (`force`).
+  // Returns its own write's status.
   Status index_tail(bool force);
+  // REQUIRES: inside values->write(), `indexing`. The next run of `pass` (beginning it first).
+  // Returns whether the pass is done (the watermark moved).
+  bool index_run();
+  // REQUIRES: inside values->write(), `indexing`. Every row after the watermark, in one write.
+  void index_all();
   // index_tail(false), with a warning when it fails: the values stay readable (from the tail)
   // and the next call tries again.
   void index_tail_or_warn() {
@@ -1167,8 +1218,18 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteStoreOptions&
     impl->tail_rows = s->getColumn(0).getInt64() - watermark;
     impl->latest_pending = s->getColumn(0).getInt64() - latest_watermark;
     impl->feed_count = impl->count_feeds();
+    if (impl->tail_rows > 0) {
+      auto slots = c.statement(kTailSlots);
+      slots->bind(1, watermark);
+      while (slots->executeStep() && !impl->tail_slots_overflow) {
+        impl->tail_slots.insert(slots->getColumn(0).getInt64());
+        impl->tail_slots_overflow = impl->tail_slots.size() > Impl::kMaxPassSlots;
+      }
+      if (impl->tail_slots_overflow) impl->tail_slots.clear();
+    }
     return Status::Ok();
   });
+  impl->index_run_rows = std::max<int64_t>(1, options.index_run_rows);
   METRONOME_RETURN_IF_ERROR(counted);
   return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
 }
@@ -1357,6 +1418,19 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
       s->bind(2, last_ms);
       outcome_rows = s->executeStep();
     }
+    {
+      // The slot times of this batch's rows, for the per-feed index's next pass (IndexPass).
+      std::lock_guard lock(impl_->tail_mu);
+      if (!impl_->tail_slots_overflow) {
+        for (const SlotCommit& commit : commits) {
+          if (commit.record) impl_->tail_slots.insert(to_unix_ms(commit.slot.slot));
+        }
+        if (impl_->tail_slots.size() > Impl::kMaxPassSlots) {
+          impl_->tail_slots.clear();
+          impl_->tail_slots_overflow = true;
+        }
+      }
+    }
     const SignatureBatch* last_batch = nullptr;  // its row is written (a batch's rows are adjacent)
     for (const SlotCommit& commit : commits) {
       bool this_inserted = false;
@@ -1463,46 +1537,124 @@ int64_t SqliteStore::wal_checkpoints() const {
 Status SqliteStore::Impl::index_tail(bool force) {
   {
     std::lock_guard lock(tail_mu);
-    if (indexing || tail_rows == 0 || (!force && tail_rows < index_threshold())) {
+    if (indexing || tail_rows == 0 || (!force && !pass.active && tail_rows < index_threshold())) {
       return Status::Ok();
     }
     indexing = true;
   }
   Connection& c = *values;
-  int64_t indexed = 0;
+  int64_t indexed = 0;  // rows after the old watermark that the index now covers
   int64_t feeds = 0;
+  bool done = false;
   Status st = c.write([&]() -> Status {
-    const int64_t from = index_watermark();
-    int64_t to = 0;
-    {
-      auto s = c.statement(kLastValueId);
-      s->executeStep();
-      to = s->getColumn(0).getInt64();
+    const int64_t watermark = index_watermark();
+    if (force) {
+      index_all();
+      done = true;
+    } else {
+      done = index_run();
     }
-    {
-      auto s = c.statement(kIndexTail);
-      s->bind(1, from);
-      s->bind(2, to);
-      s->exec();
-    }
-    {
-      auto s = c.statement(kSetIndexWatermark);
-      s->bind(1, to);
-      s->exec();
-    }
+    if (!done) return Status::Ok();
     catch_up_feed_latest();  // so that the feed count is current
     feeds = count_feeds();
-    indexed = to - from;
+    indexed = index_watermark() - watermark;
     return Status::Ok();
   });
   std::lock_guard lock(tail_mu);
   indexing = false;
-  if (st.ok()) {
+  if (!st.ok()) {
+    // The slot times the pass took are not the tail's any more: the next pass is one write,
+    // which needs none (and does again whatever this one wrote).
+    pass = IndexPass();
+    tail_slots.clear();
+    tail_slots_overflow = true;
+    return st;
+  }
+  if (done) {
+    pass = IndexPass();
     tail_rows = std::max<int64_t>(0, tail_rows - indexed);
     latest_pending = 0;
     feed_count = feeds;
   }
   return st;
+}
+
+void SqliteStore::Impl::index_all() {
+  Connection& c = *values;
+  const int64_t from = index_watermark();
+  int64_t to = 0;
+  {
+    auto s = c.statement(kLastValueId);
+    s->executeStep();
+    to = s->getColumn(0).getInt64();
+  }
+  {
+    auto s = c.statement(kIndexTail);
+    s->bind(1, from);
+    s->bind(2, to);
+    s->exec();
+  }
+  {
+    auto s = c.statement(kSetIndexWatermark);
+    s->bind(1, to);
+    s->exec();
+  }
+  std::lock_guard lock(tail_mu);  // every row so far is indexed: later ones note their own
+  tail_slots.clear();
+  tail_slots_overflow = false;
+}
+
+bool SqliteStore::Impl::index_run() {
+  Connection& c = *values;
+  if (!pass.active) {
+    pass = IndexPass();
+    pass.from = index_watermark();
+    auto s = c.statement(kLastValueId);
+    s->executeStep();
+    pass.to = s->getColumn(0).getInt64();
+    std::lock_guard lock(tail_mu);
+    if (!tail_slots_overflow && !tail_slots.empty()) {
+      pass.slots.assign(tail_slots.begin(), tail_slots.end());
+      tail_slots.clear();
+      pass.active = true;
+    }
+  }
+  if (!pass.active) {
+    index_all();
+    return true;
+  }
+  // A run of about index_run_rows rows: as many feeds as hold that many rows of the pass.
+  int64_t feeds;
+  {
+    std::lock_guard lock(tail_mu);
+    feeds = std::max<int64_t>(1, feed_count);
+  }
+  const int64_t rows_per_feed = std::max<int64_t>(1, (pass.to - pass.from) / feeds);
+  const int64_t run_feeds = std::max<int64_t>(1, index_run_rows / rows_per_feed);
+  std::optional<std::string> end;
+  {
+    auto s = c.statement(kIndexRunEnd);
+    s->bind(1, pass.next_feed);
+    s->bind(2, run_feeds);
+    if (s->executeStep()) end = s->getColumn(0).getString();
+  }
+  for (int64_t slot_ms : pass.slots) {
+    auto s = c.statement(end ? kIndexRun : kIndexLastRun);
+    s->bind(1, slot_ms);
+    s->bind(2, pass.next_feed);
+    if (end) s->bind(3, *end);
+    s->bind(4, pass.from);
+    s->bind(5, pass.to);
+    s->exec();
+  }
+  if (end) {
+    pass.next_feed = std::move(*end);
+    return false;
+  }
+  auto s = c.statement(kSetIndexWatermark);
+  s->bind(1, pass.to);
+  s->exec();
+  return true;
 }
 
 Result<std::vector<ValueRecord>> SqliteStore::list_values(const ValueQuery& query) {
@@ -1545,6 +1697,11 @@ Result<std::vector<ValueRecord>> SqliteStore::list_values(const ValueQuery& quer
     txn.commit();
     std::sort(out.begin(), out.end(),
               [](const ValueRecord& a, const ValueRecord& b) { return a.slot > b.slot; });
+    // During an index pass, a row may be in both parts.
+    out.erase(
+        std::unique(out.begin(), out.end(),
+                    [](const ValueRecord& a, const ValueRecord& b) { return a.slot == b.slot; }),
+        out.end());
     if (out.size() > static_cast<size_t>(query.limit)) out.resize(query.limit);
     return out;
   });

@@ -272,6 +272,79 @@ TEST_F(SqliteStoreTest, AFeedsValuesAreListedTheSameBeforeAndAfterTheyAreIndexed
   }
 }
 
+// The per-feed index is written a run of feeds at a time, each run a write of its own
+// (run_deferred_work); its watermark moves at the last run. Meanwhile, and after a reopen
+// half-way, a feed's values are listed once each, whichever part holds them.
+TEST_F(SqliteStoreTest, ThePerFeedIndexIsWrittenARunOfFeedsAtATime) {
+  options_.index_run_rows = 600;  // about one feed's rows per run below
+  auto store = open(options_);
+  ASSERT_NE(store, nullptr);
+  const std::vector<std::string> feeds{"a", "b", "c", "d", "e", "f", "g", "h"};
+  auto commit_slots = [&](int64_t first_ms, int64_t count) {
+    std::vector<SlotCommit> batch;
+    for (int64_t k = 0; k < count; ++k) {
+      for (const std::string& feed : feeds) {
+        ValueRecord r = record_at(slot_from_unix_ms(first_ms + 2000 * k), "v");
+        r.feed = FeedId(feed);
+        r.execution = make_execution_id(r.feed, r.slot);
+        batch.push_back(publish(r).front());
+      }
+    }
+    ASSERT_TRUE(store->commit_slots(batch).ok());
+  };
+  auto state = [&]() {  // the watermark, the index's rows, the last row
+    SQLite::Database db(options_.path.string(), SQLite::OPEN_READONLY);
+    return std::tuple(db.execAndGet("SELECT indexed_through_id FROM value_index_state").getInt64(),
+                      db.execAndGet("SELECT count(*) FROM value_feed_index").getInt64(),
+                      db.execAndGet("SELECT max(id) FROM value_log").getInt64());
+  };
+  auto listed = [&](const std::string& feed, int limit) {
+    auto values = store->list_values({.feed = FeedId(feed), .limit = limit});
+    EXPECT_TRUE(values.ok()) << values.status().ToString();
+    std::vector<int64_t> out;
+    if (values.ok()) {
+      for (const ValueRecord& v : *values) out.push_back(to_unix_ms(v.slot));
+    }
+    return out;
+  };
+  auto newest = [](int64_t last_ms, int n) {
+    std::vector<int64_t> out;
+    for (int i = 0; i < n; ++i) out.push_back(last_ms - 2000 * i);
+    return out;
+  };
+
+  commit_slots(2000, 520);  // 4,160 rows: worth a pass (4,096)
+  const int64_t pass_end = std::get<2>(state());
+  store->run_deferred_work();  // feed_latest, then the first run: feed "a"
+  auto [watermark, indexed, last] = state();
+  EXPECT_EQ(watermark, 0);
+  EXPECT_EQ(indexed, 520);
+  commit_slots(2000 + 2000 * 520, 2);  // newer rows, for the next pass
+  EXPECT_EQ(listed("a", 1000).size(), 522u);
+  EXPECT_EQ(listed("a", 3), newest(2000 * 522, 3));
+  EXPECT_EQ(listed("h", 1000).size(), 522u);
+
+  store->run_deferred_work();  // feed "b"
+  EXPECT_EQ(std::get<1>(state()), 2 * 520);
+  store.reset();  // half-way: the next pass begins again from the watermark
+  store = open(options_);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(listed("b", 1000).size(), 522u);
+  EXPECT_EQ(listed("c", 2), newest(2000 * 522, 2));
+
+  int runs = 0;
+  for (; runs < 20 && std::get<0>(state()) == 0; ++runs) store->run_deferred_work();
+  EXPECT_EQ(runs, 8);  // every feed again, "a" and "b" included
+  std::tie(watermark, indexed, last) = state();
+  EXPECT_GT(watermark, pass_end);  // the reopened pass took the newer rows too
+  EXPECT_EQ(watermark, last);
+  EXPECT_EQ(indexed, 8 * 522);
+  for (const std::string& feed : feeds) {
+    EXPECT_EQ(listed(feed, 1000).size(), 522u) << feed;
+    EXPECT_EQ(listed(feed, 2), newest(2000 * 522, 2)) << feed;
+  }
+}
+
 // feed_latest is brought up to date between batches (run_deferred_work), or by a commit once it
 // lags too far; latest_value() is right either way, also for a late value of an older slot and
 // after a reopen.
