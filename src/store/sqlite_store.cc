@@ -1120,6 +1120,10 @@ struct SqliteStore::Impl {
     std::string next_feed;       // where its next run begins ("": the first feed)
   };
   IndexPass pass;  // used only by the caller that set `indexing`
+  // Rows committed since the last run. A run waits for a boundary's worth (a row per feed, as
+  // feed_latest does), so that the runs fall in the gaps after the boundaries rather than in the
+  // moments a boundary's queue runs empty. guarded by tail_mu.
+  int64_t rows_since_run = 0;
   // Runs of about this many rows (options.index_run_rows).
   int64_t index_run_rows = 131072;
   // More slot times than this in a pass (schedules off a common beat): the pass is one write,
@@ -1218,6 +1222,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteStoreOptions&
     impl->tail_rows = s->getColumn(0).getInt64() - watermark;
     impl->latest_pending = s->getColumn(0).getInt64() - latest_watermark;
     impl->feed_count = impl->count_feeds();
+    impl->rows_since_run = impl->tail_rows;  // they count for the first run
     if (impl->tail_rows > 0) {
       auto slots = c.statement(kTailSlots);
       slots->bind(1, watermark);
@@ -1514,6 +1519,7 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
     std::lock_guard lock(impl_->tail_mu);
     impl_->tail_rows += added;
     impl_->latest_pending = catch_up_latest ? 0 : impl_->latest_pending + added;
+    impl_->rows_since_run += added;
     // A backstop for writers that never call run_deferred_work(): the tail stays bounded.
     overdue = impl_->tail_rows >= 4 * impl_->index_threshold();
   }
@@ -1537,10 +1543,13 @@ int64_t SqliteStore::wal_checkpoints() const {
 Status SqliteStore::Impl::index_tail(bool force) {
   {
     std::lock_guard lock(tail_mu);
-    if (indexing || tail_rows == 0 || (!force && !pass.active && tail_rows < index_threshold())) {
+    if (indexing || tail_rows == 0) return Status::Ok();
+    if (!force && ((!pass.active && tail_rows < index_threshold()) ||
+                   rows_since_run < latest_catch_up_rows())) {
       return Status::Ok();
     }
     indexing = true;
+    rows_since_run = 0;
   }
   Connection& c = *values;
   int64_t indexed = 0;  // rows after the old watermark that the index now covers

@@ -273,18 +273,21 @@ TEST_F(SqliteStoreTest, AFeedsValuesAreListedTheSameBeforeAndAfterTheyAreIndexed
 }
 
 // The per-feed index is written a run of feeds at a time, each run a write of its own
-// (run_deferred_work); its watermark moves at the last run. Meanwhile, and after a reopen
-// half-way, a feed's values are listed once each, whichever part holds them.
+// (run_deferred_work, once a boundary's worth of rows came since the last); its watermark moves
+// at the last run. Meanwhile, and after a reopen half-way, a feed's values are listed once
+// each, whichever part holds them.
 TEST_F(SqliteStoreTest, ThePerFeedIndexIsWrittenARunOfFeedsAtATime) {
   options_.index_run_rows = 600;  // about one feed's rows per run below
   auto store = open(options_);
   ASSERT_NE(store, nullptr);
   const std::vector<std::string> feeds{"a", "b", "c", "d", "e", "f", "g", "h"};
-  auto commit_slots = [&](int64_t first_ms, int64_t count) {
+  int64_t slots = 0;  // each feed's, at 2000, 4000, ...
+  auto commit_slots = [&](int64_t count) {
     std::vector<SlotCommit> batch;
     for (int64_t k = 0; k < count; ++k) {
+      ++slots;
       for (const std::string& feed : feeds) {
-        ValueRecord r = record_at(slot_from_unix_ms(first_ms + 2000 * k), "v");
+        ValueRecord r = record_at(slot_from_unix_ms(2000 * slots), "v");
         r.feed = FeedId(feed);
         r.execution = make_execution_id(r.feed, r.slot);
         batch.push_back(publish(r).front());
@@ -307,41 +310,47 @@ TEST_F(SqliteStoreTest, ThePerFeedIndexIsWrittenARunOfFeedsAtATime) {
     }
     return out;
   };
-  auto newest = [](int64_t last_ms, int n) {
+  auto newest = [&](int n) {
     std::vector<int64_t> out;
-    for (int i = 0; i < n; ++i) out.push_back(last_ms - 2000 * i);
+    for (int64_t i = 0; i < n; ++i) out.push_back(2000 * (slots - i));
     return out;
   };
 
-  commit_slots(2000, 520);  // 4,160 rows: worth a pass (4,096)
-  const int64_t pass_end = std::get<2>(state());
+  commit_slots(520);           // 4,160 rows: worth a pass (4,096)
   store->run_deferred_work();  // feed_latest, then the first run: feed "a"
   auto [watermark, indexed, last] = state();
   EXPECT_EQ(watermark, 0);
   EXPECT_EQ(indexed, 520);
-  commit_slots(2000 + 2000 * 520, 2);  // newer rows, for the next pass
-  EXPECT_EQ(listed("a", 1000).size(), 522u);
-  EXPECT_EQ(listed("a", 3), newest(2000 * 522, 3));
-  EXPECT_EQ(listed("h", 1000).size(), 522u);
-
+  store->run_deferred_work();  // no new rows since that run: none
+  EXPECT_EQ(std::get<1>(state()), 520);
+  commit_slots(8);  // 64 rows: a boundary's worth for 8 feeds (at least 64)
+  EXPECT_EQ(listed("a", 1000).size(), 528u);
+  EXPECT_EQ(listed("a", 3), newest(3));
+  EXPECT_EQ(listed("h", 1000).size(), 528u);
   store->run_deferred_work();  // feed "b"
   EXPECT_EQ(std::get<1>(state()), 2 * 520);
+
   store.reset();  // half-way: the next pass begins again from the watermark
   store = open(options_);
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(listed("b", 1000).size(), 522u);
-  EXPECT_EQ(listed("c", 2), newest(2000 * 522, 2));
-
+  const int64_t pass_end = std::get<2>(state());
+  EXPECT_EQ(listed("b", 1000).size(), 528u);
+  EXPECT_EQ(listed("c", 2), newest(2));
   int runs = 0;
-  for (; runs < 20 && std::get<0>(state()) == 0; ++runs) store->run_deferred_work();
+  while (runs < 20) {
+    store->run_deferred_work();
+    ++runs;
+    if (std::get<0>(state()) != 0) break;
+    commit_slots(8);
+  }
   EXPECT_EQ(runs, 8);  // every feed again, "a" and "b" included
   std::tie(watermark, indexed, last) = state();
-  EXPECT_GT(watermark, pass_end);  // the reopened pass took the newer rows too
-  EXPECT_EQ(watermark, last);
-  EXPECT_EQ(indexed, 8 * 522);
+  EXPECT_EQ(watermark, pass_end);
+  EXPECT_EQ(indexed, 8 * 528);
+  EXPECT_EQ(last - watermark, 7 * 64);  // the rows committed during the pass: the next one's
   for (const std::string& feed : feeds) {
-    EXPECT_EQ(listed(feed, 1000).size(), 522u) << feed;
-    EXPECT_EQ(listed(feed, 2), newest(2000 * 522, 2)) << feed;
+    EXPECT_EQ(listed(feed, 1000).size(), static_cast<size_t>(slots)) << feed;
+    EXPECT_EQ(listed(feed, 2), newest(2)) << feed;
   }
 }
 
