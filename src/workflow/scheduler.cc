@@ -34,9 +34,10 @@ struct Scheduler::FeedState {
   // Where in its window this feed plans the next one, as a share of the window's slots (with
   // many feeds; see ExecState::plan_at): its rank in id order among the feeds configured at
   // start. Each boundary then plans a run of neighbouring ids, whose executions land on a few
-  // neighbouring index pages, where a share spread by hash wrote a page per execution (bench/
-  // scale, 100,000 feeds: ~5.3 KiB of WAL per execution; docs/performance.md, "Session 16").
-  // A feed added by reconfigure() takes a share from its id's hash.
+  // neighbouring index pages, where a share spread by hash wrote a page per execution
+  // (bench/scale at 100,000 feeds: 5.4 KiB of WAL per execution, now 0.8 KiB;
+  // docs/performance.md, "Session 16"). A feed added by reconfigure() takes a share from its
+  // id's hash.
   double plan_share = 0;
 };
 
