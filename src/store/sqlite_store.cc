@@ -1126,14 +1126,20 @@ struct SqliteStore::Impl {
   int64_t rows_since_run = 0;
   // Runs of about this many rows (options.index_run_rows).
   int64_t index_run_rows = 131072;
-  // More slot times than this in a pass (schedules off a common beat): the pass is one write,
-  // as before, rather than a seek per slot time and run.
-  static constexpr size_t kMaxPassSlots = 4096;
   // The slot times of the rows after the pass's (a superset: a rolled-back commit leaves its
   // own). Noted inside the write that inserts the rows, so the write that begins a pass takes
   // every slot time of the rows before it. guarded by tail_mu.
   std::set<int64_t> tail_slots;
-  bool tail_slots_overflow = false;  // guarded by tail_mu: more than kMaxPassSlots
+  // Set when the slot times are too many to be worth a seek each (too_many_slots): then they are
+  // no longer noted, and the next pass is one write, as before runs. guarded by tail_mu.
+  bool tail_slots_overflow = false;
+  // REQUIRES: tail_mu. Whether tail_slots, for `rows` rows, is past what runs are for: more than
+  // 4,096 slot times, or more than 64 with fewer than 4 rows each (a few feeds, or schedules off a
+  // common beat). One feed's daemon keeps at most 65 of them.
+  bool too_many_slots(int64_t rows) const {
+    const auto n = static_cast<int64_t>(tail_slots.size());
+    return n > 4096 || (n > 64 && 4 * n > rows);
+  }
 
   // Indexes the tail when it is large enough: the next run of a pass, or all of it (`force`).
   // Returns its own write's status.
@@ -1228,7 +1234,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteStoreOptions&
       slots->bind(1, watermark);
       while (slots->executeStep() && !impl->tail_slots_overflow) {
         impl->tail_slots.insert(slots->getColumn(0).getInt64());
-        impl->tail_slots_overflow = impl->tail_slots.size() > Impl::kMaxPassSlots;
+        impl->tail_slots_overflow = impl->too_many_slots(impl->tail_rows);
       }
       if (impl->tail_slots_overflow) impl->tail_slots.clear();
     }
@@ -1430,7 +1436,7 @@ Result<std::vector<bool>> SqliteStore::commit_slots(std::span<const SlotCommit> 
         for (const SlotCommit& commit : commits) {
           if (commit.record) impl_->tail_slots.insert(to_unix_ms(commit.slot.slot));
         }
-        if (impl_->tail_slots.size() > Impl::kMaxPassSlots) {
+        if (impl_->too_many_slots(impl_->tail_rows + static_cast<int64_t>(commits.size()))) {
           impl_->tail_slots.clear();
           impl_->tail_slots_overflow = true;
         }

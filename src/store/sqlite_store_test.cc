@@ -354,6 +354,28 @@ TEST_F(SqliteStoreTest, ThePerFeedIndexIsWrittenARunOfFeedsAtATime) {
   }
 }
 
+// A few feeds have few rows per slot time: their pass is one write, as before runs (and the
+// store does not keep a slot time per row in memory meanwhile).
+TEST_F(SqliteStoreTest, AFewFeedsIndexTheirTailInOneWrite) {
+  options_.index_run_rows = 600;
+  auto store = open(options_);
+  ASSERT_NE(store, nullptr);
+  std::vector<SlotCommit> batch;
+  for (int64_t k = 1; k <= 4100; ++k) {
+    ValueRecord r = record_at(slot_from_unix_ms(2000 * k), "v");
+    r.execution = make_execution_id(r.feed, r.slot);
+    batch.push_back(publish(r).front());
+  }
+  ASSERT_TRUE(store->commit_slots(batch).ok());
+  store->run_deferred_work();
+  SQLite::Database db(options_.path.string(), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("SELECT indexed_through_id FROM value_index_state").getInt64(), 4100);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM value_feed_index").getInt64(), 4100);
+  auto values = store->list_values({.feed = batch.front().feed, .limit = 5000});
+  ASSERT_TRUE(values.ok()) << values.status().ToString();
+  EXPECT_EQ(values->size(), 4100u);
+}
+
 // feed_latest is brought up to date between batches (run_deferred_work), or by a commit once it
 // lags too far; latest_value() is right either way, also for a late value of an older slot and
 // after a reopen.
