@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <regex>
 #include <set>
 
@@ -151,28 +152,38 @@ file = "secrets/oracle_key"
   auto values = publish_for(dir, 1200, &log);
   ASSERT_GE(values.size(), 6u * 8);
   EXPECT_NE(log.find("batch signatures: up to 64 records"), std::string::npos) << log;
-  // The records of one slot share a signature, each with its own proof.
+  // The records of one slot share a signature, each with its own proof. A record that its
+  // worker published alone (its slot dispatched late, on a loaded machine) is signed alone and
+  // has none; it verifies all the same, below.
   std::map<std::string, std::set<std::string>> signatures_by_slot;
+  size_t with_proof = 0;
   for (const auto& v : values) {
-    ASSERT_TRUE(v.contains("proof")) << v.dump();
-    EXPECT_EQ(v["proof"].get<std::string>().size() % 64, 2u) << v.dump();
+    if (v.contains("proof")) {
+      ++with_proof;
+      EXPECT_EQ(v["proof"].get<std::string>().size() % 64, 2u) << v.dump();
+    }
     signatures_by_slot[v["slot_ms"].get<std::string>()].insert(v["signature"].get<std::string>());
   }
+  EXPECT_GE(with_proof, values.size() / 2) << "most records are signed in a batch";
   size_t shared = 0;
   for (const auto& [slot, signatures] : signatures_by_slot) shared += signatures.size() == 1;
   EXPECT_GE(shared, signatures_by_slot.size() / 2) << "most slots: one signature for all 6 feeds";
   expect_verified_by_metronome_and_ethers(dir, values);
 
-  // Another record's proof: the root differs, so the signature recovers someone else.
-  nlohmann::json swapped = values[0];
-  for (const auto& v : values) {
-    if (v["slot_ms"] == swapped["slot_ms"] && v["feed"] != swapped["feed"]) {
-      swapped["proof"] = v["proof"];
-      break;
+  // Another record's proof, from the same batch: the root differs, so the signature recovers
+  // someone else.
+  std::optional<nlohmann::json> swapped;
+  for (const auto& a : values) {
+    for (const auto& b : values) {
+      if (!swapped && a.contains("proof") && b.contains("proof") &&
+          a["signature"] == b["signature"] && a["proof"] != b["proof"]) {
+        swapped = a;
+        (*swapped)["proof"] = b["proof"];
+      }
     }
   }
-  ASSERT_NE(swapped["proof"], values[0]["proof"]);
-  dir.write("swapped.json", swapped.dump());
+  ASSERT_TRUE(swapped.has_value()) << "no two records of one batch";
+  dir.write("swapped.json", swapped->dump());
   auto refused =
       run({"--config", "metronome.toml", "verify", "--file", "swapped.json"}, dir.path());
   EXPECT_NE(refused.exit_code, 0) << refused.out;
