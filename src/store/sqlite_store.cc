@@ -1060,12 +1060,7 @@ struct SqliteStore::Impl {
       auto s = values->statement(kLatestWatermark);
       if (s->executeStep()) from = s->getColumn(0).getInt64();
     }
-    int64_t to = 0;
-    {
-      auto s = values->statement(kLastValueId);
-      s->executeStep();
-      to = s->getColumn(0).getInt64();
-    }
+    const int64_t to = last_value_id();
     if (to <= from) return;
     {
       auto s = values->statement(kCatchUpFeedLatest);
@@ -1162,6 +1157,12 @@ struct SqliteStore::Impl {
     auto s = values->statement(kIndexWatermark);
     return s->executeStep() ? s->getColumn(0).getInt64() : 0;
   }
+  // REQUIRES: inside values->run() or write(). The last row of value_log (0: none).
+  int64_t last_value_id() {
+    auto s = values->statement(kLastValueId);
+    s->executeStep();
+    return s->getColumn(0).getInt64();
+  }
   // REQUIRES: inside values->run() or write(). Feeds with at least one value.
   int64_t count_feeds() {
     return values->db().execAndGet("SELECT count(*) FROM feed_latest").getInt64();
@@ -1223,10 +1224,9 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteStoreOptions&
       auto s = c.statement(kLatestWatermark);
       if (s->executeStep()) latest_watermark = s->getColumn(0).getInt64();
     }
-    auto s = c.statement(kLastValueId);
-    s->executeStep();
-    impl->tail_rows = s->getColumn(0).getInt64() - watermark;
-    impl->latest_pending = s->getColumn(0).getInt64() - latest_watermark;
+    const int64_t last = impl->last_value_id();
+    impl->tail_rows = last - watermark;
+    impl->latest_pending = last - latest_watermark;
     impl->feed_count = impl->count_feeds();
     impl->rows_since_run = impl->tail_rows;  // they count for the first run
     if (impl->tail_rows > 0) {
@@ -1597,12 +1597,7 @@ Status SqliteStore::Impl::index_tail(bool force) {
 void SqliteStore::Impl::index_all() {
   Connection& c = *values;
   const int64_t from = index_watermark();
-  int64_t to = 0;
-  {
-    auto s = c.statement(kLastValueId);
-    s->executeStep();
-    to = s->getColumn(0).getInt64();
-  }
+  const int64_t to = last_value_id();
   {
     auto s = c.statement(kIndexTail);
     s->bind(1, from);
@@ -1624,9 +1619,7 @@ bool SqliteStore::Impl::index_run() {
   if (!pass.active) {
     pass = IndexPass();
     pass.from = index_watermark();
-    auto s = c.statement(kLastValueId);
-    s->executeStep();
-    pass.to = s->getColumn(0).getInt64();
+    pass.to = last_value_id();
     std::lock_guard lock(tail_mu);
     if (!tail_slots_overflow && !tail_slots.empty()) {
       pass.slots.assign(tail_slots.begin(), tail_slots.end());
